@@ -1,0 +1,98 @@
+//! Configuration of the log (and, as the layers above land, of the whole engine).
+
+use crate::error::{Error, Result};
+
+/// How the log lays out and flushes its data.
+///
+/// The defaults suit a server or desktop application. [`LogConfig::tiny`] shrinks every size
+/// so that tests cross segment and buffer boundaries constantly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    /// Size of one segment file in bytes, header included. Default 8 MiB.
+    pub segment_size: u64,
+    /// Size of one in-memory write buffer in bytes; the largest record is a little smaller
+    /// than this. Clipped to what fits in a segment. Default 1 MiB.
+    pub buffer_size: u64,
+    /// Number of write buffers: while the flusher writes one, writers fill the others.
+    /// At least 2. Default 8.
+    pub buffer_count: usize,
+    /// The flusher makes every write durable within this many milliseconds even if nobody
+    /// calls `flush`. `None` leaves durability entirely to explicit flushes. Default 500.
+    pub flush_every_ms: Option<u64>,
+    /// zstd level for record bodies of at least `compress_min_len` bytes; `None` disables
+    /// compression. Default `None`.
+    pub compression_level: Option<i32>,
+    /// Bodies shorter than this are never compressed. Default 256.
+    pub compress_min_len: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_size: 8 << 20,
+            buffer_size: 1 << 20,
+            buffer_count: 8,
+            flush_every_ms: Some(500),
+            compression_level: None,
+            compress_min_len: 256,
+        }
+    }
+}
+
+impl LogConfig {
+    /// The smallest segment the log accepts.
+    pub const MIN_SEGMENT_SIZE: u64 = 256;
+
+    /// Tiny sizes for tests: 2 KiB segments, 512-byte buffers, 3 buffers.
+    pub fn tiny() -> Self {
+        Self {
+            segment_size: 2048,
+            buffer_size: 512,
+            buffer_count: 3,
+            flush_every_ms: Some(5),
+            compression_level: None,
+            compress_min_len: 64,
+        }
+    }
+
+    /// Checks that the settings are consistent.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting to change.
+    pub fn validate(&self) -> Result<()> {
+        if self.segment_size < Self::MIN_SEGMENT_SIZE {
+            return Err(Error::Config(format!(
+                "segment_size {} is below the minimum of {}",
+                self.segment_size,
+                Self::MIN_SEGMENT_SIZE
+            )));
+        }
+        if self.segment_size > 1 << 40 {
+            return Err(Error::Config(format!(
+                "segment_size {} is above the maximum of 1 TiB",
+                self.segment_size
+            )));
+        }
+        if self.buffer_size < 64 {
+            return Err(Error::Config(format!(
+                "buffer_size {} is below the minimum of 64",
+                self.buffer_size
+            )));
+        }
+        if self.buffer_count < 2 {
+            return Err(Error::Config(format!(
+                "buffer_count {} is below the minimum of 2",
+                self.buffer_count
+            )));
+        }
+        if let Some(level) = self.compression_level {
+            if !zstd::compression_level_range().contains(&level) {
+                return Err(Error::Config(format!(
+                    "compression_level {level} is outside zstd's range {:?}",
+                    zstd::compression_level_range()
+                )));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,48 @@
+//! Identifier newtypes shared by the engine's layers.
+
+use std::fmt;
+
+/// A log sequence number: the logical byte position of a record in the log.
+///
+/// LSNs grow monotonically across segments and restarts; a larger LSN was appended later.
+/// A record's LSN is where its header starts. [`Lsn::ZERO`] is the start of a new log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Lsn(pub u64);
+
+impl Lsn {
+    /// The first position of an empty log.
+    pub const ZERO: Lsn = Lsn(0);
+
+    /// The raw position.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// This position advanced by `bytes`.
+    pub(crate) const fn add(self, bytes: u64) -> Lsn {
+        Lsn(self.0 + bytes)
+    }
+}
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "lsn {}", self.0)
+    }
+}
+
+/// The number of a log segment file; segments are numbered consecutively from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SegmentId(pub u64);
+
+impl SegmentId {
+    /// The segment after this one.
+    pub(crate) const fn next(self) -> SegmentId {
+        SegmentId(self.0 + 1)
+    }
+}
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "segment {}", self.0)
+    }
+}

@@ -1,0 +1,45 @@
+//! Grove's byte-level engine.
+//!
+//! **What it is:** the layers under Grove's typed collections. Today that is the bottom
+//! layer, the storage log: [`Storage`] is the only way the engine touches the filesystem, and
+//! [`Log`] is a segmented, checksummed, lock-free append log with group commit and crash
+//! recovery. The page cache, the B-link tree and the database handle come next.
+//!
+//! **What it is not:** a typed API (that is `grove-collections`), or a key-value store yet:
+//! the log stores opaque records and knows nothing of pages or keys.
+//!
+//! # Example
+//! ```
+//! use grove_engine::{Log, LogConfig, Lsn, MemStorage, RecordKind};
+//! use std::sync::Arc;
+//!
+//! let storage = Arc::new(MemStorage::new());
+//! let kind = RecordKind::new(42).expect("user kinds are 16 and up");
+//!
+//! let log = Log::open(storage.clone(), LogConfig::default())?;
+//! let lsn = log.append(kind, b"hello")?;
+//! log.flush()?; // `hello` is durable now
+//! drop(log);
+//!
+//! let mut seen = Vec::new();
+//! let log = Log::open_with(storage, LogConfig::default(), Lsn::ZERO, |record| {
+//!     seen.push((record.lsn, record.body.to_vec()));
+//!     Ok(())
+//! })?;
+//! assert_eq!(seen, vec![(lsn, b"hello".to_vec())]);
+//! # drop(log);
+//! # Ok::<(), grove_engine::Error>(())
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod ids;
+// pub mod log;
+pub mod storage;
+pub(crate) mod sync;
+
+pub use config::LogConfig;
+pub use error::{Error, Result};
+pub use ids::{Lsn, SegmentId};
+// pub use log::{Log, LogStats, Record, RecordKind, Reservation};
+pub use storage::{FileStorage, MemStorage, SimStorage, Storage, StorageFile};

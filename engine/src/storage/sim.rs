@@ -1,0 +1,11 @@
+//! [`SimStorage`]: a deterministic simulated disk (being written).
+
+/// Placeholder.
+#[derive(Debug)]
+pub struct SimStorage;
+/// Placeholder.
+#[derive(Debug)]
+pub struct Fault;
+/// Placeholder.
+#[derive(Debug)]
+pub enum FaultOp {}
