@@ -1,1 +1,2 @@
-fn main(){}
+//! Placeholder: the log_append benchmark is being written.
+fn main() {}

@@ -85,13 +85,19 @@ impl LogConfig {
                 self.buffer_count
             )));
         }
-        if let Some(level) = self.compression_level {
-            if !zstd::compression_level_range().contains(&level) {
-                return Err(Error::Config(format!(
-                    "compression_level {level} is outside zstd's range {:?}",
-                    zstd::compression_level_range()
-                )));
-            }
+        if let Some(level) = self.compression_level
+            && !zstd::compression_level_range().contains(&level)
+        {
+            return Err(Error::Config(format!(
+                "compression_level {level} is outside zstd's range {:?}",
+                zstd::compression_level_range()
+            )));
+        }
+        if self.buffer_size > 64 << 20 {
+            return Err(Error::Config(format!(
+                "buffer_size {} is above the maximum of 64 MiB",
+                self.buffer_size
+            )));
         }
         Ok(())
     }

@@ -91,6 +91,8 @@ pub enum Error {
     LogFailed {
         /// The failure that stopped the log, as it was first reported.
         cause: String,
+        /// The I/O error kind of that failure, if it was one (`StorageFull` for a full disk).
+        kind: Option<io::ErrorKind>,
     },
 
     /// The log was shut down while this operation waited.
@@ -123,18 +125,31 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with the operation and file it came from.
     pub(crate) fn io(op: &'static str, file: impl Into<String>, source: io::Error) -> Self {
-        Self::Io { op, file: file.into(), source }
+        Self::Io {
+            op,
+            file: file.into(),
+            source,
+        }
     }
 
     /// A corruption error at `offset` of `file`.
-    pub(crate) fn corruption(file: impl Into<String>, offset: u64, reason: impl Into<String>) -> Self {
-        Self::Corruption { file: file.into(), offset, reason: reason.into() }
+    pub(crate) fn corruption(
+        file: impl Into<String>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::Corruption {
+            file: file.into(),
+            offset,
+            reason: reason.into(),
+        }
     }
 
     /// The `io::ErrorKind` behind this error, if it came from the operating system.
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
             Self::Io { source, .. } => Some(source.kind()),
+            Self::LogFailed { kind, .. } => *kind,
             _ => None,
         }
     }

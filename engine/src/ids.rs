@@ -17,11 +17,6 @@ impl Lsn {
     pub const fn get(self) -> u64 {
         self.0
     }
-
-    /// This position advanced by `bytes`.
-    pub(crate) const fn add(self, bytes: u64) -> Lsn {
-        Lsn(self.0 + bytes)
-    }
 }
 
 impl fmt::Display for Lsn {
@@ -33,13 +28,6 @@ impl fmt::Display for Lsn {
 /// The number of a log segment file; segments are numbered consecutively from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct SegmentId(pub u64);
-
-impl SegmentId {
-    /// The segment after this one.
-    pub(crate) const fn next(self) -> SegmentId {
-        SegmentId(self.0 + 1)
-    }
-}
 
 impl fmt::Display for SegmentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -34,12 +34,12 @@
 pub mod config;
 pub mod error;
 pub mod ids;
-// pub mod log;
+pub mod log;
 pub mod storage;
 pub(crate) mod sync;
 
 pub use config::LogConfig;
 pub use error::{Error, Result};
 pub use ids::{Lsn, SegmentId};
-// pub use log::{Log, LogStats, Record, RecordKind, Reservation};
+pub use log::{Log, LogStats, Record, RecordKind, Reservation};
 pub use storage::{FileStorage, MemStorage, SimStorage, Storage, StorageFile};

@@ -3,11 +3,10 @@
 //! Built normally these are the `std` types. Built with `RUSTFLAGS="--cfg loom"` they are
 //! loom's, so a loom model can explore every interleaving of the code that uses them
 //! (see `engine/tests/loom_reservation.rs`). Code elsewhere in the engine must import
-//! atomics, `Mutex`, `Condvar`, `UnsafeCell` and `thread` from here, never from `std`.
+//! atomics, `Mutex`, `Condvar`, shared buffers and threads from here, never from `std`.
 
 #[cfg(loom)]
 pub(crate) use loom::{
-    cell::UnsafeCell,
     sync::{
         Arc, Condvar, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -23,23 +22,6 @@ pub(crate) use std::{
     },
     thread,
 };
-
-/// `std`'s `UnsafeCell` with loom's closure-based API, so one code path serves both builds.
-#[cfg(not(loom))]
-#[derive(Debug)]
-pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
-
-#[cfg(not(loom))]
-impl<T> UnsafeCell<T> {
-    pub(crate) const fn new(value: T) -> Self {
-        Self(std::cell::UnsafeCell::new(value))
-    }
-
-    /// Runs `f` with a mutable pointer to the contents. The caller upholds the aliasing rules.
-    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
-        f(self.0.get())
-    }
-}
 
 /// Locks `mutex`, recovering the guard if another thread panicked while holding it.
 ///
@@ -80,4 +62,128 @@ pub(crate) fn spin_hint() {
     loom::thread::yield_now();
     #[cfg(not(loom))]
     std::hint::spin_loop();
+}
+
+/// Spawns a named thread (loom ignores the name).
+pub(crate) fn spawn<F>(name: &str, f: F) -> std::io::Result<thread::JoinHandle<()>>
+where
+    F: FnOnce() + Send + 'static,
+{
+    #[cfg(loom)]
+    {
+        let _ = name;
+        Ok(thread::spawn(f))
+    }
+    #[cfg(not(loom))]
+    thread::Builder::new().name(name.to_owned()).spawn(f)
+}
+
+/// A fixed-size byte buffer that several threads write at once, each into its own range.
+///
+/// # Thread safety
+/// The type itself does not stop two threads from touching the same bytes: callers guarantee
+/// that a range is written by one thread at a time and read only after its writer finished,
+/// with a happens-before edge in between. The log's reservation protocol (`log/ring.rs`)
+/// provides both: a reservation hands out a disjoint range, and the flusher reads a buffer
+/// only after acquiring the header word that every writer released.
+/// Under loom every byte is a checked cell, so a model catches any breach of this rule.
+#[cfg(not(loom))]
+pub(crate) struct SharedBuffer(Box<[std::cell::UnsafeCell<u8>]>);
+
+#[cfg(not(loom))]
+// SAFETY: all access goes through `write` and `with_slice`, whose callers promise the
+// disjoint-range and happens-before discipline described above.
+#[expect(
+    unsafe_code,
+    reason = "concurrent writers fill disjoint ranges of one buffer"
+)]
+unsafe impl Sync for SharedBuffer {}
+
+#[cfg(not(loom))]
+impl SharedBuffer {
+    /// A zeroed buffer of `len` bytes.
+    pub(crate) fn new(len: usize) -> Self {
+        Self((0..len).map(|_| std::cell::UnsafeCell::new(0)).collect())
+    }
+
+    /// Copies `src` into the buffer at `offset`.
+    ///
+    /// # Safety
+    /// `offset..offset + src.len()` is in bounds, and no other thread reads or writes it
+    /// until this call has returned and a happens-before edge has been established.
+    #[expect(
+        unsafe_code,
+        reason = "the reservation protocol makes this range exclusive"
+    )]
+    pub(crate) unsafe fn write(&self, offset: usize, src: &[u8]) {
+        debug_assert!(offset + src.len() <= self.0.len());
+        let start = std::cell::UnsafeCell::raw_get(self.0.as_ptr());
+        // SAFETY: in bounds and exclusive by this function's contract; `UnsafeCell<u8>` has
+        // the layout of `u8`, so the cells are contiguous bytes.
+        unsafe {
+            start
+                .add(offset)
+                .copy_from_nonoverlapping(src.as_ptr(), src.len())
+        }
+    }
+
+    /// Runs `f` on the bytes `range`.
+    ///
+    /// # Safety
+    /// `range` is in bounds, and every write to it happened-before this call, with no write
+    /// to it until `f` returns.
+    #[expect(
+        unsafe_code,
+        reason = "the flusher reads a buffer once its writers released it"
+    )]
+    pub(crate) unsafe fn with_slice<R>(
+        &self,
+        range: std::ops::Range<usize>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> R {
+        debug_assert!(range.end <= self.0.len() && range.start <= range.end);
+        let start = std::cell::UnsafeCell::raw_get(self.0.as_ptr());
+        // SAFETY: in bounds and free of concurrent writes by this function's contract.
+        let bytes = unsafe { std::slice::from_raw_parts(start.add(range.start), range.len()) };
+        f(bytes)
+    }
+}
+
+/// Loom's version: one checked cell per byte, so overlapping or unordered access is reported.
+#[cfg(loom)]
+pub(crate) struct SharedBuffer(Box<[loom::cell::UnsafeCell<u8>]>);
+
+#[cfg(loom)]
+impl SharedBuffer {
+    pub(crate) fn new(len: usize) -> Self {
+        Self((0..len).map(|_| loom::cell::UnsafeCell::new(0)).collect())
+    }
+
+    #[expect(unsafe_code, reason = "mirrors the std version's contract")]
+    pub(crate) unsafe fn write(&self, offset: usize, src: &[u8]) {
+        for (cell, byte) in self.0[offset..offset + src.len()].iter().zip(src) {
+            // SAFETY: loom checks that this access is exclusive.
+            cell.with_mut(|p| unsafe { *p = *byte });
+        }
+    }
+
+    #[expect(unsafe_code, reason = "mirrors the std version's contract")]
+    pub(crate) unsafe fn with_slice<R>(
+        &self,
+        range: std::ops::Range<usize>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> R {
+        // SAFETY: loom checks that no write races with this read.
+        let bytes: Vec<u8> = self.0[range]
+            .iter()
+            .map(|cell| cell.with(|p| unsafe { *p }))
+            .collect();
+        f(&bytes)
+    }
+}
+
+impl std::fmt::Debug for SharedBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedBuffer({} bytes)", self.0.len())
+    }
 }

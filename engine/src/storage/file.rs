@@ -66,7 +66,10 @@ impl FileStorage {
 
 impl Storage for FileStorage {
     fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
-        let file = OpenOptions::new().read(true).write(true).open(self.dir.join(name))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.dir.join(name))?;
         Ok(Arc::new(DiskFile(file)))
     }
 
@@ -83,12 +86,11 @@ impl Storage for FileStorage {
         let mut names = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_file() {
-                if let Ok(name) = entry.file_name().into_string() {
-                    if name != LOCK_FILE {
-                        names.push(name);
-                    }
-                }
+            if entry.file_type()?.is_file()
+                && let Ok(name) = entry.file_name().into_string()
+                && name != LOCK_FILE
+            {
+                names.push(name);
             }
         }
         Ok(names)
@@ -205,7 +207,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = FileStorage::open(dir.path()).unwrap();
         let second = FileStorage::open(dir.path());
-        assert!(matches!(second, Err(Error::AlreadyOpen { .. })), "{second:?}");
+        assert!(
+            matches!(second, Err(Error::AlreadyOpen { .. })),
+            "{second:?}"
+        );
         drop(first);
         FileStorage::open(dir.path()).unwrap();
     }

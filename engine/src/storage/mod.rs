@@ -89,15 +89,3 @@ pub trait StorageFile: Send + Sync + fmt::Debug {
         Ok(self.len()? == 0)
     }
 }
-
-/// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
-pub(crate) fn read_exact_at(file: &dyn StorageFile, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    let n = file.read_at(buf, offset)?;
-    if n < buf.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("wanted {} bytes at offset {offset}, file ends after {n}", buf.len()),
-        ));
-    }
-    Ok(())
-}

@@ -1,0 +1,225 @@
+//! The flusher thread: writes sealed buffers in order, syncs, publishes the stable LSN.
+//!
+//! It is the only thread that writes segment files, so segment files need no locks. For
+//! each batch of ready buffers it writes them in incarnation (= LSN) order, closes a segment
+//! with its segment-end record and an `fdatasync` before creating the next, then syncs the
+//! active segment once for the whole batch (group commit) and publishes the new stable LSN.
+//! Any I/O error stops the log for good: a failed `fdatasync` may have dropped the data it
+//! was meant to persist, so retrying it and carrying on would lie about durability.
+
+use std::{
+    io,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{
+    Shared,
+    format::{self, RecordHeader, RecordKind, SegmentHeader, TEMP_SUFFIX},
+    geometry::SegmentSpan,
+    ring::{Failure, Sealed},
+};
+use crate::{
+    error::{Error, Result},
+    storage::StorageFile,
+    sync::Ordering,
+};
+
+/// How long the flusher sleeps when there is no timer and no work.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// The segment file being appended to.
+struct Active {
+    id: u64,
+    name: String,
+    file: Arc<dyn StorageFile>,
+    /// Written since the last sync.
+    dirty: bool,
+}
+
+/// The state the flusher thread owns.
+pub(crate) struct Flusher {
+    shared: Arc<Shared>,
+    /// The next incarnation to write.
+    next: u64,
+    active: Option<Active>,
+}
+
+impl Flusher {
+    pub(crate) fn new(shared: Arc<Shared>, tail_file: Option<Arc<dyn StorageFile>>) -> Self {
+        let geometry = *shared.ring.geometry();
+        let active = tail_file.map(|file| Active {
+            id: geometry.first_id,
+            name: format::segment_file_name(geometry.first_id),
+            file,
+            dirty: false,
+        });
+        Self {
+            shared,
+            next: 0,
+            active,
+        }
+    }
+
+    /// The thread's main loop; returns when the log closes or fails.
+    pub(crate) fn run(mut self) {
+        let period = self.shared.config.flush_every_ms.map(Duration::from_millis);
+        let mut last_progress = Instant::now();
+        let shared = self.shared.clone();
+        let ring = &shared.ring;
+        loop {
+            if ring.has_failed() {
+                return;
+            }
+            if ring.ready(self.next).is_none() {
+                if ring.is_closing() {
+                    return;
+                }
+                ring.wait_for_work(self.next, period.unwrap_or(IDLE_WAIT));
+                if ring.ready(self.next).is_none() {
+                    if period.is_some_and(|p| last_progress.elapsed() >= p) {
+                        if let Err(e) = ring.seal_if_idle(self.next) {
+                            // Only a failure or close gets here; both are already recorded.
+                            let _ = e;
+                        }
+                        last_progress = Instant::now();
+                    }
+                    continue;
+                }
+            }
+            if let Err(error) = self.write_ready() {
+                ring.fail(Failure {
+                    cause: error.to_string(),
+                    kind: error.io_kind(),
+                });
+                return;
+            }
+            last_progress = Instant::now();
+        }
+    }
+
+    /// Writes every ready buffer, syncs once, publishes.
+    fn write_ready(&mut self) -> Result<()> {
+        let shared = self.shared.clone();
+        let ring = &shared.ring;
+        let mut stable = None;
+        while let Some(sealed) = ring.ready(self.next) {
+            self.write_buffer(&sealed)?;
+            stable = Some(sealed.next_base);
+            self.next += 1;
+        }
+        if let Some(active) = self.active.as_mut().filter(|a| a.dirty) {
+            sync(&shared, active)?;
+        }
+        if let Some(stable) = stable {
+            ring.publish(self.next, stable);
+            shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn write_buffer(&mut self, sealed: &Sealed<'_>) -> Result<()> {
+        let shared = self.shared.clone();
+        let span = shared.ring.geometry().span(sealed.base);
+        let active = self.segment(span)?;
+        if sealed.used > 0 {
+            let at = span.file_offset(sealed.base);
+            sealed
+                .with_bytes(|bytes| active.file.write_at(bytes, at))
+                .map_err(|e| Error::io("write", shared.storage.describe(&active.name), e))?;
+            active.dirty = true;
+            shared
+                .stats
+                .bytes_written
+                .fetch_add(sealed.used, Ordering::Relaxed);
+        }
+        if sealed.next_base == span.end() {
+            // The next buffer starts a new segment: close this one for good.
+            let end = sealed.base + sealed.used;
+            let mut record = RecordHeader {
+                body_len: 0,
+                lsn: end,
+                kind: RecordKind::SEGMENT_END,
+                flags: 0,
+            }
+            .encode();
+            RecordHeader::seal(&mut record, &[]);
+            active
+                .file
+                .write_at(&record, span.file_offset(end))
+                .map_err(|e| Error::io("write", shared.storage.describe(&active.name), e))?;
+            sync(&shared, active)?;
+            self.active = None;
+        }
+        Ok(())
+    }
+
+    /// The active segment for `span`, creating its file if it does not exist yet.
+    fn segment(&mut self, span: SegmentSpan) -> Result<&mut Active> {
+        if self.active.as_ref().is_some_and(|a| a.id != span.id) {
+            // Unreachable by construction (a segment is closed before the next opens), but
+            // appending to the wrong file would be silent corruption.
+            return Err(Error::corruption(
+                format::segment_file_name(span.id),
+                0,
+                "flusher moved to a new segment without closing the previous one",
+            ));
+        }
+        if self.active.is_none() {
+            self.active = Some(create_segment(&self.shared, span)?);
+        }
+        self.active.as_mut().ok_or(Error::Closed)
+    }
+}
+
+fn sync(shared: &Shared, active: &mut Active) -> Result<()> {
+    active
+        .file
+        .sync()
+        .map_err(|e| Error::io("sync", shared.storage.describe(&active.name), e))?;
+    active.dirty = false;
+    shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Creates a segment atomically: temporary name, header, sync, rename, directory sync.
+fn create_segment(shared: &Shared, span: SegmentSpan) -> Result<Active> {
+    let storage = &*shared.storage;
+    let name = format::segment_file_name(span.id);
+    let temp = format!("{:016x}{TEMP_SUFFIX}", span.id);
+    let shown = storage.describe(&temp);
+    let file = match storage.create_new(&temp) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            storage
+                .remove(&temp)
+                .map_err(|e| Error::io("remove", &shown, e))?;
+            storage.create_new(&temp)
+        }
+        other => other,
+    }
+    .map_err(|e| Error::io("create", &shown, e))?;
+    let header = SegmentHeader {
+        id: span.id,
+        base_lsn: span.base,
+        size: span.size,
+    };
+    file.write_at(&header.encode(), 0)
+        .map_err(|e| Error::io("write", &shown, e))?;
+    file.sync().map_err(|e| Error::io("sync", &shown, e))?;
+    storage
+        .rename(&temp, &name)
+        .map_err(|e| Error::io("rename", &shown, e))?;
+    storage
+        .sync_dir()
+        .map_err(|e| Error::io("sync directory", storage.describe(""), e))?;
+    shared
+        .stats
+        .segments_created
+        .fetch_add(1, Ordering::Relaxed);
+    Ok(Active {
+        id: span.id,
+        name,
+        file,
+        dirty: false,
+    })
+}

@@ -1,0 +1,423 @@
+//! The on-disk format of log segments and records, specified once, beside its constants.
+//!
+//! All integers are little-endian. `docs/format.md` mirrors this comment.
+//!
+//! ## Segment file: `NNNNNNNNNNNNNNNN.seg` (16 hex digits of the segment id)
+//!
+//! ```text
+//! offset size field
+//!      0    8 magic          b"GROVELOG"
+//!      8    4 version        FORMAT_VERSION (1)
+//!     12    4 header crc     CRC-32 (IEEE) of bytes 0..12 and 16..40
+//!     16    8 segment id     equals the number in the file name
+//!     24    8 base lsn       LSN of the first byte after this header
+//!     32    8 segment size   total file size this segment may grow to, header included
+//!     40    . records, back to back, from base lsn up to base lsn + size - 40
+//! ```
+//!
+//! A segment is created under a temporary name (`.seg.tmp`), its header written and synced,
+//! then renamed into place and the directory synced: a `.seg` file always has a whole header.
+//! Segments are contiguous: each one's base LSN is the previous one's base + size - 40.
+//!
+//! ## Record
+//!
+//! ```text
+//! offset size field
+//!      0    4 crc            CRC-32 (IEEE) of bytes 4..20 and the body
+//!      4    4 body length    bytes of body on disk
+//!      8    8 lsn            the record's own LSN (its position), so stale bytes never pass
+//!     16    1 kind           0 invalid, 1 aborted, 2 segment end, 16..=255 the caller's kinds
+//!     17    1 flags          bit 0: body is zstd-compressed; other bits must be 0
+//!     18    2 reserved       0
+//!     20    . body
+//! ```
+//!
+//! A compressed body is the uncompressed length (u32) followed by one zstd frame.
+//! An *aborted* record is a reservation its writer gave up: recovery skips it. A *segment end*
+//! record (empty body) closes a segment; the log keeps room for one at the end of every
+//! segment, so a segment is complete exactly when it ends with one.
+
+use crate::error::{Error, Result};
+
+/// Magic number at the start of every segment file.
+pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"GROVELOG";
+/// The segment format version this build reads and writes.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+/// Bytes in a segment header.
+pub(crate) const SEGMENT_HEADER_LEN: u64 = 40;
+/// Bytes in a record header.
+pub(crate) const RECORD_HEADER_LEN: usize = 20;
+/// `RECORD_HEADER_LEN` as a `u64`, for LSN arithmetic.
+pub(crate) const RECORD_HEADER_LEN_U64: u64 = 20;
+/// Room kept free at the end of every segment for its segment-end record.
+pub(crate) const SEGMENT_END_LEN: u64 = RECORD_HEADER_LEN_U64;
+/// Flag bit: the body is zstd-compressed.
+pub(crate) const FLAG_COMPRESSED: u8 = 1;
+/// The largest body any record may have in any configuration (the buffer header's offset
+/// field is 27 bits). Recovery rejects larger lengths before allocating anything.
+pub(crate) const MAX_BODY_LEN: usize = (1 << 27) - 1 - RECORD_HEADER_LEN;
+
+/// File name suffix of segment files.
+pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
+/// File name suffix of segments being created.
+pub(crate) const TEMP_SUFFIX: &str = ".seg.tmp";
+
+/// What a record is. Kinds below 16 belong to the log itself; the layer above chooses the
+/// meaning of the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RecordKind(u8);
+
+impl RecordKind {
+    /// A reservation abandoned by its writer. Never returned by recovery.
+    pub(crate) const ABORTED: RecordKind = RecordKind(1);
+    /// The end of a segment. Never returned by recovery.
+    pub(crate) const SEGMENT_END: RecordKind = RecordKind(2);
+    /// The smallest kind available to callers.
+    pub const FIRST_USER: u8 = 16;
+
+    /// A caller-defined kind, or `None` if `kind` is below [`RecordKind::FIRST_USER`].
+    pub const fn new(kind: u8) -> Option<RecordKind> {
+        if kind >= Self::FIRST_USER {
+            Some(RecordKind(kind))
+        } else {
+            None
+        }
+    }
+
+    /// The kind as stored on disk.
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+
+    fn is_known(self) -> bool {
+        self == Self::ABORTED || self == Self::SEGMENT_END || self.0 >= Self::FIRST_USER
+    }
+}
+
+/// The name of segment `id`'s file.
+pub(crate) fn segment_file_name(id: u64) -> String {
+    format!("{id:016x}{SEGMENT_SUFFIX}")
+}
+
+/// The segment id in a segment file name, or `None` if `name` is not one.
+pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// A segment file's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentHeader {
+    pub(crate) id: u64,
+    pub(crate) base_lsn: u64,
+    pub(crate) size: u64,
+}
+
+impl SegmentHeader {
+    pub(crate) fn encode(&self) -> [u8; 40] {
+        let mut out = [0u8; 40];
+        out[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[16..24].copy_from_slice(&self.id.to_le_bytes());
+        out[24..32].copy_from_slice(&self.base_lsn.to_le_bytes());
+        out[32..40].copy_from_slice(&self.size.to_le_bytes());
+        let crc = header_crc(&out);
+        out[12..16].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Parses and validates a header read from `file`, in the order that gives the most
+    /// useful error: foreign file, then newer version, then damage.
+    pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<SegmentHeader> {
+        let Some(bytes) = bytes.get(..40) else {
+            if bytes.len() >= 8 && bytes[0..8] != SEGMENT_MAGIC {
+                return Err(Error::NotGrove {
+                    file: file.to_owned(),
+                    found: le_u64(bytes, 0),
+                });
+            }
+            return Err(Error::corruption(
+                file,
+                0,
+                format!(
+                    "file is {} bytes, shorter than the 40-byte segment header",
+                    bytes.len()
+                ),
+            ));
+        };
+        if bytes[0..8] != SEGMENT_MAGIC {
+            return Err(Error::NotGrove {
+                file: file.to_owned(),
+                found: le_u64(bytes, 0),
+            });
+        }
+        let version = le_u32(bytes, 8);
+        if version != FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                file: file.to_owned(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let stored = le_u32(bytes, 12);
+        let computed = header_crc(bytes);
+        if stored != computed {
+            return Err(Error::corruption(
+                file,
+                12,
+                format!("segment header checksum {stored:#010x}, computed {computed:#010x}"),
+            ));
+        }
+        let header = SegmentHeader {
+            id: le_u64(bytes, 16),
+            base_lsn: le_u64(bytes, 24),
+            size: le_u64(bytes, 32),
+        };
+        if header.size < SEGMENT_HEADER_LEN + SEGMENT_END_LEN + RECORD_HEADER_LEN_U64 {
+            return Err(Error::corruption(
+                file,
+                32,
+                format!("segment size {} is too small to hold a record", header.size),
+            ));
+        }
+        if header.base_lsn.checked_add(header.size).is_none() {
+            return Err(Error::corruption(file, 24, "segment LSN range overflows"));
+        }
+        Ok(header)
+    }
+}
+
+fn header_crc(bytes: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&bytes[0..12]);
+    hasher.update(&bytes[16..40]);
+    hasher.finalize()
+}
+
+/// A record header as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordHeader {
+    pub(crate) body_len: u32,
+    pub(crate) lsn: u64,
+    pub(crate) kind: RecordKind,
+    pub(crate) flags: u8,
+}
+
+impl RecordHeader {
+    /// The header bytes with the crc field zero; see [`RecordHeader::seal`].
+    pub(crate) fn encode(&self) -> [u8; RECORD_HEADER_LEN] {
+        let mut out = [0u8; RECORD_HEADER_LEN];
+        out[4..8].copy_from_slice(&self.body_len.to_le_bytes());
+        out[8..16].copy_from_slice(&self.lsn.to_le_bytes());
+        out[16] = self.kind.0;
+        out[17] = self.flags;
+        out
+    }
+
+    /// Fills in the crc of an encoded header followed by `body`.
+    pub(crate) fn seal(header: &mut [u8; RECORD_HEADER_LEN], body: &[u8]) {
+        let crc = record_crc(header, body);
+        header[0..4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Fills in the crc of an encoded header followed by a body whose own CRC state is
+    /// `body_crc`, without reading the body again.
+    pub(crate) fn seal_with(header: &mut [u8; RECORD_HEADER_LEN], body_crc: &crc32fast::Hasher) {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&header[4..]);
+        hasher.combine(body_crc);
+        header[0..4].copy_from_slice(&hasher.finalize().to_le_bytes());
+    }
+
+    /// Parses a header, checking everything that does not need the body: the LSN it claims,
+    /// a known kind and flags, and a length that fits in `room` bytes after the header.
+    /// Returns why the bytes are not a valid header otherwise.
+    pub(crate) fn decode(
+        bytes: &[u8; RECORD_HEADER_LEN],
+        expected_lsn: u64,
+        room: u64,
+    ) -> Result<RecordHeader, String> {
+        let lsn = le_u64(bytes, 8);
+        if lsn != expected_lsn {
+            return Err(format!("record claims lsn {lsn}, expected {expected_lsn}"));
+        }
+        let kind = RecordKind(bytes[16]);
+        if !kind.is_known() {
+            return Err(format!("unknown record kind {}", kind.0));
+        }
+        let flags = bytes[17];
+        if flags & !FLAG_COMPRESSED != 0 || bytes[18..20] != [0, 0] {
+            return Err(format!("unknown record flags {flags:#04x}"));
+        }
+        let body_len = le_u32(bytes, 4);
+        if u64::from(body_len) > room {
+            return Err(format!(
+                "body length {body_len} exceeds the {room} bytes left in the segment"
+            ));
+        }
+        if usize::try_from(body_len).map_or(true, |len| len > MAX_BODY_LEN) {
+            return Err(format!(
+                "body length {body_len} exceeds the maximum {MAX_BODY_LEN}"
+            ));
+        }
+        Ok(RecordHeader {
+            body_len,
+            lsn,
+            kind,
+            flags,
+        })
+    }
+
+    /// Checks the stored crc against the header and body.
+    pub(crate) fn verify(bytes: &[u8; RECORD_HEADER_LEN], body: &[u8]) -> Result<(), String> {
+        let stored = le_u32(bytes, 0);
+        let computed = record_crc(bytes, body);
+        if stored == computed {
+            Ok(())
+        } else {
+            Err(format!(
+                "record checksum {stored:#010x}, computed {computed:#010x}"
+            ))
+        }
+    }
+}
+
+fn record_crc(header: &[u8; RECORD_HEADER_LEN], body: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&header[4..]);
+    hasher.update(body);
+    hasher.finalize()
+}
+
+/// Compresses `body` if that makes it smaller: returns the stored bytes and the flags.
+pub(crate) fn compress(body: &[u8], level: i32) -> Option<Vec<u8>> {
+    let len = u32::try_from(body.len()).ok()?;
+    let frame = zstd::bulk::compress(body, level).ok()?;
+    if frame.len() + 4 >= body.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(frame.len() + 4);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&frame);
+    Some(out)
+}
+
+/// Decompresses a stored body, refusing lengths above `MAX_BODY_LEN` before allocating.
+pub(crate) fn decompress(stored: &[u8]) -> Result<Vec<u8>, String> {
+    let Some(len_bytes) = stored.get(..4) else {
+        return Err("compressed body shorter than its length prefix".to_owned());
+    };
+    let len = usize::try_from(le_u32(len_bytes, 0)).map_err(|e| e.to_string())?;
+    if len > MAX_BODY_LEN {
+        return Err(format!(
+            "compressed body claims {len} bytes, above the maximum"
+        ));
+    }
+    let out = zstd::bulk::decompress(&stored[4..], len).map_err(|e| format!("zstd: {e}"))?;
+    if out.len() != len {
+        return Err(format!(
+            "compressed body gave {} bytes, header said {len}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+pub(crate) fn le_u32(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+pub(crate) fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_header_round_trips_and_rejects_foreign_and_newer_files() {
+        let header = SegmentHeader {
+            id: 7,
+            base_lsn: 1234,
+            size: 4096,
+        };
+        let bytes = header.encode();
+        assert_eq!(SegmentHeader::decode(&bytes, "f").unwrap(), header);
+
+        let mut foreign = bytes;
+        foreign[0] = b'X';
+        assert!(matches!(
+            SegmentHeader::decode(&foreign, "f"),
+            Err(Error::NotGrove { .. })
+        ));
+
+        let mut newer = bytes;
+        newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+        assert!(matches!(
+            SegmentHeader::decode(&newer, "f"),
+            Err(Error::UnsupportedVersion {
+                found: 2,
+                supported: 1,
+                ..
+            })
+        ));
+
+        let mut damaged = bytes;
+        damaged[20] ^= 1;
+        assert!(matches!(
+            SegmentHeader::decode(&damaged, "f"),
+            Err(Error::Corruption { .. })
+        ));
+        assert!(matches!(
+            SegmentHeader::decode(&bytes[..30], "f"),
+            Err(Error::Corruption { .. })
+        ));
+    }
+
+    #[test]
+    fn record_header_checks_lsn_kind_length_and_crc() {
+        let body = b"body bytes";
+        let header = RecordHeader {
+            body_len: 10,
+            lsn: 99,
+            kind: RecordKind(16),
+            flags: 0,
+        };
+        let mut bytes = header.encode();
+        RecordHeader::seal(&mut bytes, body);
+        assert_eq!(RecordHeader::decode(&bytes, 99, 100).unwrap(), header);
+        RecordHeader::verify(&bytes, body).unwrap();
+        assert!(RecordHeader::verify(&bytes, b"body bytez").is_err());
+        assert!(RecordHeader::decode(&bytes, 98, 100).is_err());
+        assert!(RecordHeader::decode(&bytes, 99, 9).is_err());
+        let mut zeroed = bytes;
+        zeroed[16] = 0;
+        assert!(RecordHeader::decode(&zeroed, 99, 100).is_err());
+    }
+
+    #[test]
+    fn compression_round_trips_and_skips_incompressible_bodies() {
+        let body = vec![7u8; 4000];
+        let stored = compress(&body, 3).unwrap();
+        assert!(stored.len() < 100);
+        assert_eq!(decompress(&stored).unwrap(), body);
+        assert!(compress(&[1, 2, 3], 3).is_none());
+        assert!(decompress(&[0xff, 0xff, 0xff, 0x7f, 0]).is_err());
+    }
+
+    #[test]
+    fn segment_names_round_trip() {
+        assert_eq!(segment_file_name(26), "000000000000001a.seg");
+        assert_eq!(parse_segment_name("000000000000001a.seg"), Some(26));
+        assert_eq!(parse_segment_name("1a.seg"), None);
+        assert_eq!(parse_segment_name("000000000000001a.seg.tmp"), None);
+    }
+}

@@ -1,0 +1,19 @@
+//! The storage log: segmented, checksummed, lock-free appends with group commit and recovery.
+//!
+//! The log stores opaque records (a [`RecordKind`] and a body) at increasing [`Lsn`]s. It
+//! never sees pages or keys. Start at [`Log`].
+
+mod flusher;
+mod format;
+mod geometry;
+mod handle;
+mod header;
+mod recovery;
+mod ring;
+
+pub use format::RecordKind;
+pub(crate) use handle::Shared;
+pub use handle::{Log, LogStats, Record, Reservation};
+
+#[cfg(all(test, loom))]
+mod ring_loom;
