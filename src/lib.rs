@@ -9,3 +9,8 @@
 
 pub use grove_collections as collections;
 pub use grove_engine as engine;
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -88,7 +88,18 @@ where
 /// only after acquiring the header word that every writer released.
 /// Under loom every byte is a checked cell, so a model catches any breach of this rule.
 #[cfg(not(loom))]
-pub(crate) struct SharedBuffer(Box<[std::cell::UnsafeCell<u8>]>);
+pub(crate) struct SharedBuffer {
+    /// Start of a `Box<[u8]>` of `len` bytes, owned by this value and freed in `drop`.
+    /// Kept as a raw pointer so that no `&mut` to the whole buffer ever exists while
+    /// threads write their ranges.
+    start: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+#[cfg(not(loom))]
+// SAFETY: the buffer is plain bytes owned by this value; moving it between threads is fine.
+#[expect(unsafe_code, reason = "a raw-pointer buffer owned by this value")]
+unsafe impl Send for SharedBuffer {}
 
 #[cfg(not(loom))]
 // SAFETY: all access goes through `write` and `with_slice`, whose callers promise the
@@ -101,9 +112,11 @@ unsafe impl Sync for SharedBuffer {}
 
 #[cfg(not(loom))]
 impl SharedBuffer {
-    /// A zeroed buffer of `len` bytes.
+    /// A zeroed buffer of `len` bytes (one zeroed allocation, no per-byte work).
     pub(crate) fn new(len: usize) -> Self {
-        Self((0..len).map(|_| std::cell::UnsafeCell::new(0)).collect())
+        let boxed: Box<[u8]> = vec![0u8; len].into_boxed_slice();
+        let start = std::ptr::NonNull::from(Box::leak(boxed)).cast::<u8>();
+        Self { start, len }
     }
 
     /// Copies `src` into the buffer at `offset`.
@@ -116,12 +129,11 @@ impl SharedBuffer {
         reason = "the reservation protocol makes this range exclusive"
     )]
     pub(crate) unsafe fn write(&self, offset: usize, src: &[u8]) {
-        debug_assert!(offset + src.len() <= self.0.len());
-        let start = std::cell::UnsafeCell::raw_get(self.0.as_ptr());
-        // SAFETY: in bounds and exclusive by this function's contract; `UnsafeCell<u8>` has
-        // the layout of `u8`, so the cells are contiguous bytes.
+        debug_assert!(offset + src.len() <= self.len);
+        // SAFETY: in bounds and exclusive by this function's contract.
         unsafe {
-            start
+            self.start
+                .as_ptr()
                 .add(offset)
                 .copy_from_nonoverlapping(src.as_ptr(), src.len())
         }
@@ -141,11 +153,23 @@ impl SharedBuffer {
         range: std::ops::Range<usize>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> R {
-        debug_assert!(range.end <= self.0.len() && range.start <= range.end);
-        let start = std::cell::UnsafeCell::raw_get(self.0.as_ptr());
+        debug_assert!(range.end <= self.len && range.start <= range.end);
         // SAFETY: in bounds and free of concurrent writes by this function's contract.
-        let bytes = unsafe { std::slice::from_raw_parts(start.add(range.start), range.len()) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts(self.start.as_ptr().add(range.start), range.len())
+        };
         f(bytes)
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for SharedBuffer {
+    fn drop(&mut self) {
+        let slice = std::ptr::slice_from_raw_parts_mut(self.start.as_ptr(), self.len);
+        // SAFETY: `start` and `len` came from the `Box<[u8]>` leaked in `new`, and `&mut self`
+        // means no thread still uses the buffer.
+        #[expect(unsafe_code, reason = "returning the allocation leaked in `new`")]
+        drop(unsafe { Box::from_raw(slice) });
     }
 }
 
@@ -184,6 +208,6 @@ impl SharedBuffer {
 
 impl std::fmt::Debug for SharedBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SharedBuffer({} bytes)", self.0.len())
+        f.write_str("SharedBuffer")
     }
 }

@@ -287,6 +287,13 @@ fn scan_segment(
         if let Err(reason) = RecordHeader::verify(&header_bytes, body) {
             return Ok(Scan::Ended { lsn, reason });
         }
+        let end = lsn + RECORD_HEADER_LEN_U64 + u64::from(header.body_len);
+        if header.kind != RecordKind::SEGMENT_END && end > span.usable_end() {
+            // The writer always keeps room for the segment-end record; a record that eats
+            // into it was not written by this log.
+            let reason = "record runs into the room kept for the segment end".to_owned();
+            return Ok(Scan::Ended { lsn, reason });
+        }
         match header.kind {
             RecordKind::SEGMENT_END => return Ok(Scan::Complete),
             RecordKind::ABORTED => {}
@@ -311,7 +318,7 @@ fn scan_segment(
             }
             _ => {}
         }
-        lsn += RECORD_HEADER_LEN_U64 + u64::from(header.body_len);
+        lsn = end;
     }
 }
 
