@@ -5,3 +5,19 @@
 //! pages or log segments: it is written against `grove-engine`'s public API alone.
 
 pub use grove_engine as engine;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use grove_engine::{Log, LogConfig, MemStorage, RecordKind};
+
+    #[test]
+    fn the_engine_is_reachable_through_this_crate() {
+        let log = super::engine::Log::open(Arc::new(MemStorage::new()), LogConfig::tiny()).unwrap();
+        let lsn = log
+            .append(RecordKind::new(16).unwrap(), b"typed layer to come")
+            .unwrap();
+        assert!(Log::flush(&log).unwrap() > lsn);
+    }
+}

@@ -42,4 +42,6 @@ pub use config::LogConfig;
 pub use error::{Error, Result};
 pub use ids::{Lsn, SegmentId};
 pub use log::{Log, LogStats, Record, RecordKind, Reservation};
-pub use storage::{FileStorage, MemStorage, SimStorage, Storage, StorageFile};
+pub use storage::{
+    Fault, FaultKind, FaultOp, FileStorage, MemStorage, SimStorage, Storage, StorageFile,
+};

@@ -112,6 +112,24 @@ pub(crate) fn recover(
         segments.push(found);
     }
 
+    // Records before the oldest segment cannot be handed out: asking for them means a
+    // segment was lost (the page cache's checkpoints will never ask for cleaned segments).
+    if let Some(first) = segments.first()
+        && from.get() < first.header.base_lsn
+    {
+        return Err(match first.header.id.checked_sub(1) {
+            Some(missing) => Error::MissingSegment {
+                missing: SegmentId(missing),
+                found: SegmentId(first.header.id),
+            },
+            None => Error::corruption(
+                storage.describe(&first.name),
+                24,
+                "segment 0 must start at lsn 0",
+            ),
+        });
+    }
+
     let mut tail = Tail {
         lsn: 0,
         geometry: Geometry {

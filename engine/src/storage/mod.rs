@@ -24,7 +24,7 @@ use std::{fmt, io, sync::Arc};
 
 pub use file::FileStorage;
 pub use memory::MemStorage;
-pub use sim::{Fault, FaultOp, SimStorage};
+pub use sim::{Fault, FaultKind, FaultOp, SimStorage};
 
 /// A flat directory of named files.
 ///
