@@ -20,9 +20,7 @@ const EVENT: u8 = 16;
 const EVENTS_PER_RUN: u32 = 50_000;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let dir = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "example-data".to_owned());
+    let dir = std::env::args().nth(1).unwrap_or_else(|| "example-data".to_owned());
     let storage: Arc<dyn Storage> = Arc::new(FileStorage::open(&dir)?);
     let kind = RecordKind::new(EVENT).ok_or("16 is a user kind")?;
 
@@ -37,10 +35,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         Ok(())
     })?;
-    println!(
-        "opened {dir:?} in {:.1?}: {recovered} events recovered",
-        started.elapsed()
-    );
+    println!("opened {dir:?} in {:.1?}: {recovered} events recovered", started.elapsed());
     if let Some(event) = last_event {
         println!("  last recovered event: {event}");
     }
@@ -83,9 +78,6 @@ fn main() -> Result<(), Box<dyn Error>> {
         stats.bytes_written, stats.syncs, stats.segments_created
     );
     log.close()?;
-    println!(
-        "run again to recover {} events",
-        recovered + u64::from(EVENTS_PER_RUN)
-    );
+    println!("run again to recover {} events", recovered + u64::from(EVENTS_PER_RUN));
     Ok(())
 }

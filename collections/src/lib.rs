@@ -15,9 +15,7 @@ mod tests {
     #[test]
     fn the_engine_is_reachable_through_this_crate() {
         let log = super::engine::Log::open(Arc::new(MemStorage::new()), LogConfig::tiny()).unwrap();
-        let lsn = log
-            .append(RecordKind::new(16).unwrap(), b"typed layer to come")
-            .unwrap();
+        let lsn = log.append(RecordKind::new(16).unwrap(), b"typed layer to come").unwrap();
         assert!(Log::flush(&log).unwrap() > lsn);
     }
 }

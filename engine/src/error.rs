@@ -125,11 +125,7 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with the operation and file it came from.
     pub(crate) fn io(op: &'static str, file: impl Into<String>, source: io::Error) -> Self {
-        Self::Io {
-            op,
-            file: file.into(),
-            source,
-        }
+        Self::Io { op, file: file.into(), source }
     }
 
     /// A corruption error at `offset` of `file`.
@@ -138,11 +134,7 @@ impl Error {
         offset: u64,
         reason: impl Into<String>,
     ) -> Self {
-        Self::Corruption {
-            file: file.into(),
-            offset,
-            reason: reason.into(),
-        }
+        Self::Corruption { file: file.into(), offset, reason: reason.into() }
     }
 
     /// The `io::ErrorKind` behind this error, if it came from the operating system.

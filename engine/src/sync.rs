@@ -104,10 +104,7 @@ unsafe impl Send for SharedBuffer {}
 #[cfg(not(loom))]
 // SAFETY: all access goes through `write` and `with_slice`, whose callers promise the
 // disjoint-range and happens-before discipline described above.
-#[expect(
-    unsafe_code,
-    reason = "concurrent writers fill disjoint ranges of one buffer"
-)]
+#[expect(unsafe_code, reason = "concurrent writers fill disjoint ranges of one buffer")]
 unsafe impl Sync for SharedBuffer {}
 
 #[cfg(not(loom))]
@@ -124,19 +121,11 @@ impl SharedBuffer {
     /// # Safety
     /// `offset..offset + src.len()` is in bounds, and no other thread reads or writes it
     /// until this call has returned and a happens-before edge has been established.
-    #[expect(
-        unsafe_code,
-        reason = "the reservation protocol makes this range exclusive"
-    )]
+    #[expect(unsafe_code, reason = "the reservation protocol makes this range exclusive")]
     pub(crate) unsafe fn write(&self, offset: usize, src: &[u8]) {
         debug_assert!(offset + src.len() <= self.len);
         // SAFETY: in bounds and exclusive by this function's contract.
-        unsafe {
-            self.start
-                .as_ptr()
-                .add(offset)
-                .copy_from_nonoverlapping(src.as_ptr(), src.len())
-        }
+        unsafe { self.start.as_ptr().add(offset).copy_from_nonoverlapping(src.as_ptr(), src.len()) }
     }
 
     /// Runs `f` on the bytes `range`.
@@ -144,10 +133,7 @@ impl SharedBuffer {
     /// # Safety
     /// `range` is in bounds, and every write to it happened-before this call, with no write
     /// to it until `f` returns.
-    #[expect(
-        unsafe_code,
-        reason = "the flusher reads a buffer once its writers released it"
-    )]
+    #[expect(unsafe_code, reason = "the flusher reads a buffer once its writers released it")]
     pub(crate) unsafe fn with_slice<R>(
         &self,
         range: std::ops::Range<usize>,
@@ -198,10 +184,8 @@ impl SharedBuffer {
         f: impl FnOnce(&[u8]) -> R,
     ) -> R {
         // SAFETY: loom checks that no write races with this read.
-        let bytes: Vec<u8> = self.0[range]
-            .iter()
-            .map(|cell| cell.with(|p| unsafe { *p }))
-            .collect();
+        let bytes: Vec<u8> =
+            self.0[range].iter().map(|cell| cell.with(|p| unsafe { *p })).collect();
         f(&bytes)
     }
 }

@@ -6,10 +6,7 @@
 //! record, byte for byte) or a typed error that names the damage; never a panic, never a
 //! record whose bytes differ. `GROVE_SEED=n` replays one case; `GROVE_CASES=n` runs more.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+#![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
 mod support;
 
@@ -28,11 +25,7 @@ fn reference(config: &LogConfig) -> (Vec<(String, Vec<u8>)>, Vec<Written>) {
     for seq in 0..120 {
         let b = body(1, seq, rng.usize(8..300));
         let lsn = log.append(kind(16), &b).unwrap();
-        written.push(Written {
-            lsn,
-            kind: 16,
-            body: b,
-        });
+        written.push(Written { lsn, kind: 16, body: b });
         if rng.u8(..10) == 0 {
             log.reserve(kind(17), b"aborted").unwrap().abort();
         }
@@ -112,20 +105,13 @@ fn damaged_logs_give_a_prefix_or_a_typed_error_and_never_panic() {
         let what = damage(&mut rng, &mut files);
         let storage = MemStorage::new();
         for (name, bytes) in &files {
-            storage
-                .create_new(name)
-                .unwrap()
-                .write_at(bytes, 0)
-                .unwrap();
+            storage.create_new(name).unwrap().write_at(bytes, 0).unwrap();
         }
         let storage: Arc<dyn Storage> = Arc::new(storage);
         match open_recovering(&storage, &config) {
             Ok((log, recovered)) => {
                 drop(log);
-                assert!(
-                    recovered.len() <= written.len(),
-                    "{what}: more records than written"
-                );
+                assert!(recovered.len() <= written.len(), "{what}: more records than written");
                 for (got, want) in recovered.iter().zip(&written) {
                     assert_eq!(
                         got, want,
@@ -152,11 +138,7 @@ fn damage_before_the_last_segment_is_reported_with_file_and_offset() {
     files[0].1[45] ^= 0x10;
     let storage = MemStorage::new();
     for (name, bytes) in &files {
-        storage
-            .create_new(name)
-            .unwrap()
-            .write_at(bytes, 0)
-            .unwrap();
+        storage.create_new(name).unwrap().write_at(bytes, 0).unwrap();
     }
     let storage: Arc<dyn Storage> = Arc::new(storage);
     let error = open_recovering(&storage, &config).expect_err("corruption is detected");
@@ -168,10 +150,7 @@ fn damage_before_the_last_segment_is_reported_with_file_and_offset() {
         other => panic!("expected Corruption, got {other}"),
     }
     let message = error.to_string();
-    assert!(
-        message.contains("offset 40"),
-        "message names the offset: {message}"
-    );
+    assert!(message.contains("offset 40"), "message names the offset: {message}");
 }
 
 #[test]
@@ -183,19 +162,12 @@ fn foreign_and_newer_files_are_refused_and_left_unmodified() {
         files[0].1[patch] = files[0].1[patch].wrapping_add(1);
         let storage = MemStorage::new();
         for (name, bytes) in &files {
-            storage
-                .create_new(name)
-                .unwrap()
-                .write_at(bytes, 0)
-                .unwrap();
+            storage.create_new(name).unwrap().write_at(bytes, 0).unwrap();
         }
         let shared: Arc<dyn Storage> = Arc::new(storage.clone());
         let error = open_recovering(&shared, &config).expect_err("refused");
         if expect_newer {
-            assert!(
-                matches!(error, Error::UnsupportedVersion { found: 2, .. }),
-                "{error}"
-            );
+            assert!(matches!(error, Error::UnsupportedVersion { found: 2, .. }), "{error}");
         } else {
             assert!(matches!(error, Error::NotGrove { .. }), "{error}");
         }
@@ -213,10 +185,7 @@ fn a_torn_tail_is_cut_so_stale_records_never_come_back() {
     // Three records in the last segment; the middle one is damaged, as when a crash persists
     // the sectors around it but not its own. A new record of the same size then lands exactly
     // where the damaged one was, so the stale third record would line up with the next LSN.
-    let config = LogConfig {
-        flush_every_ms: None,
-        ..LogConfig::tiny()
-    };
+    let config = LogConfig { flush_every_ms: None, ..LogConfig::tiny() };
     let storage = MemStorage::new();
     let shared: Arc<dyn Storage> = Arc::new(storage.clone());
     let log = Log::open(shared.clone(), config.clone()).unwrap();
@@ -233,19 +202,8 @@ fn a_torn_tail_is_cut_so_stale_records_never_come_back() {
     file.write_at(&[byte[0] ^ 1], body_of_b).unwrap();
 
     let (log, recovered) = open_recovering(&shared, &config).unwrap();
-    assert_eq!(
-        recovered,
-        vec![Written {
-            lsn: a,
-            kind: 16,
-            body: b"record a".to_vec()
-        }]
-    );
-    assert_eq!(
-        file.len().unwrap(),
-        40 + b.get(),
-        "the file is cut back to the last valid record"
-    );
+    assert_eq!(recovered, vec![Written { lsn: a, kind: 16, body: b"record a".to_vec() }]);
+    assert_eq!(file.len().unwrap(), 40 + b.get(), "the file is cut back to the last valid record");
     let d = log.append(kind(16), b"record d").unwrap();
     assert_eq!(d, b, "the new record takes the damaged one's place");
     log.close().unwrap();

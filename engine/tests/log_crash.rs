@@ -12,10 +12,7 @@
 //! runs, so a replayed seed (`GROVE_SEED=n`) reproduces the case, not one exact schedule.
 //! `GROVE_CASES=n` runs more cases.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+#![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
 mod support;
 
@@ -50,11 +47,7 @@ fn crash_case(seed: u64) {
         for seq in 0..rng.u32(1..40) {
             let b = body(9, seq, rng.usize(8..120));
             let lsn = log.append(kind(25), &b).unwrap();
-            written.push(Written {
-                lsn,
-                kind: 25,
-                body: b,
-            });
+            written.push(Written { lsn, kind: 25, body: b });
         }
         acked = log.close().unwrap();
     }
@@ -89,11 +82,9 @@ fn crash_case(seed: u64) {
                         }
                     } else {
                         match log.append(kind(k), &b) {
-                            Ok(lsn) => shared.lock().unwrap().0.push(Written {
-                                lsn,
-                                kind: k,
-                                body: b,
-                            }),
+                            Ok(lsn) => {
+                                shared.lock().unwrap().0.push(Written { lsn, kind: k, body: b })
+                            }
                             Err(_) => return,
                         }
                     }
@@ -128,38 +119,23 @@ fn crash_case(seed: u64) {
     for seq in 0..rng.u32(1..20) {
         let b = body(7, seq, rng.usize(8..150));
         let lsn = log.append(kind(30), &b).unwrap();
-        expected.push(Written {
-            lsn,
-            kind: 30,
-            body: b,
-        });
+        expected.push(Written { lsn, kind: 30, body: b });
     }
     log.close().unwrap();
     let (log, again) = open_recovering(&storage, &config).unwrap();
     drop(log);
-    assert_eq!(
-        again, expected,
-        "records appended after recovery must follow the prefix"
-    );
+    assert_eq!(again, expected, "records appended after recovery must follow the prefix");
 }
 
 #[test]
 fn recovery_after_a_power_cut_returns_a_prefix_holding_every_flushed_record() {
     let cases = support::seeds(2000).len() as u64;
     run_seeds("log_crash", 2000, crash_case);
-    let (lost, acked) = (
-        LOST_SOMETHING.load(Ordering::Relaxed),
-        ACKED_SOMETHING.load(Ordering::Relaxed),
-    );
+    let (lost, acked) =
+        (LOST_SOMETHING.load(Ordering::Relaxed), ACKED_SOMETHING.load(Ordering::Relaxed));
     println!("{cases} cases: {lost} lost unflushed records, {acked} had acknowledged flushes");
     if cases >= 100 {
-        assert!(
-            lost * 5 >= cases,
-            "only {lost} of {cases} crashes lost anything"
-        );
-        assert!(
-            acked * 5 >= cases,
-            "only {acked} of {cases} cases acknowledged a flush"
-        );
+        assert!(lost * 5 >= cases, "only {lost} of {cases} crashes lost anything");
+        assert!(acked * 5 >= cases, "only {acked} of {cases} cases acknowledged a flush");
     }
 }

@@ -5,10 +5,7 @@
 //! refuse further writes, and after a crash and reopen everything flushed before the fault
 //! must be there, as a prefix of what was written.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+#![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
 mod support;
 
@@ -25,11 +22,7 @@ fn workload(log: &Log) -> (Vec<Written>, Lsn, Option<Error>) {
     for seq in 0..150 {
         let b = body(1, seq, 20 + usize::try_from(seq * 7 % 90).unwrap());
         match log.append(kind(16), &b) {
-            Ok(lsn) => written.push(Written {
-                lsn,
-                kind: 16,
-                body: b,
-            }),
+            Ok(lsn) => written.push(Written { lsn, kind: 16, body: b }),
             Err(e) => return (written, acked, Some(e)),
         }
         if seq % 4 == 3 {
@@ -47,20 +40,14 @@ fn workload(log: &Log) -> (Vec<Written>, Lsn, Option<Error>) {
 
 fn config() -> LogConfig {
     // No timer: the number of storage calls is then the same on every run.
-    LogConfig {
-        flush_every_ms: None,
-        ..LogConfig::tiny()
-    }
+    LogConfig { flush_every_ms: None, ..LogConfig::tiny() }
 }
 
 fn calls(op: FaultOp) -> u64 {
     let sim = SimStorage::new(1);
     let log = Log::open(Arc::new(sim.clone()), config()).unwrap();
     let (_, _, error) = workload(&log);
-    assert!(
-        error.is_none(),
-        "the workload runs clean without faults: {error:?}"
-    );
+    assert!(error.is_none(), "the workload runs clean without faults: {error:?}");
     log.close().unwrap();
     sim.op_count(op)
 }
@@ -68,11 +55,7 @@ fn calls(op: FaultOp) -> u64 {
 fn fault_case(op: FaultOp, nth: u64, fault: FaultKind) {
     let sim = SimStorage::new(nth);
     let storage: Arc<dyn Storage> = Arc::new(sim.clone());
-    sim.inject(Fault {
-        op,
-        nth,
-        kind: fault,
-    });
+    sim.inject(Fault { op, nth, kind: fault });
     let log = Log::open(storage.clone(), config()).unwrap();
     let (written, acked, error) = workload(&log);
     let context = format!("{fault:?} at {op:?} call {nth}");
@@ -83,23 +66,13 @@ fn fault_case(op: FaultOp, nth: u64, fault: FaultKind) {
                 "{context}: untyped error {error}"
             );
             if fault == FaultKind::Enospc {
-                assert_eq!(
-                    error.io_kind(),
-                    Some(ErrorKind::StorageFull),
-                    "{context}: {error}"
-                );
+                assert_eq!(error.io_kind(), Some(ErrorKind::StorageFull), "{context}: {error}");
             }
             // The log refuses writes after a failure instead of carrying on.
-            assert!(
-                log.append(kind(16), b"after").is_err(),
-                "{context}: wrote after a failure"
-            );
+            assert!(log.append(kind(16), b"after").is_err(), "{context}: wrote after a failure");
         }
         // Syncs are batched, so a run can make fewer sync calls than the reference run.
-        None => assert!(
-            sim.op_count(op) <= nth,
-            "{context}: the fault hit but nobody heard"
-        ),
+        None => assert!(sim.op_count(op) <= nth, "{context}: the fault hit but nobody heard"),
     }
     drop(log);
     sim.crash();

@@ -1,9 +1,13 @@
 //! The flusher thread: writes sealed buffers in order, syncs, publishes the stable LSN.
 //!
-//! It is the only thread that writes segment files, so segment files need no locks. For
-//! each batch of ready buffers it writes them in incarnation (= LSN) order, closes a segment
-//! with its segment-end record and an `fdatasync` before creating the next, then syncs the
-//! active segment once for the whole batch (group commit) and publishes the new stable LSN.
+//! It is the only thread that writes segment files, so segment files need no locks. It
+//! writes ready buffers in incarnation (= LSN) order as soon as they are sealed, which frees
+//! their ring slots, but calls `fdatasync` only when it is worth it: when a `flush` caller
+//! waits, when written data has been volatile for `flush_every_ms`, or when a segment is
+//! closed (its segment-end record is synced before the next segment is created). One sync
+//! covers everything written before it, so concurrent flushes share it (group commit), and
+//! bulk appends cost one sync per segment rather than one per buffer.
+//!
 //! Any I/O error stops the log for good: a failed `fdatasync` may have dropped the data it
 //! was meant to persist, so retrying it and carrying on would lie about durability.
 
@@ -42,6 +46,12 @@ pub(crate) struct Flusher {
     shared: Arc<Shared>,
     /// The next incarnation to write.
     next: u64,
+    /// Incarnations below this are durable.
+    synced: u64,
+    /// The stable LSN once everything written so far is synced.
+    written_stable: u64,
+    /// When the oldest written but unsynced buffer was written.
+    unsynced_since: Option<Instant>,
     active: Option<Active>,
 }
 
@@ -54,71 +64,89 @@ impl Flusher {
             file,
             dirty: false,
         });
-        Self {
-            shared,
-            next: 0,
-            active,
-        }
+        let written_stable = shared.ring.stable();
+        Self { shared, next: 0, synced: 0, written_stable, unsynced_since: None, active }
     }
 
     /// The thread's main loop; returns when the log closes or fails.
     pub(crate) fn run(mut self) {
         let period = self.shared.config.flush_every_ms.map(Duration::from_millis);
-        let mut last_progress = Instant::now();
         let shared = self.shared.clone();
         let ring = &shared.ring;
+        // When the open buffer was last checked by the timer.
+        let mut last_seal_check = Instant::now();
         loop {
             if ring.has_failed() {
                 return;
             }
-            if ring.ready(self.next).is_none() {
-                if ring.is_closing() {
+            let ready = ring.ready(self.next).is_some();
+            if !ready && !self.sync_due(period) {
+                if ring.is_closing() && self.synced == self.next {
                     return;
                 }
-                ring.wait_for_work(self.next, period.unwrap_or(IDLE_WAIT));
-                if ring.ready(self.next).is_none() {
-                    if period.is_some_and(|p| last_progress.elapsed() >= p) {
-                        if let Err(e) = ring.seal_if_idle(self.next) {
-                            // Only a failure or close gets here; both are already recorded.
-                            let _ = e;
-                        }
-                        last_progress = Instant::now();
-                    }
-                    continue;
+                ring.wait_for_work(self.next, self.synced, period.unwrap_or(IDLE_WAIT));
+                if period.is_some_and(|p| last_seal_check.elapsed() >= p) {
+                    // Data sitting in the open buffer becomes durable within the period too.
+                    // Errors here are a failure or a close, both recorded already.
+                    let _ = ring.seal_if_idle(self.next);
+                    last_seal_check = Instant::now();
                 }
+                continue;
             }
-            if let Err(error) = self.write_ready() {
-                ring.fail(Failure {
-                    cause: error.to_string(),
-                    kind: error.io_kind(),
-                });
+            if let Err(error) = self.step(ready, period) {
+                ring.fail(Failure { cause: error.to_string(), kind: error.io_kind() });
                 return;
             }
-            last_progress = Instant::now();
         }
     }
 
-    /// Writes every ready buffer, syncs once, publishes.
-    fn write_ready(&mut self) -> Result<()> {
+    /// Whether written data should be synced now.
+    fn sync_due(&self, period: Option<Duration>) -> bool {
+        let ring = &self.shared.ring;
+        self.synced < self.next
+            && (ring.requested() > self.synced
+                || ring.is_closing()
+                || period.zip(self.unsynced_since).is_some_and(|(p, since)| since.elapsed() >= p))
+    }
+
+    /// Writes every ready buffer, then syncs if that is due.
+    fn step(&mut self, ready: bool, period: Option<Duration>) -> Result<()> {
         let shared = self.shared.clone();
         let ring = &shared.ring;
-        let mut stable = None;
-        while let Some(sealed) = ring.ready(self.next) {
-            self.write_buffer(&sealed)?;
-            stable = Some(sealed.next_base);
-            self.next += 1;
+        if ready {
+            while let Some(sealed) = ring.ready(self.next) {
+                let closed_segment = self.write_buffer(&sealed)?;
+                self.next += 1;
+                self.written_stable = sealed.next_base;
+                if closed_segment {
+                    // Closing the segment synced it, and with it everything written so far.
+                    self.mark_synced();
+                }
+            }
+            ring.publish_written(self.next);
+            if self.synced < self.next && self.unsynced_since.is_none() {
+                self.unsynced_since = Some(Instant::now());
+            }
         }
-        if let Some(active) = self.active.as_mut().filter(|a| a.dirty) {
-            sync(&shared, active)?;
-        }
-        if let Some(stable) = stable {
-            ring.publish(self.next, stable);
-            shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+        if self.sync_due(period) {
+            if let Some(active) = self.active.as_mut().filter(|a| a.dirty) {
+                sync(&shared, active)?;
+            }
+            self.mark_synced();
         }
         Ok(())
     }
 
-    fn write_buffer(&mut self, sealed: &Sealed<'_>) -> Result<()> {
+    /// Everything written is durable: publish it.
+    fn mark_synced(&mut self) {
+        self.synced = self.next;
+        self.unsynced_since = None;
+        self.shared.ring.publish_durable(self.next, self.written_stable);
+        self.shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes one sealed buffer; returns whether it closed its segment.
+    fn write_buffer(&mut self, sealed: &Sealed<'_>) -> Result<bool> {
         let shared = self.shared.clone();
         let span = shared.ring.geometry().span(sealed.base);
         let active = self.segment(span)?;
@@ -128,21 +156,14 @@ impl Flusher {
                 .with_bytes(|bytes| active.file.write_at(bytes, at))
                 .map_err(|e| Error::io("write", shared.storage.describe(&active.name), e))?;
             active.dirty = true;
-            shared
-                .stats
-                .bytes_written
-                .fetch_add(sealed.used, Ordering::Relaxed);
+            shared.stats.bytes_written.fetch_add(sealed.used, Ordering::Relaxed);
         }
         if sealed.next_base == span.end() {
             // The next buffer starts a new segment: close this one for good.
             let end = sealed.base + sealed.used;
-            let mut record = RecordHeader {
-                body_len: 0,
-                lsn: end,
-                kind: RecordKind::SEGMENT_END,
-                flags: 0,
-            }
-            .encode();
+            let mut record =
+                RecordHeader { body_len: 0, lsn: end, kind: RecordKind::SEGMENT_END, flags: 0 }
+                    .encode();
             RecordHeader::seal(&mut record, &[]);
             active
                 .file
@@ -150,8 +171,9 @@ impl Flusher {
                 .map_err(|e| Error::io("write", shared.storage.describe(&active.name), e))?;
             sync(&shared, active)?;
             self.active = None;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The active segment for `span`, creating its file if it does not exist yet.
@@ -173,10 +195,7 @@ impl Flusher {
 }
 
 fn sync(shared: &Shared, active: &mut Active) -> Result<()> {
-    active
-        .file
-        .sync()
-        .map_err(|e| Error::io("sync", shared.storage.describe(&active.name), e))?;
+    active.file.sync().map_err(|e| Error::io("sync", shared.storage.describe(&active.name), e))?;
     active.dirty = false;
     shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
     Ok(())
@@ -190,36 +209,19 @@ fn create_segment(shared: &Shared, span: SegmentSpan) -> Result<Active> {
     let shown = storage.describe(&temp);
     let file = match storage.create_new(&temp) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            storage
-                .remove(&temp)
-                .map_err(|e| Error::io("remove", &shown, e))?;
+            storage.remove(&temp).map_err(|e| Error::io("remove", &shown, e))?;
             storage.create_new(&temp)
         }
         other => other,
     }
     .map_err(|e| Error::io("create", &shown, e))?;
-    let header = SegmentHeader {
-        id: span.id,
-        base_lsn: span.base,
-        size: span.size,
-    };
-    file.write_at(&header.encode(), 0)
-        .map_err(|e| Error::io("write", &shown, e))?;
+    let header = SegmentHeader { id: span.id, base_lsn: span.base, size: span.size };
+    file.write_at(&header.encode(), 0).map_err(|e| Error::io("write", &shown, e))?;
     file.sync().map_err(|e| Error::io("sync", &shown, e))?;
-    storage
-        .rename(&temp, &name)
-        .map_err(|e| Error::io("rename", &shown, e))?;
-    storage
-        .sync_dir()
-        .map_err(|e| Error::io("sync directory", storage.describe(""), e))?;
-    shared
-        .stats
-        .segments_created
-        .fetch_add(1, Ordering::Relaxed);
-    Ok(Active {
-        id: span.id,
-        name,
-        file,
-        dirty: false,
-    })
+    storage.rename(&temp, &name).map_err(|e| Error::io("rename", &shown, e))?;
+    storage.sync_dir().map_err(|e| Error::io("sync directory", storage.describe(""), e))?;
+    // The header's fdatasync and the directory's fsync.
+    shared.stats.syncs.fetch_add(2, Ordering::Relaxed);
+    shared.stats.segments_created.fetch_add(1, Ordering::Relaxed);
+    Ok(Active { id: span.id, name, file, dirty: false })
 }

@@ -33,7 +33,8 @@
 //! ```
 //!
 //! A compressed body is the uncompressed length (u32) followed by one zstd frame.
-//! An *aborted* record is a reservation its writer gave up: recovery skips it. A *segment end*
+//! An *aborted* record is a reservation its writer gave up: its body is zeroed and recovery
+//! skips it. A *segment end*
 //! record (empty body) closes a segment; the log keeps room for one at the end of every
 //! segment, so a segment is complete exactly when it ends with one.
 
@@ -77,11 +78,7 @@ impl RecordKind {
 
     /// A caller-defined kind, or `None` if `kind` is below [`RecordKind::FIRST_USER`].
     pub const fn new(kind: u8) -> Option<RecordKind> {
-        if kind >= Self::FIRST_USER {
-            Some(RecordKind(kind))
-        } else {
-            None
-        }
+        if kind >= Self::FIRST_USER { Some(RecordKind(kind)) } else { None }
     }
 
     /// The kind as stored on disk.
@@ -134,25 +131,16 @@ impl SegmentHeader {
     pub(crate) fn decode(bytes: &[u8], file: &str) -> Result<SegmentHeader> {
         let Some(bytes) = bytes.get(..40) else {
             if bytes.len() >= 8 && bytes[0..8] != SEGMENT_MAGIC {
-                return Err(Error::NotGrove {
-                    file: file.to_owned(),
-                    found: le_u64(bytes, 0),
-                });
+                return Err(Error::NotGrove { file: file.to_owned(), found: le_u64(bytes, 0) });
             }
             return Err(Error::corruption(
                 file,
                 0,
-                format!(
-                    "file is {} bytes, shorter than the 40-byte segment header",
-                    bytes.len()
-                ),
+                format!("file is {} bytes, shorter than the 40-byte segment header", bytes.len()),
             ));
         };
         if bytes[0..8] != SEGMENT_MAGIC {
-            return Err(Error::NotGrove {
-                file: file.to_owned(),
-                found: le_u64(bytes, 0),
-            });
+            return Err(Error::NotGrove { file: file.to_owned(), found: le_u64(bytes, 0) });
         }
         let version = le_u32(bytes, 8);
         if version != FORMAT_VERSION {
@@ -223,15 +211,6 @@ impl RecordHeader {
         header[0..4].copy_from_slice(&crc.to_le_bytes());
     }
 
-    /// Fills in the crc of an encoded header followed by a body whose own CRC state is
-    /// `body_crc`, without reading the body again.
-    pub(crate) fn seal_with(header: &mut [u8; RECORD_HEADER_LEN], body_crc: &crc32fast::Hasher) {
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&header[4..]);
-        hasher.combine(body_crc);
-        header[0..4].copy_from_slice(&hasher.finalize().to_le_bytes());
-    }
-
     /// Parses a header, checking everything that does not need the body: the LSN it claims,
     /// a known kind and flags, and a length that fits in `room` bytes after the header.
     /// Returns why the bytes are not a valid header otherwise.
@@ -259,16 +238,9 @@ impl RecordHeader {
             ));
         }
         if usize::try_from(body_len).map_or(true, |len| len > MAX_BODY_LEN) {
-            return Err(format!(
-                "body length {body_len} exceeds the maximum {MAX_BODY_LEN}"
-            ));
+            return Err(format!("body length {body_len} exceeds the maximum {MAX_BODY_LEN}"));
         }
-        Ok(RecordHeader {
-            body_len,
-            lsn,
-            kind,
-            flags,
-        })
+        Ok(RecordHeader { body_len, lsn, kind, flags })
     }
 
     /// Checks the stored crc against the header and body.
@@ -278,9 +250,7 @@ impl RecordHeader {
         if stored == computed {
             Ok(())
         } else {
-            Err(format!(
-                "record checksum {stored:#010x}, computed {computed:#010x}"
-            ))
+            Err(format!("record checksum {stored:#010x}, computed {computed:#010x}"))
         }
     }
 }
@@ -312,16 +282,11 @@ pub(crate) fn decompress(stored: &[u8]) -> Result<Vec<u8>, String> {
     };
     let len = usize::try_from(le_u32(len_bytes, 0)).map_err(|e| e.to_string())?;
     if len > MAX_BODY_LEN {
-        return Err(format!(
-            "compressed body claims {len} bytes, above the maximum"
-        ));
+        return Err(format!("compressed body claims {len} bytes, above the maximum"));
     }
     let out = zstd::bulk::decompress(&stored[4..], len).map_err(|e| format!("zstd: {e}"))?;
     if out.len() != len {
-        return Err(format!(
-            "compressed body gave {} bytes, header said {len}",
-            out.len()
-        ));
+        return Err(format!("compressed body gave {} bytes, header said {len}", out.len()));
     }
     Ok(out)
 }
@@ -344,53 +309,31 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips_and_rejects_foreign_and_newer_files() {
-        let header = SegmentHeader {
-            id: 7,
-            base_lsn: 1234,
-            size: 4096,
-        };
+        let header = SegmentHeader { id: 7, base_lsn: 1234, size: 4096 };
         let bytes = header.encode();
         assert_eq!(SegmentHeader::decode(&bytes, "f").unwrap(), header);
 
         let mut foreign = bytes;
         foreign[0] = b'X';
-        assert!(matches!(
-            SegmentHeader::decode(&foreign, "f"),
-            Err(Error::NotGrove { .. })
-        ));
+        assert!(matches!(SegmentHeader::decode(&foreign, "f"), Err(Error::NotGrove { .. })));
 
         let mut newer = bytes;
         newer[8..12].copy_from_slice(&2u32.to_le_bytes());
         assert!(matches!(
             SegmentHeader::decode(&newer, "f"),
-            Err(Error::UnsupportedVersion {
-                found: 2,
-                supported: 1,
-                ..
-            })
+            Err(Error::UnsupportedVersion { found: 2, supported: 1, .. })
         ));
 
         let mut damaged = bytes;
         damaged[20] ^= 1;
-        assert!(matches!(
-            SegmentHeader::decode(&damaged, "f"),
-            Err(Error::Corruption { .. })
-        ));
-        assert!(matches!(
-            SegmentHeader::decode(&bytes[..30], "f"),
-            Err(Error::Corruption { .. })
-        ));
+        assert!(matches!(SegmentHeader::decode(&damaged, "f"), Err(Error::Corruption { .. })));
+        assert!(matches!(SegmentHeader::decode(&bytes[..30], "f"), Err(Error::Corruption { .. })));
     }
 
     #[test]
     fn record_header_checks_lsn_kind_length_and_crc() {
         let body = b"body bytes";
-        let header = RecordHeader {
-            body_len: 10,
-            lsn: 99,
-            kind: RecordKind(16),
-            flags: 0,
-        };
+        let header = RecordHeader { body_len: 10, lsn: 99, kind: RecordKind(16), flags: 0 };
         let mut bytes = header.encode();
         RecordHeader::seal(&mut bytes, body);
         assert_eq!(RecordHeader::decode(&bytes, 99, 100).unwrap(), header);

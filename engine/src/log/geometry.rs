@@ -47,11 +47,7 @@ impl SegmentSpan {
 impl Geometry {
     /// The segment that holds `lsn`, which is at or after the first segment's base.
     pub(crate) fn span(&self, lsn: u64) -> SegmentSpan {
-        let first = SegmentSpan {
-            id: self.first_id,
-            base: self.first_base,
-            size: self.first_size,
-        };
+        let first = SegmentSpan { id: self.first_id, base: self.first_base, size: self.first_size };
         if lsn < first.end() {
             return first;
         }
@@ -75,11 +71,7 @@ impl Geometry {
     pub(crate) fn next_buffer_start(&self, end: u64, need: u64) -> u64 {
         let span = self.span(end);
         let room = span.usable_end().saturating_sub(end);
-        if room >= need.max(super::format::RECORD_HEADER_LEN_U64 + 1) {
-            end
-        } else {
-            span.end()
-        }
+        if room >= need.max(super::format::RECORD_HEADER_LEN_U64 + 1) { end } else { span.end() }
     }
 }
 
@@ -89,32 +81,19 @@ mod tests {
 
     #[test]
     fn spans_are_contiguous_across_a_differently_sized_first_segment() {
-        let geometry = Geometry {
-            first_id: 3,
-            first_base: 1000,
-            first_size: 140,
-            size: 240,
-        };
+        let geometry = Geometry { first_id: 3, first_base: 1000, first_size: 140, size: 240 };
         let first = geometry.span(1000);
         assert_eq!((first.id, first.base, first.end()), (3, 1000, 1100));
         assert_eq!(geometry.span(1099).id, 3);
         let second = geometry.span(1100);
         assert_eq!((second.id, second.base, second.end()), (4, 1100, 1300));
         let third = geometry.span(1300);
-        assert_eq!(
-            (third.id, third.base, third.file_offset(1305)),
-            (5, 1300, 45)
-        );
+        assert_eq!((third.id, third.base, third.file_offset(1305)), (5, 1300, 45));
     }
 
     #[test]
     fn buffers_keep_room_for_the_segment_end() {
-        let geometry = Geometry {
-            first_id: 0,
-            first_base: 0,
-            first_size: 240,
-            size: 240,
-        };
+        let geometry = Geometry { first_id: 0, first_base: 0, first_size: 240, size: 240 };
         assert_eq!(geometry.buffer_capacity(0, 1000), 200 - SEGMENT_END_LEN);
         assert_eq!(geometry.buffer_capacity(0, 50), 50);
         assert_eq!(geometry.buffer_capacity(170, 1000), 10);

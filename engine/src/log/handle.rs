@@ -40,11 +40,13 @@ pub struct LogStats {
     pub reserved_lsn: Lsn,
     /// Bytes of records written to segment files by this handle.
     pub bytes_written: u64,
-    /// `fdatasync` calls on segment files by this handle.
+    /// `fdatasync` and directory `fsync` calls made by this handle (segment data, new
+    /// segment headers, and the directory after each new segment).
     pub syncs: u64,
     /// Segment files created by this handle.
     pub segments_created: u64,
-    /// Group commits: batches of buffers written and synced together.
+    /// Group commits: times the stable LSN advanced, each covering every buffer written
+    /// since the previous one.
     pub batches: u64,
 }
 
@@ -88,9 +90,7 @@ pub struct Log {
 
 impl fmt::Debug for Log {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Log")
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
+        f.debug_struct("Log").field("stats", &self.stats()).finish_non_exhaustive()
     }
 }
 
@@ -129,19 +129,11 @@ impl Log {
             .min(config.segment_size - format::SEGMENT_HEADER_LEN - format::SEGMENT_END_LEN)
             .min(BufferHeader::MAX_OFFSET);
         let ring = Ring::new(tail.geometry, tail.lsn, max_buffer, config.buffer_count);
-        let shared = Arc::new(Shared {
-            ring,
-            storage,
-            config,
-            stats: FlushStats::default(),
-        });
+        let shared = Arc::new(Shared { ring, storage, config, stats: FlushStats::default() });
         let flusher = Flusher::new(shared.clone(), tail.file);
         let handle = sync::spawn("grove-log-flusher", move || flusher.run())
             .map_err(|e| Error::io("spawn flusher thread", "", e))?;
-        Ok(Log {
-            shared,
-            flusher: Some(handle),
-        })
+        Ok(Log { shared, flusher: Some(handle) })
     }
 
     /// The largest body [`Log::append`] accepts (after compression, if enabled).
@@ -172,38 +164,17 @@ impl Log {
         let (stored, flags) = self.encode_body(body);
         let max = self.max_body_len();
         if stored.len() > max {
-            return Err(Error::RecordTooLarge {
-                len: stored.len(),
-                max,
-            });
+            return Err(Error::RecordTooLarge { len: stored.len(), max });
         }
-        let body_len = u32::try_from(stored.len()).map_err(|_| Error::RecordTooLarge {
-            len: stored.len(),
-            max,
-        })?;
-        let claim = self
-            .shared
-            .ring
-            .reserve(RECORD_HEADER_LEN_U64 + u64::from(body_len))?;
-        let header = RecordHeader {
-            body_len,
-            lsn: claim.lsn(),
-            kind,
-            flags,
-        };
-        let mut body_crc = crc32fast::Hasher::new();
-        body_crc.update(&stored);
-        let reservation = Reservation {
-            ring: &self.shared.ring,
-            claim: Some(claim),
-            header,
-            body_crc,
-        };
-        if let Some(claim) = &reservation.claim {
-            claim.write(RECORD_HEADER_LEN, &stored);
-            claim.write(0, &reservation.sealed_header(kind));
-        }
-        Ok(reservation)
+        let body_len = u32::try_from(stored.len())
+            .map_err(|_| Error::RecordTooLarge { len: stored.len(), max })?;
+        let claim = self.shared.ring.reserve(RECORD_HEADER_LEN_U64 + u64::from(body_len))?;
+        let header = RecordHeader { body_len, lsn: claim.lsn(), kind, flags };
+        let mut header_bytes = header.encode();
+        RecordHeader::seal(&mut header_bytes, &stored);
+        claim.write(RECORD_HEADER_LEN, &stored);
+        claim.write(0, &header_bytes);
+        Ok(Reservation { ring: &self.shared.ring, claim: Some(claim), header })
     }
 
     fn encode_body<'b>(&self, body: &'b [u8]) -> (Cow<'b, [u8]>, u8) {
@@ -227,7 +198,10 @@ impl Log {
     pub fn flush(&self) -> Result<Lsn> {
         let ring = &self.shared.ring;
         match ring.seal_for_flush()? {
-            Some(target) => Ok(Lsn(ring.wait_flushed(target)?)),
+            Some(target) => {
+                ring.request(target);
+                Ok(Lsn(ring.wait_flushed(target)?))
+            }
             None => Ok(Lsn(ring.stable())),
         }
     }
@@ -287,7 +261,6 @@ pub struct Reservation<'a> {
     ring: &'a Ring,
     claim: Option<Claim<'a>>,
     header: RecordHeader,
-    body_crc: crc32fast::Hasher,
 }
 
 impl Reservation<'_> {
@@ -309,19 +282,15 @@ impl Reservation<'_> {
         self.abort_in_place();
     }
 
-    fn sealed_header(&self, kind: RecordKind) -> [u8; RECORD_HEADER_LEN] {
-        let mut bytes = RecordHeader {
-            kind,
-            ..self.header
-        }
-        .encode();
-        RecordHeader::seal_with(&mut bytes, &self.body_crc);
-        bytes
-    }
-
     fn abort_in_place(&mut self) {
         if let Some(claim) = self.claim.take() {
-            claim.write(0, &self.sealed_header(RecordKind::ABORTED));
+            // Zero the body so abandoned data never reaches the disk, and mark the record
+            // aborted; its length stays, so the bytes after it are untouched.
+            let zeros = vec![0u8; usize::try_from(self.header.body_len).unwrap_or(0)];
+            let mut bytes = RecordHeader { kind: RecordKind::ABORTED, ..self.header }.encode();
+            RecordHeader::seal(&mut bytes, &zeros);
+            claim.write(RECORD_HEADER_LEN, &zeros);
+            claim.write(0, &bytes);
             self.ring.release(claim);
         }
     }
@@ -373,12 +342,7 @@ mod tests {
         let lsns: Vec<Lsn> = expected.iter().map(|e| e.0).collect();
         assert!(lsns.windows(2).all(|w| w[0] < w[1]), "LSNs grow");
         assert_eq!(recover_all(&storage, &config), expected);
-        let segments = storage
-            .list()
-            .unwrap()
-            .iter()
-            .filter(|n| n.ends_with(".seg"))
-            .count();
+        let segments = storage.list().unwrap().iter().filter(|n| n.ends_with(".seg")).count();
         assert!(segments > 10, "tiny segments roll over often: {segments}");
     }
 
@@ -396,20 +360,14 @@ mod tests {
         let seen = recover_all(&storage, &LogConfig::tiny());
         assert_eq!(
             seen,
-            vec![
-                (kept, 20, b"kept".to_vec()),
-                (later, 21, b"completed later".to_vec())
-            ]
+            vec![(kept, 20, b"kept".to_vec()), (later, 21, b"completed later".to_vec())]
         );
     }
 
     #[test]
     fn compressed_bodies_come_back_whole() {
         let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
-        let config = LogConfig {
-            compression_level: Some(3),
-            ..LogConfig::tiny()
-        };
+        let config = LogConfig { compression_level: Some(3), ..LogConfig::tiny() };
         let log = Log::open(storage.clone(), config.clone()).unwrap();
         // Larger than the tiny buffer uncompressed, small once compressed.
         let body = vec![b'a'; 4000];
@@ -452,10 +410,7 @@ mod tests {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap())
-                .collect()
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
         });
         log.close().unwrap();
         all.sort();

@@ -115,10 +115,7 @@ mod tests {
         assert!(!full.is_sealed());
         let sealed = full.sealed();
         assert!(sealed.is_sealed());
-        assert_eq!(
-            (sealed.offset(), sealed.writers(), sealed.generation()),
-            (full.offset(), 1, 5)
-        );
+        assert_eq!((sealed.offset(), sealed.writers(), sealed.generation()), (full.offset(), 1, 5));
         let done = BufferHeader::from_raw(sealed.raw() - BufferHeader::ONE_WRITER);
         assert_eq!(
             (done.writers(), done.offset(), done.is_sealed()),

@@ -52,11 +52,7 @@ struct Found {
 
 impl Found {
     fn span(&self) -> SegmentSpan {
-        SegmentSpan {
-            id: self.header.id,
-            base: self.header.base_lsn,
-            size: self.header.size,
-        }
+        SegmentSpan { id: self.header.id, base: self.header.base_lsn, size: self.header.size }
     }
 }
 
@@ -76,13 +72,8 @@ pub(crate) fn recover(
     from: Lsn,
     on_record: &mut dyn FnMut(Record<'_>) -> Result<()>,
 ) -> Result<Tail> {
-    let names = storage
-        .list()
-        .map_err(|e| Error::io("list", storage.describe(""), e))?;
-    let mut ids: Vec<u64> = names
-        .iter()
-        .filter_map(|n| format::parse_segment_name(n))
-        .collect();
+    let names = storage.list().map_err(|e| Error::io("list", storage.describe(""), e))?;
+    let mut ids: Vec<u64> = names.iter().filter_map(|n| format::parse_segment_name(n)).collect();
     ids.sort_unstable();
     let temps: Vec<&String> = names.iter().filter(|n| n.ends_with(TEMP_SUFFIX)).collect();
 
@@ -190,11 +181,7 @@ pub(crate) fn recover(
         return Err(Error::corruption(
             storage.describe(segments.last().map_or("", |s| s.name.as_str())),
             0,
-            format!(
-                "the log ends at lsn {}, before the requested start {}",
-                tail.lsn,
-                from.get()
-            ),
+            format!("the log ends at lsn {}, before the requested start {}", tail.lsn, from.get()),
         ));
     }
 
@@ -202,25 +189,18 @@ pub(crate) fn recover(
     // of interrupted segment creation.
     if let (Some(file), Some(last)) = (&tail.file, segments.last()) {
         let keep = last.span().file_offset(tail.lsn);
-        let len = file
-            .len()
-            .map_err(|e| Error::io("stat", storage.describe(&last.name), e))?;
+        let len = file.len().map_err(|e| Error::io("stat", storage.describe(&last.name), e))?;
         if len > keep {
             let shown = storage.describe(&last.name);
-            file.set_len(keep)
-                .map_err(|e| Error::io("truncate", &shown, e))?;
+            file.set_len(keep).map_err(|e| Error::io("truncate", &shown, e))?;
             file.sync().map_err(|e| Error::io("sync", &shown, e))?;
         }
     }
     for temp in &temps {
-        storage
-            .remove(temp)
-            .map_err(|e| Error::io("remove", storage.describe(temp), e))?;
+        storage.remove(temp).map_err(|e| Error::io("remove", storage.describe(temp), e))?;
     }
     if !temps.is_empty() {
-        storage
-            .sync_dir()
-            .map_err(|e| Error::io("sync directory", storage.describe(""), e))?;
+        storage.sync_dir().map_err(|e| Error::io("sync directory", storage.describe(""), e))?;
     }
     Ok(tail)
 }
@@ -228,13 +208,9 @@ pub(crate) fn recover(
 fn open_segment(storage: &dyn Storage, id: u64) -> Result<Found> {
     let name = format::segment_file_name(id);
     let shown = storage.describe(&name);
-    let file = storage
-        .open(&name)
-        .map_err(|e| Error::io("open", &shown, e))?;
+    let file = storage.open(&name).map_err(|e| Error::io("open", &shown, e))?;
     let mut bytes = [0u8; 40];
-    let n = file
-        .read_at(&mut bytes, 0)
-        .map_err(|e| Error::io("read", &shown, e))?;
+    let n = file.read_at(&mut bytes, 0).map_err(|e| Error::io("read", &shown, e))?;
     let header = SegmentHeader::decode(&bytes[..n], &shown)?;
     if header.id != id {
         return Err(Error::corruption(
@@ -254,35 +230,21 @@ fn scan_segment(
 ) -> Result<Scan> {
     let shown = || storage.describe(&found.name);
     let span = found.span();
-    let file_len = found
-        .file
-        .len()
-        .map_err(|e| Error::io("stat", shown(), e))?;
-    let mut window = Window {
-        file: &*found.file,
-        file_len,
-        start: 0,
-        bytes: Vec::new(),
-    };
+    let file_len = found.file.len().map_err(|e| Error::io("stat", shown(), e))?;
+    let mut window = Window { file: &*found.file, file_len, start: 0, bytes: Vec::new() };
     let mut lsn = span.base;
     loop {
         let room = span.end() - lsn;
         if room < RECORD_HEADER_LEN_U64 {
-            return Ok(Scan::Ended {
-                lsn,
-                reason: "no segment-end record".to_owned(),
-            });
+            return Ok(Scan::Ended { lsn, reason: "no segment-end record".to_owned() });
         }
         let offset = span.file_offset(lsn);
         let header_bytes: [u8; RECORD_HEADER_LEN] = match window.get(offset, RECORD_HEADER_LEN) {
-            Ok(Some(bytes)) => bytes
-                .try_into()
-                .map_err(|_| Error::corruption(shown(), offset, "short read"))?,
+            Ok(Some(bytes)) => {
+                bytes.try_into().map_err(|_| Error::corruption(shown(), offset, "short read"))?
+            }
             Ok(None) => {
-                return Ok(Scan::Ended {
-                    lsn,
-                    reason: "end of data".to_owned(),
-                });
+                return Ok(Scan::Ended { lsn, reason: "end of data".to_owned() });
             }
             Err(e) => return Err(Error::io("read", shown(), e)),
         };
@@ -321,17 +283,9 @@ fn scan_segment(
                     // tampered with: not a torn tail.
                     let plain = format::decompress(body)
                         .map_err(|reason| Error::corruption(shown(), body_offset, reason))?;
-                    on_record(Record {
-                        lsn: Lsn(lsn),
-                        kind,
-                        body: &plain,
-                    })?;
+                    on_record(Record { lsn: Lsn(lsn), kind, body: &plain })?;
                 } else {
-                    on_record(Record {
-                        lsn: Lsn(lsn),
-                        kind,
-                        body,
-                    })?;
+                    on_record(Record { lsn: Lsn(lsn), kind, body })?;
                 }
             }
             _ => {}
@@ -353,18 +307,14 @@ impl Window<'_> {
     /// The `len` bytes at `offset`, or `None` if the file ends before them.
     fn get(&mut self, offset: u64, len: usize) -> io::Result<Option<&[u8]>> {
         let wanted = u64::try_from(len).map_err(io::Error::other)?;
-        let Some(end) = offset
-            .checked_add(wanted)
-            .filter(|&end| end <= self.file_len)
-        else {
+        let Some(end) = offset.checked_add(wanted).filter(|&end| end <= self.file_len) else {
             return Ok(None);
         };
         let have_end = self.start + u64::try_from(self.bytes.len()).map_err(io::Error::other)?;
         if offset < self.start || end > have_end {
             // Never more than the file holds: `end <= file_len` was checked above.
             let read_len = (self.file_len - offset).min(wanted.max(WINDOW as u64));
-            self.bytes
-                .resize(usize::try_from(read_len).map_err(io::Error::other)?, 0);
+            self.bytes.resize(usize::try_from(read_len).map_err(io::Error::other)?, 0);
             let n = self.file.read_at(&mut self.bytes, offset)?;
             self.bytes.truncate(n);
             self.start = offset;

@@ -9,8 +9,10 @@
 //! 3. When a reservation does not fit, or `flush` wants the data out, one thread wins the
 //!    CAS that *seals* the buffer. The sealer decides where the next buffer starts, waits
 //!    until the ring slot after it is free, opens it, and advances `current`.
-//! 4. The flusher takes sealed buffers in incarnation order once their writer count is zero,
-//!    writes and syncs them, then publishes the new stable LSN and frees their slots.
+//! 4. The flusher takes sealed buffers in incarnation order once their writer count is zero
+//!    and writes them; their slots are free as soon as the bytes are handed to the OS
+//!    (`released`). It syncs when someone waits (`requested`), when a timer expires, or when
+//!    a segment closes, and only then publishes the new stable LSN (`flushed`, `stable`).
 //!
 //! # Thread safety
 //! Writers, sealers and `flush` callers may run on any threads; there is one flusher.
@@ -23,7 +25,8 @@
 //! - Reservations in one incarnation are disjoint and lie below its capacity.
 //! - The flusher writes an incarnation only when it is sealed, its writer count is zero and
 //!   its `next_base` is known; so stable never passes an incomplete record.
-//! - `flushed` and `stable` only grow; every LSN below `stable` is durable.
+//! - `flushed <= released`; `released`, `flushed`, `requested` and `stable` only grow; every
+//!   LSN below `stable` is durable.
 
 use std::time::Duration;
 
@@ -134,8 +137,14 @@ pub(crate) struct Ring {
     /// Owner: the sealer of incarnation `current - 1` stores `current` after opening it.
     /// Only grows.
     current: AtomicU64,
+    /// Incarnations below this are written to their files (maybe not synced): their slots
+    /// may be reopened. Owner: the flusher. Only grows.
+    released: AtomicU64,
     /// Incarnations below this are written and synced. Owner: the flusher. Only grows.
     flushed: AtomicU64,
+    /// One more than the highest incarnation a `flush` caller waits for (0: none yet).
+    /// Raised by `request` (fetch-max); read by the flusher to decide when to sync.
+    requested: AtomicU64,
     /// Every LSN below this is durable. Owner: the flusher. Only grows.
     stable: AtomicU64,
     geometry: Geometry,
@@ -181,7 +190,9 @@ impl Ring {
         Self {
             slots,
             current: AtomicU64::new(0),
+            released: AtomicU64::new(0),
             flushed: AtomicU64::new(0),
+            requested: AtomicU64::new(0),
             stable: AtomicU64::new(start),
             geometry,
             max_buffer,
@@ -233,14 +244,8 @@ impl Ring {
         // Acquire: the failure text was stored before the flag.
         if self.failed.load(Ordering::Acquire) {
             let failure = sync::lock(&self.failure).clone();
-            let failure = failure.unwrap_or(Failure {
-                cause: "unknown".to_owned(),
-                kind: None,
-            });
-            return Err(Error::LogFailed {
-                cause: failure.cause,
-                kind: failure.kind,
-            });
+            let failure = failure.unwrap_or(Failure { cause: "unknown".to_owned(), kind: None });
+            return Err(Error::LogFailed { cause: failure.cause, kind: failure.kind });
         }
         if self.closing.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -307,10 +312,7 @@ impl Ring {
     /// Ends a claim: its bytes are final (a completed or an aborted record).
     pub(crate) fn release(&self, claim: Claim<'_>) {
         // Release: publishes the claim's bytes to the flusher, which acquires the header.
-        let previous = claim
-            .slot
-            .header
-            .fetch_sub(BufferHeader::ONE_WRITER, Ordering::AcqRel);
+        let previous = claim.slot.header.fetch_sub(BufferHeader::ONE_WRITER, Ordering::AcqRel);
         let now = BufferHeader::from_raw(previous - BufferHeader::ONE_WRITER);
         if now.is_sealed() && now.writers() == 0 {
             self.notify(&self.work);
@@ -354,9 +356,9 @@ impl Ring {
 
     /// Seals the open buffer if the flusher has caught up and it holds data; used by the
     /// flusher's timer so writes become durable within `flush_every_ms`.
-    pub(crate) fn seal_if_idle(&self, flushed_upto: u64) -> Result<()> {
+    pub(crate) fn seal_if_idle(&self, written_upto: u64) -> Result<()> {
         let c = self.current.load(Ordering::Acquire);
-        if c != flushed_upto {
+        if c != written_upto {
             return Ok(());
         }
         let slot = self.slot(c);
@@ -388,26 +390,23 @@ impl Ring {
         slot.next_base.store(next, Ordering::Release);
         self.notify(&self.work);
 
-        // The slot for `c + 1` last held incarnation `c + 1 - count`; wait until it is flushed.
+        // The slot for `c + 1` last held incarnation `c + 1 - count`; wait until it is written.
         let mut spins = 0;
-        while self.flushed.load(Ordering::Acquire) + self.count() < c + 2 {
+        while self.released.load(Ordering::Acquire) + self.count() < c + 2 {
             self.check()?;
             self.pause(&mut spins, || {
-                self.flushed.load(Ordering::Acquire) + self.count() >= c + 2
+                self.released.load(Ordering::Acquire) + self.count() >= c + 2
                     || self.failed.load(Ordering::Acquire)
             });
         }
         let opened = self.slot(c + 1);
         opened.base.store(next, Ordering::Relaxed);
-        opened.capacity.store(
-            self.geometry.buffer_capacity(next, self.max_buffer),
-            Ordering::Relaxed,
-        );
+        opened
+            .capacity
+            .store(self.geometry.buffer_capacity(next, self.max_buffer), Ordering::Relaxed);
         opened.next_base.store(UNKNOWN, Ordering::Relaxed);
         // Release: publishes base, capacity and next_base with the new generation.
-        opened
-            .header
-            .store(BufferHeader::open(c + 1).raw(), Ordering::Release);
+        opened.header.store(BufferHeader::open(c + 1).raw(), Ordering::Release);
         self.current.store(c + 1, Ordering::Release);
         self.notify(&self.progress);
         Ok(())
@@ -425,7 +424,20 @@ impl Ring {
         Ok(())
     }
 
-    /// Waits until incarnation `target` is durable; returns the stable LSN.
+    /// Asks the flusher to make incarnation `target` durable as soon as it is written.
+    pub(crate) fn request(&self, target: u64) {
+        // AcqRel: the flusher's acquire load of `requested` must see the request.
+        self.requested.fetch_max(target + 1, Ordering::AcqRel);
+        self.notify(&self.work);
+    }
+
+    /// One more than the highest incarnation a `flush` caller waits for.
+    pub(crate) fn requested(&self) -> u64 {
+        self.requested.load(Ordering::Acquire)
+    }
+
+    /// Waits until incarnation `target` is durable; returns the stable LSN. Call
+    /// [`Ring::request`] first, or the wait lasts until the flusher syncs on its own.
     pub(crate) fn wait_flushed(&self, target: u64) -> Result<u64> {
         let mut spins = 0;
         while self.flushed.load(Ordering::Acquire) <= target {
@@ -474,19 +486,16 @@ impl Ring {
             return None;
         }
         let base = slot.base.load(Ordering::Acquire);
-        Some(Sealed {
-            slot,
-            base,
-            used: header.offset(),
-            next_base,
-        })
+        Some(Sealed { slot, base, used: header.offset(), next_base })
     }
 
-    /// Blocks the flusher until incarnation `f` is ready, the log closes or fails, or
-    /// `timeout` passes.
-    pub(crate) fn wait_for_work(&self, f: u64, timeout: Duration) {
+    /// Blocks the flusher until incarnation `f` is ready, a flush waits for written but
+    /// unsynced incarnations (`synced..f`), the log closes or fails, or `timeout` passes.
+    pub(crate) fn wait_for_work(&self, f: u64, synced: u64, timeout: Duration) {
         let guard = sync::lock(&self.wake);
+        let sync_wanted = synced < f && self.requested() > synced;
         if self.ready(f).is_none()
+            && !sync_wanted
             && !self.closing.load(Ordering::Acquire)
             && !self.failed.load(Ordering::Acquire)
         {
@@ -494,12 +503,26 @@ impl Ring {
         }
     }
 
-    /// Records that incarnations below `flushed` are durable, up to LSN `stable`, and frees
-    /// their slots.
-    pub(crate) fn publish(&self, flushed: u64, stable: u64) {
+    /// Records that incarnations below `written` are in their files, freeing their slots.
+    pub(crate) fn publish_written(&self, written: u64) {
+        // Release: the reopening sealer acquires it; the flusher is done with these bytes.
+        self.released.store(written, Ordering::Release);
+        self.notify(&self.progress);
+    }
+
+    /// Records that incarnations below `flushed` are durable, up to LSN `stable`.
+    pub(crate) fn publish_durable(&self, flushed: u64, stable: u64) {
+        // Release, stable first: a waiter that sees `flushed` also sees the new `stable`.
         self.stable.store(stable, Ordering::Release);
         self.flushed.store(flushed, Ordering::Release);
         self.notify(&self.progress);
+    }
+
+    /// Both of the above at once: written and durable (for models of the protocol).
+    #[cfg(loom)]
+    pub(crate) fn publish(&self, flushed: u64, stable: u64) {
+        self.released.store(flushed, Ordering::Release);
+        self.publish_durable(flushed, stable);
     }
 
     /// Stops the log for good: every waiter and every later call gets `LogFailed`.

@@ -66,19 +66,13 @@ impl FileStorage {
 
 impl Storage for FileStorage {
     fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.dir.join(name))?;
+        let file = OpenOptions::new().read(true).write(true).open(self.dir.join(name))?;
         Ok(Arc::new(DiskFile(file)))
     }
 
     fn create_new(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(self.dir.join(name))?;
+        let file =
+            OpenOptions::new().read(true).write(true).create_new(true).open(self.dir.join(name))?;
         Ok(Arc::new(DiskFile(file)))
     }
 
@@ -207,10 +201,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = FileStorage::open(dir.path()).unwrap();
         let second = FileStorage::open(dir.path());
-        assert!(
-            matches!(second, Err(Error::AlreadyOpen { .. })),
-            "{second:?}"
-        );
+        assert!(matches!(second, Err(Error::AlreadyOpen { .. })), "{second:?}");
         drop(first);
         FileStorage::open(dir.path()).unwrap();
     }

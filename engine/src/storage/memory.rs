@@ -30,20 +30,14 @@ impl Storage for MemStorage {
     fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
         match self.files().get(name) {
             Some(file) => Ok(file.clone()),
-            None => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no file {name:?}"),
-            )),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no file {name:?}"))),
         }
     }
 
     fn create_new(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
         let mut files = self.files();
         if files.contains_key(name) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{name:?} exists"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{name:?} exists")));
         }
         let file = Arc::new(MemFile::default());
         files.insert(name.to_owned(), file.clone());
@@ -57,20 +51,14 @@ impl Storage for MemStorage {
     fn remove(&self, name: &str) -> io::Result<()> {
         match self.files().remove(name) {
             Some(_) => Ok(()),
-            None => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no file {name:?}"),
-            )),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, format!("no file {name:?}"))),
         }
     }
 
     fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         let mut files = self.files();
         let Some(file) = files.remove(from) else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no file {from:?}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no file {from:?}")));
         };
         files.insert(to.to_owned(), file);
         Ok(())
@@ -90,9 +78,7 @@ struct MemFile {
 impl StorageFile for MemFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let data = self.data.read().unwrap_or_else(PoisonError::into_inner);
-        let start = usize::try_from(offset)
-            .map_err(io::Error::other)?
-            .min(data.len());
+        let start = usize::try_from(offset).map_err(io::Error::other)?.min(data.len());
         let n = buf.len().min(data.len() - start);
         buf[..n].copy_from_slice(&data[start..start + n]);
         Ok(n)
@@ -115,19 +101,12 @@ impl StorageFile for MemFile {
 
     fn set_len(&self, len: u64) -> io::Result<()> {
         let len = usize::try_from(len).map_err(io::Error::other)?;
-        self.data
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .resize(len, 0);
+        self.data.write().unwrap_or_else(PoisonError::into_inner).resize(len, 0);
         Ok(())
     }
 
     fn len(&self) -> io::Result<u64> {
-        let len = self
-            .data
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
+        let len = self.data.read().unwrap_or_else(PoisonError::into_inner).len();
         u64::try_from(len).map_err(io::Error::other)
     }
 }

@@ -332,9 +332,7 @@ fn crash_write(rng: &mut fastrand::Rng, durable: &mut Vec<u8>, offset: usize, da
             let last = (offset + data.len().saturating_sub(1)) / SECTOR;
             // Strictly fewer sectors than the write touches, or it would not be torn.
             let sectors = rng.usize(0..=last - first);
-            let kept = ((first + sectors) * SECTOR)
-                .saturating_sub(offset)
-                .min(data.len());
+            let kept = ((first + sectors) * SECTOR).saturating_sub(offset).min(data.len());
             write_into(durable, offset, &data[..kept]);
         }
         2 => {
@@ -362,9 +360,7 @@ impl SimStorage {
             calls: HashMap::new(),
             faults: Vec::new(),
         };
-        Self {
-            state: Arc::new(Mutex::new(state)),
-        }
+        Self { state: Arc::new(Mutex::new(state)) }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -398,12 +394,7 @@ impl SimStorage {
     /// `fault.op` fails with `fault.kind` and has no effect. Several faults may be pending.
     pub fn inject(&self, fault: Fault) {
         let mut state = self.state();
-        let at = state
-            .calls
-            .get(&fault.op)
-            .copied()
-            .unwrap_or(0)
-            .saturating_add(fault.nth);
+        let at = state.calls.get(&fault.op).copied().unwrap_or(0).saturating_add(fault.nth);
         state.faults.push((fault.op, at, fault.kind));
     }
 
@@ -421,10 +412,7 @@ impl SimStorage {
     /// the end of both contents. Nothing changes on error.
     pub fn flip_bit(&self, name: &str, offset: u64, bit: u8) -> io::Result<()> {
         let mut state = self.state();
-        let id = *state
-            .current_names
-            .get(name)
-            .ok_or_else(|| not_found(name))?;
+        let id = *state.current_names.get(name).ok_or_else(|| not_found(name))?;
         let inode = state.inode(id)?;
         let offset = usize::try_from(offset).unwrap_or(usize::MAX);
         if bit > 7 || (offset >= inode.current.len() && offset >= inode.durable.len()) {
@@ -473,11 +461,7 @@ impl SimStorage {
     }
 
     fn handle(&self, state: &State, inode: InodeId) -> Arc<dyn StorageFile> {
-        Arc::new(SimFile {
-            state: self.state.clone(),
-            inode,
-            boot: state.boot,
-        })
+        Arc::new(SimFile { state: self.state.clone(), inode, boot: state.boot })
     }
 }
 
@@ -497,10 +481,7 @@ impl Storage for SimStorage {
     fn open(&self, name: &str) -> io::Result<Arc<dyn StorageFile>> {
         let mut state = self.state();
         state.begin(FaultOp::Open, None)?;
-        let id = *state
-            .current_names
-            .get(name)
-            .ok_or_else(|| not_found(name))?;
+        let id = *state.current_names.get(name).ok_or_else(|| not_found(name))?;
         Ok(self.handle(&state, id))
     }
 
@@ -508,16 +489,10 @@ impl Storage for SimStorage {
         let mut state = self.state();
         state.begin(FaultOp::CreateNew, None)?;
         if state.current_names.contains_key(name) {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{name:?} exists"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{name:?} exists")));
         }
         let inode = state.new_inode();
-        let op = NameOp::Create {
-            name: name.to_owned(),
-            inode,
-        };
+        let op = NameOp::Create { name: name.to_owned(), inode };
         op.apply(&mut state.current_names);
         state.pending_names.push(op);
         Ok(self.handle(&state, inode))
@@ -535,9 +510,7 @@ impl Storage for SimStorage {
         if !state.current_names.contains_key(name) {
             return Err(not_found(name));
         }
-        let op = NameOp::Remove {
-            name: name.to_owned(),
-        };
+        let op = NameOp::Remove { name: name.to_owned() };
         op.apply(&mut state.current_names);
         state.pending_names.push(op);
         Ok(())
@@ -550,10 +523,7 @@ impl Storage for SimStorage {
             return Err(not_found(from));
         }
         if from != to {
-            let op = NameOp::Rename {
-                from: from.to_owned(),
-                to: to.to_owned(),
-            };
+            let op = NameOp::Rename { from: from.to_owned(), to: to.to_owned() };
             op.apply(&mut state.current_names);
             state.pending_names.push(op);
         }
@@ -587,10 +557,7 @@ impl SimFile {
 
 impl fmt::Debug for SimFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SimFile")
-            .field("inode", &self.inode)
-            .field("boot", &self.boot)
-            .finish()
+        f.debug_struct("SimFile").field("inode", &self.inode).field("boot", &self.boot).finish()
     }
 }
 
@@ -598,9 +565,7 @@ impl StorageFile for SimFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let mut state = self.begin(FaultOp::Read)?;
         let data = &state.inode(self.inode)?.current;
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(data.len());
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(data.len());
         let n = buf.len().min(data.len() - start);
         buf[..n].copy_from_slice(&data[start..start + n]);
         Ok(n)
@@ -617,10 +582,7 @@ impl StorageFile for SimFile {
         }
         let inode = state.inode(self.inode)?;
         write_into(&mut inode.current, offset, buf);
-        inode.pending.push(PendingOp::Write {
-            offset,
-            data: buf.to_vec(),
-        });
+        inode.pending.push(PendingOp::Write { offset, data: buf.to_vec() });
         Ok(())
     }
 
@@ -735,24 +697,14 @@ mod tests {
             seen.insert(outcome);
         }
         // Every kind of outcome occurs, including losing everything and keeping everything.
-        for outcome in [
-            Outcome::Prefix(0),
-            Outcome::Prefix(3),
-            Outcome::Torn,
-            Outcome::Garbled,
-        ] {
-            assert!(
-                seen.contains(&outcome),
-                "{outcome:?} never happened: {seen:?}"
-            );
+        for outcome in [Outcome::Prefix(0), Outcome::Prefix(3), Outcome::Torn, Outcome::Garbled] {
+            assert!(seen.contains(&outcome), "{outcome:?} never happened: {seen:?}");
         }
     }
 
     #[test]
     fn synced_writes_always_survive() {
-        let data: Vec<u8> = (0..2000u32)
-            .map(|i| u8::try_from(i % 251).unwrap())
-            .collect();
+        let data: Vec<u8> = (0..2000u32).map(|i| u8::try_from(i % 251).unwrap()).collect();
         for seed in 0..100 {
             let (disk, file) = disk_with_file(seed);
             file.write_at(&data, 0).unwrap();
@@ -826,10 +778,7 @@ mod tests {
         assert!(!disk.is_powered_off());
         assert!(is(&file.write_at(b"!!!", 0).unwrap_err(), FaultKind::Eio));
         assert!(disk.is_powered_off());
-        assert!(is(
-            &file.read_at(&mut [0; 3], 0).unwrap_err(),
-            FaultKind::Eio
-        ));
+        assert!(is(&file.read_at(&mut [0; 3], 0).unwrap_err(), FaultKind::Eio));
         assert!(is(&file.len().unwrap_err(), FaultKind::Eio));
         assert!(is(&disk.list().unwrap_err(), FaultKind::Eio));
         assert!(is(&disk.open("f").unwrap_err(), FaultKind::Eio));
@@ -848,11 +797,7 @@ mod tests {
     #[test]
     fn injected_fault_fails_exactly_that_call_without_effect() {
         let (disk, file) = disk_with_file(2);
-        disk.inject(Fault {
-            op: FaultOp::Write,
-            nth: 1,
-            kind: FaultKind::Enospc,
-        });
+        disk.inject(Fault { op: FaultOp::Write, nth: 1, kind: FaultKind::Enospc });
         file.write_at(b"one", 0).unwrap();
         let err = file.write_at(b"two", 3).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::StorageFull);
@@ -863,11 +808,7 @@ mod tests {
         assert_eq!(disk.op_count(FaultOp::Write), 3);
 
         // A failed sync leaves the writes pending: not durable, still readable.
-        disk.inject(Fault {
-            op: FaultOp::Sync,
-            nth: 0,
-            kind: FaultKind::Eio,
-        });
+        disk.inject(Fault { op: FaultOp::Sync, nth: 0, kind: FaultKind::Eio });
         assert!(is(&file.sync().unwrap_err(), FaultKind::Eio));
         assert_eq!(disk.durable_bytes("f").unwrap(), b"");
         assert_eq!(read_all(&*file), b"onethree");
@@ -876,16 +817,8 @@ mod tests {
 
         // Namespace calls too, counted from the injection.
         disk.open("f").unwrap();
-        disk.inject(Fault {
-            op: FaultOp::Open,
-            nth: 1,
-            kind: FaultKind::Eio,
-        });
-        disk.inject(Fault {
-            op: FaultOp::Rename,
-            nth: 0,
-            kind: FaultKind::Eio,
-        });
+        disk.inject(Fault { op: FaultOp::Open, nth: 1, kind: FaultKind::Eio });
+        disk.inject(Fault { op: FaultOp::Rename, nth: 0, kind: FaultKind::Eio });
         assert!(is(&disk.rename("f", "g").unwrap_err(), FaultKind::Eio));
         assert_eq!(disk.list().unwrap(), ["f"]);
         disk.open("f").unwrap();
@@ -901,10 +834,7 @@ mod tests {
         file.write_at(b"kept", 0).unwrap();
         file.sync().unwrap();
         disk.crash();
-        assert!(is(
-            &file.read_at(&mut [0; 4], 0).unwrap_err(),
-            FaultKind::Eio
-        ));
+        assert!(is(&file.read_at(&mut [0; 4], 0).unwrap_err(), FaultKind::Eio));
         assert!(is(&file.write_at(b"lost", 0).unwrap_err(), FaultKind::Eio));
         assert!(is(&file.set_len(0).unwrap_err(), FaultKind::Eio));
         assert!(is(&file.sync().unwrap_err(), FaultKind::Eio));
@@ -923,18 +853,9 @@ mod tests {
         assert_eq!(disk.current_bytes("f").unwrap(), want);
         assert_eq!(disk.durable_bytes("f").unwrap(), want);
         assert_eq!(read_all(&*disk.open("f").unwrap()), want);
-        assert_eq!(
-            disk.flip_bit("f", 64, 0).unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            disk.flip_bit("f", 0, 8).unwrap_err().kind(),
-            io::ErrorKind::InvalidInput
-        );
-        assert_eq!(
-            disk.flip_bit("g", 0, 0).unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
+        assert_eq!(disk.flip_bit("f", 64, 0).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(disk.flip_bit("f", 0, 8).unwrap_err().kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(disk.flip_bit("g", 0, 0).unwrap_err().kind(), io::ErrorKind::NotFound);
         assert_eq!(disk.current_bytes("f").unwrap(), want);
     }
 
@@ -945,8 +866,7 @@ mod tests {
             let name = format!("file{round}");
             let file = disk.create_new(&name).unwrap();
             for i in 0..20u8 {
-                file.write_at(&[round ^ i; 700], u64::from(i) * 300)
-                    .unwrap();
+                file.write_at(&[round ^ i; 700], u64::from(i) * 300).unwrap();
                 if i % 7 == 0 {
                     file.sync().unwrap();
                 }
@@ -957,19 +877,13 @@ mod tests {
             disk.crash();
         }
         let names = disk.list().unwrap();
-        names
-            .into_iter()
-            .map(|n| (n.clone(), disk.current_bytes(&n).unwrap()))
-            .collect()
+        names.into_iter().map(|n| (n.clone(), disk.current_bytes(&n).unwrap())).collect()
     }
 
     #[test]
     fn same_seed_and_calls_give_the_same_result() {
         assert_eq!(run(7), run(7));
-        assert!(
-            (0..10).any(|seed| run(seed) != run(7)),
-            "the seed must matter"
-        );
+        assert!((0..10).any(|seed| run(seed) != run(7)), "the seed must matter");
     }
 
     #[test]
@@ -989,14 +903,8 @@ mod tests {
         let kind = |r: io::Result<Arc<dyn StorageFile>>| r.unwrap_err().kind();
         assert_eq!(kind(disk.create_new("f")), io::ErrorKind::AlreadyExists);
         assert_eq!(kind(disk.open("g")), io::ErrorKind::NotFound);
-        assert_eq!(
-            disk.remove("g").unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-        assert_eq!(
-            disk.rename("g", "h").unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
+        assert_eq!(disk.remove("g").unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(disk.rename("g", "h").unwrap_err().kind(), io::ErrorKind::NotFound);
 
         // A clone is the same disk; an unlinked file stays usable through its handle.
         let clone = disk.clone();

@@ -1,9 +1,6 @@
 //! Helpers shared by the engine's integration tests.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test code: a failed unwrap is a failed test"
-)]
+#![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::{
@@ -16,16 +13,10 @@ use grove_engine::{Log, LogConfig, Lsn, RecordKind, Storage};
 /// How many seeded cases to run: `default`, or `GROVE_CASES` if set. A single seed can be
 /// replayed with `GROVE_SEED`.
 pub fn seeds(default: u64) -> Vec<u64> {
-    if let Some(seed) = std::env::var("GROVE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
+    if let Some(seed) = std::env::var("GROVE_SEED").ok().and_then(|s| s.parse().ok()) {
         return vec![seed];
     }
-    let count = std::env::var("GROVE_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
+    let count = std::env::var("GROVE_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
     (0..count).collect()
 }
 
@@ -61,11 +52,7 @@ pub fn open_recovering(
 ) -> grove_engine::Result<(Log, Vec<Written>)> {
     let mut seen = Vec::new();
     let log = Log::open_with(storage.clone(), config.clone(), Lsn::ZERO, |record| {
-        seen.push(Written {
-            lsn: record.lsn,
-            kind: record.kind.get(),
-            body: record.body.to_vec(),
-        });
+        seen.push(Written { lsn: record.lsn, kind: record.kind.get(), body: record.body.to_vec() });
         Ok(())
     })?;
     Ok((log, seen))
@@ -106,10 +93,7 @@ pub fn assert_prefix(written: &[Written], recovered: &[Written], acked: Lsn) {
         written.len()
     );
     for (i, (got, want)) in recovered.iter().zip(&written).enumerate() {
-        assert_eq!(
-            got, want,
-            "record {i} of the recovered prefix differs from what was written"
-        );
+        assert_eq!(got, want, "record {i} of the recovered prefix differs from what was written");
     }
     let must_have = written.iter().filter(|w| w.lsn < acked).count();
     assert!(
