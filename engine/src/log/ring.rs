@@ -273,18 +273,7 @@ impl Ring {
             // Acquire load above made the opener's stores of base and capacity visible.
             let capacity = slot.capacity.load(Ordering::Acquire);
             if header.offset() + len > capacity {
-                if slot
-                    .header
-                    .compare_exchange(
-                        header.raw(),
-                        header.sealed().raw(),
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    )
-                    .is_ok()
-                {
-                    self.rotate(c, slot, header.offset(), len)?;
-                }
+                self.try_seal(c, slot, header, len)?;
                 continue;
             }
             if slot
@@ -338,17 +327,7 @@ impl Ring {
             if header.offset() == 0 {
                 return Ok(c.checked_sub(1));
             }
-            if slot
-                .header
-                .compare_exchange(
-                    header.raw(),
-                    header.sealed().raw(),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-            {
-                self.rotate(c, slot, header.offset(), 0)?;
+            if self.try_seal(c, slot, header, 0)? {
                 return Ok(Some(c));
             }
         }
@@ -363,22 +342,28 @@ impl Ring {
         }
         let slot = self.slot(c);
         let header = BufferHeader::from_raw(slot.header.load(Ordering::Acquire));
-        if header.is_incarnation(c)
-            && !header.is_sealed()
-            && header.offset() > 0
-            && slot
-                .header
-                .compare_exchange(
-                    header.raw(),
-                    header.sealed().raw(),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-        {
-            self.rotate(c, slot, header.offset(), 0)?;
+        if header.is_incarnation(c) && !header.is_sealed() && header.offset() > 0 {
+            self.try_seal(c, slot, header, 0)?;
         }
         Ok(())
+    }
+
+    /// Seals incarnation `c` if its header is still `header`; the winner then opens the next
+    /// buffer, leaving room there for `need` bytes. Returns whether this call sealed it.
+    fn try_seal(&self, c: u64, slot: &Slot, header: BufferHeader, need: u64) -> Result<bool> {
+        let sealed = slot
+            .header
+            .compare_exchange(
+                header.raw(),
+                header.sealed().raw(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if sealed {
+            self.rotate(c, slot, header.offset(), need)?;
+        }
+        Ok(sealed)
     }
 
     /// Called by the thread that sealed incarnation `c` with `used` bytes: decides where the
