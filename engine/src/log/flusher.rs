@@ -118,12 +118,13 @@ impl Flusher {
                 let closed_segment = self.write_buffer(&sealed)?;
                 self.next += 1;
                 self.written_stable = sealed.next_base;
+                // Free the slot at once: a sealer may be waiting for it.
+                ring.publish_written(self.next);
                 if closed_segment {
                     // Closing the segment synced it, and with it everything written so far.
                     self.mark_synced();
                 }
             }
-            ring.publish_written(self.next);
             if self.synced < self.next && self.unsynced_since.is_none() {
                 self.unsynced_since = Some(Instant::now());
             }
