@@ -1,6 +1,6 @@
 //! The storage log: segmented, checksummed, lock-free appends with group commit and recovery.
 //!
-//! The log stores opaque records (a [`RecordKind`] and a body) at increasing [`Lsn`]s. It
+//! The log stores opaque records (a [`RecordKind`] and a body) at increasing [`Lsn`](crate::Lsn)s. It
 //! never sees pages or keys. Start at [`Log`].
 
 mod flusher;
