@@ -86,6 +86,7 @@ fn fault_case(op: FaultOp, nth: u64, fault: FaultKind) {
 fn every_failed_write_reaches_the_caller_and_loses_nothing_flushed() {
     let writes = calls(FaultOp::Write);
     assert!(writes > 20, "the workload makes many writes: {writes}");
+    println!("injecting EIO and ENOSPC at each of {writes} write calls");
     for nth in 0..writes {
         for fault in [FaultKind::Eio, FaultKind::Enospc] {
             fault_case(FaultOp::Write, nth, fault);
@@ -97,6 +98,7 @@ fn every_failed_write_reaches_the_caller_and_loses_nothing_flushed() {
 fn every_failed_sync_reaches_the_caller_and_loses_nothing_flushed() {
     let syncs = calls(FaultOp::Sync);
     assert!(syncs > 10, "the workload makes many syncs: {syncs}");
+    println!("injecting EIO and ENOSPC at each of {syncs} sync calls");
     for nth in 0..syncs {
         for fault in [FaultKind::Eio, FaultKind::Enospc] {
             fault_case(FaultOp::Sync, nth, fault);
@@ -107,7 +109,9 @@ fn every_failed_sync_reaches_the_caller_and_loses_nothing_flushed() {
 #[test]
 fn failed_directory_operations_reach_the_caller_too() {
     for op in [FaultOp::CreateNew, FaultOp::Rename, FaultOp::SyncDir] {
-        for nth in 0..calls(op) {
+        let count = calls(op);
+        println!("injecting EIO at each of {count} {op:?} calls");
+        for nth in 0..count {
             fault_case(op, nth, FaultKind::Eio);
         }
     }
