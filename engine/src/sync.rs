@@ -8,7 +8,7 @@
 #[cfg(loom)]
 pub(crate) use loom::{
     sync::{
-        Arc, Condvar, Mutex, MutexGuard,
+        Condvar, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
@@ -17,7 +17,7 @@ pub(crate) use loom::{
 #[cfg(not(loom))]
 pub(crate) use std::{
     sync::{
-        Arc, Condvar, Mutex, MutexGuard,
+        Condvar, Mutex, MutexGuard,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
@@ -162,6 +162,11 @@ impl Drop for SharedBuffer {
 /// Loom's version: one checked cell per byte, so overlapping or unordered access is reported.
 #[cfg(loom)]
 pub(crate) struct SharedBuffer(Box<[loom::cell::UnsafeCell<u8>]>);
+
+#[cfg(loom)]
+// SAFETY: as for the std version; here loom additionally checks every byte access.
+#[expect(unsafe_code, reason = "concurrent writers fill disjoint ranges of one buffer")]
+unsafe impl Sync for SharedBuffer {}
 
 #[cfg(loom)]
 impl SharedBuffer {

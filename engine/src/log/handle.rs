@@ -16,8 +16,11 @@ use crate::{
     error::{Error, Result},
     ids::Lsn,
     storage::Storage,
-    sync::{self, Arc, AtomicU64, Ordering, thread::JoinHandle},
+    sync::{self, AtomicU64, Ordering, thread::JoinHandle},
 };
+// `std`'s `Arc`, not the loom-swappable one: the storage handles it holds are `std` types and
+// the handle is never part of a loom model (the ring is, see `ring_loom.rs`).
+use std::sync::Arc;
 
 /// One record as recovery hands it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

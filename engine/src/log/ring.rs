@@ -39,8 +39,12 @@ use crate::{
 /// `next_base` before the sealer has decided it.
 const UNKNOWN: u64 = u64::MAX;
 
-/// Spins before a waiting thread blocks.
+/// Spins before a waiting thread blocks. Under loom every spin is a branch of the search,
+/// so models block at once.
+#[cfg(not(loom))]
 const SPINS_BEFORE_BLOCKING: u32 = 64;
+#[cfg(loom)]
+const SPINS_BEFORE_BLOCKING: u32 = 1;
 
 /// Upper bound on one blocking wait, so a missed wake-up can only cost time, never hang.
 const MAX_WAIT: Duration = Duration::from_millis(50);
@@ -504,7 +508,7 @@ impl Ring {
     }
 
     /// Both of the above at once: written and durable (for models of the protocol).
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     pub(crate) fn publish(&self, flushed: u64, stable: u64) {
         self.released.store(flushed, Ordering::Release);
         self.publish_durable(flushed, stable);
