@@ -94,6 +94,8 @@ impl Claim<'_> {
         else {
             return;
         };
+        // Callers are this module's own (header then body, sized at reservation), so this
+        // never fires on data read from disk; it guards the unsafe copy below against a bug.
         assert!(at + bytes.len() <= len, "write outside the claimed range");
         // SAFETY: the CAS in `Ring::reserve` gave this claim `offset..offset + len` of this
         // incarnation alone, and the flusher reads it only after `Ring::release` (release
