@@ -82,37 +82,32 @@ fn fault_case(op: FaultOp, nth: u64, fault: FaultKind) {
     assert_prefix(&written, &recovered, acked);
 }
 
-#[test]
-fn every_failed_write_reaches_the_caller_and_loses_nothing_flushed() {
-    let writes = calls(FaultOp::Write);
-    assert!(writes > 20, "the workload makes many writes: {writes}");
-    println!("injecting EIO and ENOSPC at each of {writes} write calls");
-    for nth in 0..writes {
-        for fault in [FaultKind::Eio, FaultKind::Enospc] {
-            fault_case(FaultOp::Write, nth, fault);
+/// Fails each call of `op` in turn, with each of `faults`; `op` must occur more than
+/// `at_least` times, or the workload does not exercise it.
+fn fault_every_call(op: FaultOp, at_least: u64, faults: &[FaultKind]) {
+    let count = calls(op);
+    assert!(count > at_least, "the workload makes many {op:?} calls: {count}");
+    println!("injecting {faults:?} at each of {count} {op:?} calls");
+    for nth in 0..count {
+        for &fault in faults {
+            fault_case(op, nth, fault);
         }
     }
 }
 
 #[test]
+fn every_failed_write_reaches_the_caller_and_loses_nothing_flushed() {
+    fault_every_call(FaultOp::Write, 20, &[FaultKind::Eio, FaultKind::Enospc]);
+}
+
+#[test]
 fn every_failed_sync_reaches_the_caller_and_loses_nothing_flushed() {
-    let syncs = calls(FaultOp::Sync);
-    assert!(syncs > 10, "the workload makes many syncs: {syncs}");
-    println!("injecting EIO and ENOSPC at each of {syncs} sync calls");
-    for nth in 0..syncs {
-        for fault in [FaultKind::Eio, FaultKind::Enospc] {
-            fault_case(FaultOp::Sync, nth, fault);
-        }
-    }
+    fault_every_call(FaultOp::Sync, 10, &[FaultKind::Eio, FaultKind::Enospc]);
 }
 
 #[test]
 fn failed_directory_operations_reach_the_caller_too() {
     for op in [FaultOp::CreateNew, FaultOp::Rename, FaultOp::SyncDir] {
-        let count = calls(op);
-        println!("injecting EIO at each of {count} {op:?} calls");
-        for nth in 0..count {
-            fault_case(op, nth, FaultKind::Eio);
-        }
+        fault_every_call(op, 0, &[FaultKind::Eio]);
     }
 }
