@@ -34,3 +34,21 @@ impl fmt::Display for SegmentId {
         write!(f, "segment {}", self.0)
     }
 }
+
+/// The identity of a page in the page cache. Ids are dense, start at 0, and a freed id is
+/// reused by a later allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct PageId(pub u64);
+
+impl PageId {
+    /// The raw number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for PageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "page {}", self.0)
+    }
+}
