@@ -962,6 +962,7 @@ mod tests {
                 assert!(disk.list().unwrap().iter().all(|n| parse_temp_name(n).is_none()));
                 write(&disk, &small(4)).unwrap();
                 assert_eq!(load_some(&disk).checkpoint, small(4), "{what}");
+                assert_eq!(checkpoint_names(&disk), [file_name(seq), file_name(4)], "{what}");
             }
         }
         assert!(outcomes.iter().all(|&n| n > 0), "{outcomes:?}");
@@ -977,6 +978,23 @@ mod tests {
         });
         assert!(matches!(load(&disk), Err(Error::Io { op: "read", .. })));
         assert_eq!(load_some(&disk).checkpoint, small(2));
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_write_and_keeps_the_old_checkpoint() {
+        for op in [FaultOp::CreateNew, FaultOp::Write, FaultOp::Sync, FaultOp::Rename] {
+            let (disk, _) = two_checkpoints();
+            disk.inject(crate::storage::Fault {
+                op,
+                nth: 0,
+                kind: crate::storage::FaultKind::Enospc,
+            });
+            let err = write(&disk, &small(3)).unwrap_err();
+            assert_eq!(err.io_kind(), Some(std::io::ErrorKind::StorageFull), "{op:?}");
+            assert_eq!(load_some(&disk).checkpoint, small(2), "{op:?}");
+            write(&disk, &small(3)).unwrap();
+            assert_eq!(load_some(&disk).checkpoint, small(3), "{op:?}");
+        }
     }
 
     #[test]
