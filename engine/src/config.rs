@@ -102,3 +102,77 @@ impl LogConfig {
         Ok(())
     }
 }
+
+/// How the page cache keeps pages in memory and on disk.
+///
+/// [`PageCacheConfig::tiny`] shrinks every size so that eviction, consolidation,
+/// checkpoints and cleaning happen all the time in tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageCacheConfig {
+    /// The log settings, used for both segment streams (deltas and bases).
+    pub log: LogConfig,
+    /// Memory the page cache may hold, in bytes: page images, fragments, per-page metadata
+    /// and the page table itself (the log's write buffers are separate:
+    /// `2 * buffer_size * buffer_count`). Default 256 MiB.
+    pub cache_bytes: u64,
+    /// A page is consolidated into a new base image once it has this many fragments.
+    /// At least 1. Default 8.
+    pub consolidate_after: usize,
+    /// A checkpoint is written after this many bytes of log (either stream) since the last
+    /// one. Open time is bounded by it: recovery replays at most about this much log.
+    /// Default 64 MiB.
+    pub checkpoint_every: u64,
+    /// The cleaner relocates what is still live out of sealed segments whose live fraction
+    /// is below this, so that they can be deleted. Between 0 and 1. Default 0.6.
+    pub clean_below: f64,
+}
+
+impl Default for PageCacheConfig {
+    fn default() -> Self {
+        Self {
+            log: LogConfig::default(),
+            cache_bytes: 256 << 20,
+            consolidate_after: 8,
+            checkpoint_every: 64 << 20,
+            clean_below: 0.6,
+        }
+    }
+}
+
+impl PageCacheConfig {
+    /// Tiny sizes for tests: 4 KiB segments, a 16 KiB cache, consolidation after 2
+    /// fragments, a checkpoint every 8 KiB of log.
+    pub fn tiny() -> Self {
+        Self {
+            log: LogConfig { segment_size: 4096, buffer_size: 1024, ..LogConfig::tiny() },
+            cache_bytes: 16 << 10,
+            consolidate_after: 2,
+            checkpoint_every: 8 << 10,
+            clean_below: 0.6,
+        }
+    }
+
+    /// Checks that the settings are consistent.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting to change.
+    pub fn validate(&self) -> Result<()> {
+        self.log.validate()?;
+        if self.consolidate_after == 0 || self.consolidate_after > 64 {
+            return Err(Error::Config(format!(
+                "consolidate_after {} must be between 1 and 64",
+                self.consolidate_after
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.clean_below) {
+            return Err(Error::Config(format!(
+                "clean_below {} must be between 0 and 1",
+                self.clean_below
+            )));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(Error::Config("checkpoint_every must be at least 1 byte".into()));
+        }
+        Ok(())
+    }
+}

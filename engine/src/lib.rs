@@ -35,14 +35,15 @@ pub mod config;
 pub mod error;
 pub mod ids;
 pub mod log;
-pub(crate) mod pagecache;
+pub mod pagecache;
 pub mod storage;
 pub(crate) mod sync;
 
-pub use config::LogConfig;
+pub use config::{LogConfig, PageCacheConfig};
 pub use error::{Error, Result};
-pub use ids::{Lsn, SegmentId};
+pub use ids::{Lsn, PageId, SegmentId};
 pub use log::{Log, LogStats, Record, RecordKind, Reservation};
+pub use pagecache::{Materializer, Outcome, Page, PageCache, PageCacheStats};
 pub use storage::{
     Fault, FaultKind, FaultOp, FileStorage, MemStorage, SimStorage, Storage, StorageFile,
 };

@@ -1,0 +1,537 @@
+//! [`PageCache`]: the public handle, and the update, read, consolidation and eviction paths.
+
+use std::{fmt, sync::Arc};
+
+use super::{
+    live::Liveness,
+    loc::{Loc, Stream},
+    maintenance::Maintenance,
+    page::{Materializer, Outcome, Page},
+    record,
+    state::{Live, PageState, Part},
+    stats::{Counters, PageCacheStats},
+    table::{Current, PageTable, Slot},
+};
+use crate::{
+    config::PageCacheConfig,
+    error::{Error, Result},
+    ids::PageId,
+    log::{Log, RecordKind},
+    storage::Storage,
+    sync::{self, AtomicU64, Mutex, Ordering, epoch},
+};
+
+/// A lock-free cache of pages over the storage log.
+///
+/// A page is a base image plus a short chain of fragments (small deltas whose meaning the
+/// [`Materializer`] defines). Every update is a record in the log and a compare-and-swap on
+/// the page's slot: [`PageCache::link`] adds a fragment, [`PageCache::replace`] writes a
+/// whole new image, [`PageCache::free`] gives the id back. Each takes the version the
+/// caller read, and returns [`Outcome::Stale`] if the page changed since.
+///
+/// Behind the scenes the cache consolidates long chains into new bases, pages out what does
+/// not fit in [`PageCacheConfig::cache_bytes`], writes checkpoints so that opening replays
+/// a bounded amount of log, and cleans segments that are mostly dead.
+///
+/// # Durability
+/// An update is durable once a later [`PageCache::flush`] returns. After a crash,
+/// [`PageCache::open`] recovers the pages as they were at some point at or after the last
+/// completed flush.
+///
+/// # Thread safety
+/// `PageCache` is `Send + Sync` and cheap to clone (it is a handle). Reads take no lock;
+/// updates take none either, apart from the free-id list on allocate and free. Maintenance
+/// (checkpoints, cleaning, eviction) runs on the thread whose write crossed a threshold,
+/// one at a time, never blocking other threads' reads and writes.
+#[derive(Clone)]
+pub struct PageCache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// What every handle shares.
+pub(crate) struct Inner {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) config: PageCacheConfig,
+    pub(crate) materializer: Arc<dyn Materializer>,
+    /// Indexed by [`Stream::index`].
+    pub(crate) logs: [Log; 2],
+    pub(crate) table: PageTable,
+    pub(crate) live: Liveness,
+    /// Every id below this has been handed out at least once. Owner: `allocate`
+    /// (fetch-add only). Relaxed: the slot's own compare-and-swap publishes the page.
+    pub(crate) next_id: AtomicU64,
+    /// Ids freed and not yet reused, lowest last. A lock, because allocation and free are
+    /// rare (page splits and merges) and the lock is held for one push or pop.
+    pub(crate) free_ids: Mutex<Vec<PageId>>,
+    /// Sum of `heap_bytes` over every installed state. Owner: every thread that installs
+    /// a state (add and subtract in `account`). Relaxed: a budget figure, it orders nothing.
+    pub(crate) state_bytes: AtomicU64,
+    /// The eviction clock's hand (a page id); the lock makes one thread evict at a time.
+    pub(crate) evictor: Mutex<u64>,
+    pub(crate) maintenance: Mutex<Maintenance>,
+    /// Per stream, the LSN past which the next checkpoint is due. Owner: the maintenance
+    /// thread (stores); writers load it. Relaxed: a late checkpoint is harmless.
+    pub(crate) checkpoint_due: [AtomicU64; 2],
+    pub(crate) counters: Counters,
+}
+
+impl fmt::Debug for PageCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PageCache").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+/// What an update expects of the page it changes.
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    /// An allocated page at this version.
+    Live(u64),
+    /// A free id.
+    Free,
+}
+
+impl Expect {
+    fn matches(self, current: &Current<'_>) -> bool {
+        let state = current.state();
+        match self {
+            Expect::Live(version) => {
+                state.is_some_and(|s| s.live.is_some() && s.version == version)
+            }
+            Expect::Free => state.is_none_or(|s| s.live.is_none()),
+        }
+    }
+}
+
+impl PageCache {
+    /// Allocates a page holding `image` and returns its id and version. Freed ids are
+    /// reused, lowest first.
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`] if the image does not fit in a log record; the log's
+    /// errors ([`Error::LogFailed`], [`Error::Closed`]).
+    pub fn allocate(&self, image: &[u8]) -> Result<(PageId, u64)> {
+        let inner = &*self.inner;
+        loop {
+            let popped = sync::lock(&inner.free_ids).pop();
+            let id = match popped {
+                Some(id) => id,
+                None => PageId(inner.next_id.fetch_add(1, Ordering::Relaxed)),
+            };
+            if id.get() >= record::MAX_PAGE_ID {
+                return Err(Error::Config(format!("the page table is full ({id})")));
+            }
+            // The id is ours alone, so this only fails if an earlier holder of the id is
+            // still mid-free; take another id in that case.
+            match inner.update(id, Expect::Free, record::REPLACE, image)? {
+                Outcome::Installed { version } => return Ok((id, version)),
+                Outcome::Stale => continue,
+            }
+        }
+    }
+
+    /// Links `fragment` onto page `id` if it is still at `version`.
+    ///
+    /// Once the chain reaches [`PageCacheConfig::consolidate_after`] fragments, this call
+    /// also consolidates the page into a new base (a failure to consolidate is counted in
+    /// the stats and retried later; the link stands).
+    ///
+    /// # Errors
+    /// As [`PageCache::allocate`].
+    pub fn link(&self, id: PageId, version: u64, fragment: &[u8]) -> Result<Outcome> {
+        let outcome = self.inner.update(id, Expect::Live(version), record::LINK, fragment)?;
+        if outcome != Outcome::Stale {
+            self.inner.consolidate_if_long(id);
+        }
+        Ok(outcome)
+    }
+
+    /// Replaces page `id`'s contents by `image` if it is still at `version`.
+    ///
+    /// # Errors
+    /// As [`PageCache::allocate`].
+    pub fn replace(&self, id: PageId, version: u64, image: &[u8]) -> Result<Outcome> {
+        self.inner.update(id, Expect::Live(version), record::REPLACE, image)
+    }
+
+    /// Frees page `id` if it is still at `version`; the id will be reused.
+    ///
+    /// # Errors
+    /// The log's errors.
+    pub fn free(&self, id: PageId, version: u64) -> Result<Outcome> {
+        let outcome = self.inner.update(id, Expect::Live(version), record::FREE, &[])?;
+        if outcome != Outcome::Stale {
+            sync::lock(&self.inner.free_ids).push(id);
+        }
+        Ok(outcome)
+    }
+
+    /// The current version of page `id`, or `None` if it is free. A paged-out page costs
+    /// at most two reads (its base and one fragment run), each verified by its checksum.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if a record read back is damaged; [`Error::Io`].
+    pub fn get(&self, id: PageId) -> Result<Option<Page>> {
+        self.inner.get(id)
+    }
+
+    /// Makes every update made before this call durable.
+    ///
+    /// # Errors
+    /// [`Error::LogFailed`] if the log could not write or sync.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.logs[Stream::Delta.index()].flush().map(|_| ())
+    }
+
+    /// The number of page ids handed out so far (allocated or free).
+    pub fn page_id_count(&self) -> u64 {
+        self.inner.next_id.load(Ordering::Relaxed)
+    }
+
+    /// Writes a checkpoint now. Checkpoints are written on their own every
+    /// [`PageCacheConfig::checkpoint_every`] bytes of log; call this to bound the next
+    /// open's replay right away.
+    ///
+    /// # Errors
+    /// The log's errors, and [`Error::Io`] if the checkpoint file cannot be written.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut maintenance = sync::lock(&self.inner.maintenance);
+        self.inner.checkpoint(&mut maintenance)
+    }
+
+    /// Runs the cleaner now: relocates what is live out of mostly-dead segments, and
+    /// deletes segments that no page and no kept checkpoint needs. It also runs on its own
+    /// after each periodic checkpoint.
+    ///
+    /// # Errors
+    /// The log's errors, and [`Error::Io`] if a segment cannot be deleted.
+    pub fn clean(&self) -> Result<()> {
+        let mut maintenance = sync::lock(&self.inner.maintenance);
+        self.inner.clean(&mut maintenance)
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> PageCacheStats {
+        self.inner.stats()
+    }
+
+    /// Writes a checkpoint (so that the next open replays nothing) and closes the cache.
+    ///
+    /// # Errors
+    /// As [`PageCache::checkpoint`].
+    pub fn close(self) -> Result<()> {
+        self.checkpoint()?;
+        self.flush()
+    }
+}
+
+impl Inner {
+    pub(crate) fn log(&self, stream: Stream) -> &Log {
+        &self.logs[stream.index()]
+    }
+
+    /// Memory the cache holds now, as its budget counts it.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        self.state_bytes.load(Ordering::Relaxed)
+            + self.table.allocated_bytes()
+            + self.live.allocated_bytes()
+    }
+
+    /// Writes the update's record, then installs the new state with a compare-and-swap.
+    ///
+    /// The state is read *before* the record is reserved, so for any two updates of one
+    /// page the later one has the larger LSN: replaying the delta stream in LSN order
+    /// replays each page's updates in the order they were installed.
+    fn update(
+        &self,
+        id: PageId,
+        expect: Expect,
+        kind: RecordKind,
+        payload: &[u8],
+    ) -> Result<Outcome> {
+        let guard = epoch::pin();
+        let slot = match expect {
+            Expect::Free => self.table.slot(id),
+            Expect::Live(_) => match self.table.existing(id) {
+                Some(slot) => slot,
+                None => return Ok(Outcome::Stale),
+            },
+        };
+        let mut current = slot.load(&guard);
+        if !expect.matches(&current) {
+            return Ok(Outcome::Stale);
+        }
+        let version = current.version() + 1;
+        let body = record::encode(id, version, payload);
+        let delta = self.log(Stream::Delta);
+        let reservation = delta.reserve(kind, &body)?;
+        let loc = Loc { stream: Stream::Delta, lsn: reservation.lsn(), len: reservation.len() };
+        let bytes: Arc<[u8]> = Arc::from(payload);
+        loop {
+            let new = match (kind, current.state().and_then(|s| s.live.as_ref())) {
+                (record::FREE, _) => PageState::free(version),
+                (record::LINK, Some(live)) => {
+                    let mut frags = Vec::with_capacity(live.frags.len() + 1);
+                    frags.extend(live.frags.iter().cloned());
+                    frags.push(Part::resident(loc, bytes.clone()));
+                    PageState::live(version, live.base.clone(), frags)
+                }
+                _ => PageState::live(version, Part::resident(loc, bytes.clone()), Vec::new()),
+            };
+            match slot.install(current, new, &guard) {
+                Ok(installed) => {
+                    reservation.complete();
+                    self.account(current.state(), installed.state());
+                    break;
+                }
+                Err((_, now)) => {
+                    // A consolidation, eviction or load changes the slot but not the
+                    // version; only a logical change makes the update stale.
+                    if !expect.matches(&now) || now.version() + 1 != version {
+                        reservation.abort();
+                        return Ok(Outcome::Stale);
+                    }
+                    current = now;
+                }
+            }
+        }
+        if kind != record::FREE {
+            slot.referenced.store(true, Ordering::Relaxed);
+        }
+        drop(guard);
+        self.after_write(loc);
+        Ok(Outcome::Installed { version })
+    }
+
+    /// Keeps the budget and the liveness counters in step with one install.
+    pub(crate) fn account(&self, old: Option<&PageState>, new: Option<&PageState>) {
+        let old_bytes = old.map_or(0, PageState::heap_bytes);
+        let new_bytes = new.map_or(0, PageState::heap_bytes);
+        if new_bytes >= old_bytes {
+            self.state_bytes.fetch_add(new_bytes - old_bytes, Ordering::Relaxed);
+        } else {
+            self.state_bytes.fetch_sub(old_bytes - new_bytes, Ordering::Relaxed);
+        }
+        if let Some(new) = new {
+            self.live.replaced(&self.logs, old, new);
+        }
+        self.counters.note_install(old, new);
+    }
+
+    /// Evicts if over budget, and runs maintenance if a checkpoint is due.
+    pub(crate) fn after_write(&self, loc: Loc) {
+        self.evict_if_over_budget();
+        let end = loc.lsn.get() + u64::from(loc.len);
+        if end >= self.checkpoint_due[loc.stream.index()].load(Ordering::Relaxed) {
+            self.maintain_if_idle();
+        }
+    }
+
+    fn get(&self, id: PageId) -> Result<Option<Page>> {
+        let guard = epoch::pin();
+        let Some(slot) = self.table.existing(id) else {
+            return Ok(None);
+        };
+        let current = slot.load(&guard);
+        let Some(state) = current.state() else {
+            return Ok(None);
+        };
+        if state.live.is_none() {
+            return Ok(None);
+        }
+        if let Some(page) = state.page(id) {
+            slot.referenced.store(true, Ordering::Relaxed);
+            return Ok(Some(page));
+        }
+        // Paged out: read what is missing and install the loaded state. A page loaded by
+        // a read starts unreferenced, so a scan does not push out pages in use.
+        let loaded = self.load_parts(id, state)?;
+        let page = loaded.page(id);
+        self.counters.cold_reads.fetch_add(1, Ordering::Relaxed);
+        // If the install loses a race, the page read is still the version it was at the
+        // moment we loaded the slot, which is a correct answer for this call.
+        if let Ok(installed) = slot.install(current, loaded, &guard) {
+            self.account(current.state(), installed.state());
+        }
+        drop(guard);
+        self.evict_if_over_budget();
+        Ok(page)
+    }
+
+    /// `state` with every payload in memory, read from the log where it was paged out.
+    pub(crate) fn load_parts(&self, id: PageId, state: &PageState) -> Result<PageState> {
+        let Some(live) = &state.live else {
+            return Ok(state.clone());
+        };
+        let load = |part: &Part| -> Result<Part> {
+            match &part.bytes {
+                Some(_) => Ok(part.clone()),
+                None => Ok(Part::resident(part.loc, self.read_part(id, part.loc)?)),
+            }
+        };
+        let base = load(&live.base)?;
+        let frags = live.frags.iter().map(load).collect::<Result<Vec<_>>>()?;
+        Ok(PageState { version: state.version, live: Some(Live { base, frags }) })
+    }
+
+    /// Reads one record of page `id` back from the log and checks that it is what the
+    /// page table says it is.
+    fn read_part(&self, id: PageId, loc: Loc) -> Result<Arc<[u8]>> {
+        let record = self.log(loc.stream).read(loc.lsn, loc.len)?;
+        let what = || format!("{} stream at {}", loc.stream.name(), loc.lsn);
+        let body = record::decode(&record.body, what)?;
+        let kind_ok = match loc.stream {
+            Stream::Delta => record.kind == record::REPLACE || record.kind == record::LINK,
+            Stream::Base => record.kind == record::BASE,
+        };
+        if !kind_ok || body.id != id {
+            return Err(Error::corruption(
+                what(),
+                0,
+                format!(
+                    "expected a record of {id}, found kind {} of {}",
+                    record.kind.get(),
+                    body.id
+                ),
+            ));
+        }
+        Ok(Arc::from(body.payload))
+    }
+
+    fn consolidate_if_long(&self, id: PageId) {
+        let guard = epoch::pin();
+        let long = self.table.existing(id).is_some_and(|slot| {
+            slot.load(&guard)
+                .state()
+                .and_then(|s| s.live.as_ref())
+                .is_some_and(|live| live.frags.len() >= self.config.consolidate_after)
+        });
+        drop(guard);
+        if long && self.consolidate(id, false).is_err() {
+            self.counters.failed_consolidations.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Folds page `id`'s fragments into a new base in the base stream. With `relocate`,
+    /// a page without fragments is rewritten too (the cleaner moving it out of a segment).
+    /// Returns whether a new state was installed; `false` if there was nothing to do or a
+    /// concurrent update won (the base record is then aborted).
+    pub(crate) fn consolidate(&self, id: PageId, relocate: bool) -> Result<bool> {
+        let guard = epoch::pin();
+        let Some(slot) = self.table.existing(id) else {
+            return Ok(false);
+        };
+        let current = slot.load(&guard);
+        let Some(state) = current.state() else {
+            return Ok(false);
+        };
+        let Some(live) = &state.live else {
+            return Ok(false);
+        };
+        if live.frags.is_empty() && !relocate {
+            return Ok(false);
+        }
+        let full = self.load_parts(id, state)?;
+        let Some(page) = full.page(id) else {
+            return Ok(false);
+        };
+        let image = page.materialize(&*self.materializer);
+        let body = record::encode(id, state.version, &image);
+        let reservation = self.log(Stream::Base).reserve(record::BASE, &body)?;
+        let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
+        let new = PageState::live(state.version, Part::resident(loc, Arc::from(image)), Vec::new());
+        match slot.install(current, new, &guard) {
+            Ok(installed) => {
+                reservation.complete();
+                self.account(current.state(), installed.state());
+                let counter = if relocate {
+                    &self.counters.relocations
+                } else {
+                    &self.counters.consolidations
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                drop(guard);
+                self.after_write(loc);
+                Ok(true)
+            }
+            Err(_) => {
+                reservation.abort();
+                Ok(false)
+            }
+        }
+    }
+
+    /// Pages out unreferenced pages, clock-wise, until the cache is within its budget.
+    ///
+    /// Only records already written to their segment file can be paged out (a later read
+    /// must find them there). A page with two or more fragments is consolidated first, so
+    /// that a paged-out page always reads back in at most two reads.
+    pub(crate) fn evict_if_over_budget(&self) {
+        if self.memory_bytes() <= self.config.cache_bytes {
+            return;
+        }
+        // One evictor at a time; the others go on with their work.
+        let Ok(mut hand) = self.evictor.try_lock() else {
+            return;
+        };
+        let count = self.next_id.load(Ordering::Relaxed);
+        let written = [
+            self.log(Stream::Delta).written_lsn().get(),
+            self.log(Stream::Base).written_lsn().get(),
+        ];
+        let mut scanned = 0;
+        while scanned < 2 * count && self.memory_bytes() > self.config.cache_bytes {
+            let id = PageId(*hand % count.max(1));
+            *hand = (id.get() + 1) % count.max(1);
+            scanned += 1;
+            let Some(slot) = self.table.existing(id) else {
+                continue;
+            };
+            if slot.referenced.swap(false, Ordering::Relaxed) {
+                continue;
+            }
+            self.page_out(id, slot, written);
+        }
+    }
+
+    fn page_out(&self, id: PageId, slot: &Slot, written: [u64; 2]) {
+        let guard = epoch::pin();
+        let current = slot.load(&guard);
+        let Some(state) = current.state() else {
+            return;
+        };
+        let Some(live) = &state.live else {
+            return;
+        };
+        if !state.holds_bytes() {
+            return;
+        }
+        if live.frags.len() >= 2 {
+            drop(guard);
+            if self.consolidate(id, false).is_err() {
+                self.counters.failed_consolidations.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        let unwritten =
+            state.locs().any(|l| l.lsn.get() + u64::from(l.len) > written[l.stream.index()]);
+        if unwritten {
+            return;
+        }
+        if let Ok(installed) = slot.install(current, state.paged_out(), &guard) {
+            self.account(current.state(), installed.state());
+            self.counters.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs a checkpoint and the cleaner unless another thread is already at it.
+    fn maintain_if_idle(&self) {
+        let Ok(mut maintenance) = self.maintenance.try_lock() else {
+            return;
+        };
+        let result =
+            self.checkpoint(&mut maintenance).and_then(|()| self.clean(&mut maintenance));
+        if let Err(error) = result {
+            self.counters.note_maintenance_error(&error);
+        }
+    }
+}

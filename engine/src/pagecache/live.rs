@@ -1,0 +1,77 @@
+//! [`Liveness`]: how many bytes of each segment the page table still refers to.
+//!
+//! A record is live while some page's current state refers to it. Every install that
+//! changes the set of records a page refers to adds the new ones and subtracts the dropped
+//! ones. The cleaner reads the counters to pick segments to empty, and deletes a segment
+//! only once its count is zero.
+
+use super::{
+    loc::{Loc, Stream},
+    slots::Slots,
+    state::PageState,
+};
+use crate::{
+    ids::SegmentId,
+    log::Log,
+    sync::{AtomicU64, Ordering},
+};
+
+/// Live bytes per segment, per stream.
+#[derive(Debug, Default)]
+pub(crate) struct Liveness {
+    /// Indexed by segment id. Owner: every thread that installs a state; add and subtract
+    /// only, through `adjust`. Relaxed: the counts order nothing, and the cleaner acts on
+    /// a zero only for sealed segments, which no install can make live again.
+    by_stream: [Slots<AtomicU64>; 2],
+}
+
+impl Liveness {
+    pub(crate) fn new() -> Liveness {
+        Liveness::default()
+    }
+
+    /// Accounts for replacing `old` by `new` on one page.
+    pub(crate) fn replaced(&self, logs: &[Log; 2], old: Option<&PageState>, new: &PageState) {
+        let old_locs: Vec<Loc> = old.map(|s| s.locs().collect()).unwrap_or_default();
+        for loc in new.locs() {
+            if !old_locs.contains(&loc) {
+                self.adjust(logs, loc, true);
+            }
+        }
+        for loc in old_locs {
+            if !new.locs().any(|l| l == loc) {
+                self.adjust(logs, loc, false);
+            }
+        }
+    }
+
+    /// Adds (or subtracts) one record.
+    pub(crate) fn adjust(&self, logs: &[Log; 2], loc: Loc, add: bool) {
+        let Some(segment) = logs[loc.stream.index()].segment_of(loc.lsn) else {
+            return;
+        };
+        let counter = self.by_stream[loc.stream.index()].get(segment.0);
+        let len = u64::from(loc.len);
+        if add {
+            counter.fetch_add(len, Ordering::Relaxed);
+        } else {
+            // Saturating: a count can only go below zero through a bug, and a wrapped count
+            // would keep a dead segment forever.
+            let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(c.saturating_sub(len))
+            });
+        }
+    }
+
+    /// The live bytes of one segment.
+    pub(crate) fn of(&self, stream: Stream, segment: SegmentId) -> u64 {
+        self.by_stream[stream.index()]
+            .get_existing(segment.0)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Memory the counters hold.
+    pub(crate) fn allocated_bytes(&self) -> u64 {
+        self.by_stream.iter().map(Slots::allocated_bytes).sum()
+    }
+}

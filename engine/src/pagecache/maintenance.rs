@@ -1,0 +1,198 @@
+//! Checkpoints and the cleaner: what keeps open time and disk space bounded.
+//!
+//! # Checkpoints
+//! A checkpoint is the page table's locations at one moment, plus where recovery must start
+//! replaying the delta stream (`delta_from`). Taking one:
+//!
+//! 1. consolidate every page with two or more fragments (so every page in the checkpoint
+//!    reads back in at most two reads);
+//! 2. `delta_from = flush(delta)`: every update below it is complete, hence visible to
+//!    the snapshot; every update the snapshot misses has a larger LSN and is replayed;
+//! 3. snapshot every slot (updates racing with it may or may not be in it: replay skips
+//!    any record whose version the page already has);
+//! 4. flush both streams again, so every record the snapshot names is durable;
+//! 5. write the file atomically (see `checkpoint.rs`), keeping the previous one.
+//!
+//! # Cleaning
+//! A sealed segment whose live fraction is below `clean_below` is emptied by rewriting
+//! every page that refers to it into the base stream. A segment with no live bytes is
+//! deleted once no kept checkpoint can need it: two checkpoints are kept, it must be below
+//! where both start in its stream, and neither may refer to it.
+
+use std::collections::{BTreeSet, HashSet};
+
+use super::{
+    cache::Inner,
+    checkpoint::{self, Checkpoint, SlotImage},
+    loc::Stream,
+};
+use crate::{
+    error::Result,
+    ids::{Lsn, PageId, SegmentId},
+    sync::{Ordering, epoch},
+};
+
+/// A checkpoint the cache keeps (on disk and in mind).
+#[derive(Debug, Clone)]
+pub(crate) struct Kept {
+    pub(crate) seq: u64,
+    /// Where it starts in each stream (`delta_from`, `base_from`).
+    pub(crate) from: [Lsn; 2],
+    /// Every segment one of its pages refers to.
+    pub(crate) refers_to: HashSet<(Stream, SegmentId)>,
+    /// The size of its file.
+    pub(crate) bytes: u64,
+}
+
+/// State only the maintenance thread touches (behind `Inner::maintenance`).
+#[derive(Debug, Default)]
+pub(crate) struct Maintenance {
+    /// The newest checkpoint's sequence number (0: none yet).
+    pub(crate) last_seq: u64,
+    /// The checkpoints kept, oldest first; at most two.
+    pub(crate) kept: Vec<Kept>,
+}
+
+impl Inner {
+    pub(crate) fn checkpoint(&self, maintenance: &mut Maintenance) -> Result<()> {
+        let count = self.next_id.load(Ordering::Relaxed);
+        for id in 0..count {
+            if self.chain_len(PageId(id)) >= 2 && self.consolidate(PageId(id), false).is_err() {
+                self.counters.failed_consolidations.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+
+        let delta_from = self.log(Stream::Delta).flush()?;
+        // Read after the flush: an id handed out later is allocated by a record at or
+        // after `delta_from`, which replay will find.
+        let count = self.next_id.load(Ordering::Relaxed);
+        let mut pages = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+        let mut refers_to = HashSet::new();
+        let guard = epoch::pin();
+        for id in 0..count {
+            let current = self.table.existing(PageId(id)).map(|slot| slot.load(&guard));
+            let image = match current.as_ref().and_then(|c| c.state()) {
+                None => SlotImage::Free { version: 0 },
+                Some(state) => match &state.live {
+                    None => SlotImage::Free { version: state.version },
+                    Some(live) => SlotImage::Live {
+                        version: state.version,
+                        base: live.base.loc,
+                        frags: live.frags.iter().map(|f| f.loc).collect(),
+                    },
+                },
+            };
+            if let Some(state) = current.as_ref().and_then(|c| c.state()) {
+                for loc in state.locs() {
+                    if let Some(segment) = self.log(loc.stream).segment_of(loc.lsn) {
+                        refers_to.insert((loc.stream, segment));
+                    }
+                }
+            }
+            pages.push(image);
+        }
+        drop(guard);
+        self.log(Stream::Delta).flush()?;
+        let base_from = self.log(Stream::Base).flush()?;
+
+        let seq = maintenance.last_seq + 1;
+        let bytes = checkpoint::write(
+            &*self.storage,
+            &Checkpoint { seq, delta_from, base_from, pages },
+        )?;
+        maintenance.last_seq = seq;
+        maintenance.kept.push(Kept { seq, from: [delta_from, base_from], refers_to, bytes });
+        if maintenance.kept.len() > 2 {
+            maintenance.kept.remove(0);
+        }
+        let every = self.config.checkpoint_every;
+        self.checkpoint_due[Stream::Delta.index()]
+            .store(delta_from.get() + every, Ordering::Relaxed);
+        self.checkpoint_due[Stream::Base.index()].store(base_from.get() + every, Ordering::Relaxed);
+        let kept_bytes = maintenance.kept.iter().map(|k| k.bytes).sum();
+        self.counters.note_checkpoint(seq, bytes, kept_bytes, delta_from);
+        Ok(())
+    }
+
+    fn chain_len(&self, id: PageId) -> usize {
+        let guard = epoch::pin();
+        self.table
+            .existing(id)
+            .and_then(|slot| slot.load(&guard).state().and_then(|s| s.live.as_ref()))
+            .map_or(0, |live| live.frags.len())
+    }
+
+    pub(crate) fn clean(&self, maintenance: &mut Maintenance) -> Result<()> {
+        let mut victims = BTreeSet::new();
+        let mut dead = Vec::new();
+        for stream in Stream::ALL {
+            let log = self.log(stream);
+            let written = log.written_lsn();
+            let segments = log.segments();
+            let Some(newest) = segments.last().map(|s| s.id) else {
+                continue;
+            };
+            for segment in &segments {
+                // Only sealed segments: no new record can land in them.
+                if segment.id == newest || segment.end > written {
+                    continue;
+                }
+                let live = self.live.of(stream, segment.id);
+                let span = segment.end.get().saturating_sub(segment.base.get());
+                if live == 0 {
+                    dead.push((stream, segment.id, segment.end));
+                } else if fraction_below(live, span, self.config.clean_below) {
+                    victims.insert((stream, segment.id));
+                }
+            }
+        }
+
+        if !victims.is_empty() {
+            let chosen = u64::try_from(victims.len()).unwrap_or(u64::MAX);
+            self.counters.cleaned_segments.fetch_add(chosen, Ordering::Relaxed);
+            let count = self.next_id.load(Ordering::Relaxed);
+            for id in 0..count {
+                if self.refers_to_any(PageId(id), &victims) {
+                    self.consolidate(PageId(id), true)?;
+                }
+            }
+        }
+
+        // Deleting needs two kept checkpoints: if the newer one is damaged, recovery falls
+        // back to the older one, which must find everything it refers to.
+        if maintenance.kept.len() == 2 {
+            for (stream, id, end) in dead {
+                let needed = maintenance.kept.iter().any(|kept| {
+                    end > kept.from[stream.index()] || kept.refers_to.contains(&(stream, id))
+                });
+                if !needed {
+                    self.log(stream).remove_segment(id)?;
+                    self.counters.deleted_segments.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn refers_to_any(&self, id: PageId, segments: &BTreeSet<(Stream, SegmentId)>) -> bool {
+        let guard = epoch::pin();
+        let Some(slot) = self.table.existing(id) else {
+            return false;
+        };
+        let current = slot.load(&guard);
+        let Some(state) = current.state() else {
+            return false;
+        };
+        state.locs().any(|loc| {
+            self.log(loc.stream)
+                .segment_of(loc.lsn)
+                .is_some_and(|segment| segments.contains(&(loc.stream, segment)))
+        })
+    }
+}
+
+/// Whether `part / whole` is below `threshold`.
+#[expect(clippy::cast_precision_loss, reason = "a ratio against a threshold; rounding is harmless")]
+fn fraction_below(part: u64, whole: u64, threshold: f64) -> bool {
+    (part as f64) < threshold * (whole as f64)
+}

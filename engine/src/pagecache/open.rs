@@ -1,0 +1,257 @@
+//! Opening the page cache: the newest usable checkpoint, then the delta stream after it.
+//!
+//! Recovery never reads page images: a page from the checkpoint comes back paged out (its
+//! locations only), a replaced image is located, and only fragments replayed from the log
+//! are kept in memory (they are small, and the checkpoint interval bounds them). Open time
+//! is thus the checkpoint's size plus the replay, both bounded by `checkpoint_every`, not
+//! by the size of the database.
+
+use std::sync::Arc;
+
+use super::{
+    cache::{Inner, PageCache},
+    checkpoint::{self, Checkpoint, SlotImage},
+    live::Liveness,
+    loc::{Loc, Stream},
+    maintenance::{Kept, Maintenance},
+    page::Materializer,
+    record,
+    state::{PageState, Part},
+    stats::Counters,
+    table::PageTable,
+};
+use crate::{
+    config::PageCacheConfig,
+    error::{Error, Result},
+    ids::{Lsn, PageId},
+    log::{Log, Record},
+    storage::Storage,
+    sync::{AtomicU64, Mutex, Ordering, epoch},
+};
+
+impl PageCache {
+    /// Opens (or creates) the page cache in `storage`: loads the newest valid checkpoint
+    /// (falling back to the previous one if it is damaged) and replays the log after it.
+    ///
+    /// # Errors
+    /// - [`Error::Config`] for inconsistent settings;
+    /// - [`Error::NotGrove`], [`Error::UnsupportedVersion`] for foreign or newer files;
+    /// - [`Error::Corruption`] or [`Error::MissingSegment`] for damage a crash cannot
+    ///   explain (both checkpoints damaged, a checkpoint naming records the log lost, a
+    ///   replayed record that does not follow its page's version);
+    /// - [`Error::Io`] if the storage fails.
+    pub fn open(
+        storage: Arc<dyn Storage>,
+        config: PageCacheConfig,
+        materializer: Arc<dyn Materializer>,
+    ) -> Result<PageCache> {
+        config.validate()?;
+        let loaded = checkpoint::load(&*storage)?;
+        let checkpoint = match &loaded {
+            Some(loaded) => loaded.checkpoint.clone(),
+            None => Checkpoint { seq: 0, delta_from: Lsn::ZERO, base_from: Lsn::ZERO, pages: vec![] },
+        };
+        let table = PageTable::new();
+        install_checkpoint(&table, &checkpoint)?;
+        let mut id_count = u64::try_from(checkpoint.pages.len()).unwrap_or(u64::MAX);
+
+        let base = Log::open_stream(
+            storage.clone(),
+            config.log.clone(),
+            Stream::Base.name(),
+            checkpoint.base_from,
+            |_| Ok(()),
+        )?;
+        let delta = Log::open_stream(
+            storage.clone(),
+            config.log.clone(),
+            Stream::Delta.name(),
+            checkpoint.delta_from,
+            |record| replay(&table, &record, &mut id_count),
+        )?;
+        let logs = [delta, base];
+        check_within_logs(&table, &logs, &checkpoint, id_count)?;
+
+        let mut maintenance = Maintenance::default();
+        let counters = Counters::default();
+        if let Some(loaded) = &loaded {
+            maintenance.last_seq = newest_seq_on_disk(&*storage)?.max(checkpoint.seq);
+            maintenance.kept.push(Kept {
+                seq: checkpoint.seq,
+                from: [checkpoint.delta_from, checkpoint.base_from],
+                refers_to: Default::default(),
+                bytes: loaded.bytes,
+            });
+            counters.note_checkpoint(checkpoint.seq, loaded.bytes, loaded.bytes, checkpoint.delta_from);
+            counters.checkpoints.store(0, Ordering::Relaxed);
+        }
+        let every = config.checkpoint_every;
+        let inner = Inner {
+            storage,
+            checkpoint_due: [
+                AtomicU64::new(checkpoint.delta_from.get() + every),
+                AtomicU64::new(checkpoint.base_from.get() + every),
+            ],
+            config,
+            materializer,
+            logs,
+            table,
+            live: Liveness::new(),
+            next_id: AtomicU64::new(id_count),
+            free_ids: Mutex::new(Vec::new()),
+            state_bytes: AtomicU64::new(0),
+            evictor: Mutex::new(0),
+            maintenance: Mutex::new(maintenance),
+            counters,
+        };
+        inner.account_recovered(id_count);
+        Ok(PageCache { inner: Arc::new(inner) })
+    }
+}
+
+/// Puts the checkpoint's pages in the table, paged out.
+fn install_checkpoint(table: &PageTable, checkpoint: &Checkpoint) -> Result<()> {
+    let guard = epoch::pin();
+    for (index, image) in checkpoint.pages.iter().enumerate() {
+        let id = PageId(u64::try_from(index).unwrap_or(u64::MAX));
+        let state = match image {
+            SlotImage::Free { version: 0 } => continue,
+            SlotImage::Free { version } => PageState::free(*version),
+            SlotImage::Live { version, base, frags } => PageState::live(
+                *version,
+                Part::cold(*base),
+                frags.iter().map(|f| Part::cold(*f)).collect(),
+            ),
+        };
+        let slot = table.slot(id);
+        if slot.install(slot.load(&guard), state, &guard).is_err() {
+            return Err(Error::Config(format!("{id} installed twice during recovery")));
+        }
+    }
+    Ok(())
+}
+
+/// Applies one delta-stream record, unless the page already has its version.
+fn replay(table: &PageTable, record: &Record<'_>, id_count: &mut u64) -> Result<()> {
+    let what = || format!("delta stream record at {}", record.lsn);
+    let body = record::decode(record.body, what)?;
+    let guard = epoch::pin();
+    let slot = table.slot(body.id);
+    let current = slot.load(&guard);
+    let version = current.version();
+    if body.version <= version {
+        return Ok(()); // already in the checkpoint
+    }
+    if body.version != version + 1 {
+        return Err(Error::corruption(
+            what(),
+            8,
+            format!(
+                "the record sets {} to version {}, but the page is at version {version}",
+                body.id, body.version
+            ),
+        ));
+    }
+    let loc = Loc { stream: Stream::Delta, lsn: record.lsn, len: record.len };
+    let live = current.state().and_then(|s| s.live.as_ref());
+    let new = match (record.kind, live) {
+        (record::REPLACE, _) => PageState::live(body.version, Part::cold(loc), Vec::new()),
+        (record::LINK, Some(live)) => {
+            let mut frags = live.frags.clone();
+            frags.push(Part::resident(loc, Arc::from(body.payload)));
+            PageState::live(body.version, live.base.clone(), frags)
+        }
+        (record::FREE, Some(_)) => PageState::free(body.version),
+        (kind, _) => {
+            return Err(Error::corruption(
+                what(),
+                0,
+                format!(
+                    "record kind {} cannot apply to {} at version {version} ({})",
+                    kind.get(),
+                    body.id,
+                    if live.is_some() { "allocated" } else { "free" }
+                ),
+            ));
+        }
+    };
+    if slot.install(current, new, &guard).is_err() {
+        return Err(Error::Config(format!("{} changed during recovery", body.id)));
+    }
+    *id_count = (*id_count).max(body.id.get() + 1);
+    Ok(())
+}
+
+/// Every record the recovered pages name must be inside its log: a checkpoint naming
+/// records past a log's end means the log lost data it had made durable.
+fn check_within_logs(
+    table: &PageTable,
+    logs: &[Log; 2],
+    checkpoint: &Checkpoint,
+    id_count: u64,
+) -> Result<()> {
+    let ends = [logs[0].written_lsn(), logs[1].written_lsn()];
+    for stream in Stream::ALL {
+        let from = match stream {
+            Stream::Delta => checkpoint.delta_from,
+            Stream::Base => checkpoint.base_from,
+        };
+        if from > ends[stream.index()] {
+            return Err(lost(checkpoint.seq, stream, from, ends[stream.index()]));
+        }
+    }
+    let guard = epoch::pin();
+    for id in 0..id_count {
+        let Some(slot) = table.existing(PageId(id)) else { continue };
+        let current = slot.load(&guard);
+        let Some(state) = current.state() else { continue };
+        for loc in state.locs() {
+            let end = Lsn(loc.lsn.get() + u64::from(loc.len));
+            if end > ends[loc.stream.index()] {
+                return Err(lost(checkpoint.seq, loc.stream, end, ends[loc.stream.index()]));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lost(seq: u64, stream: Stream, needed: Lsn, end: Lsn) -> Error {
+    Error::corruption(
+        checkpoint::file_name(seq),
+        0,
+        format!(
+            "the checkpoint needs the {} stream up to {needed}, but it ends at {end}: \
+             log data that was durable is gone",
+            stream.name()
+        ),
+    )
+}
+
+/// The highest checkpoint sequence number of any checkpoint file, usable or not, so the
+/// next checkpoint never reuses a damaged one's number.
+fn newest_seq_on_disk(storage: &dyn Storage) -> Result<u64> {
+    let names = storage.list().map_err(|e| Error::io("list", storage.describe(""), e))?;
+    Ok(names.iter().filter_map(|n| checkpoint::parse_name(n)).max().unwrap_or(0))
+}
+
+impl Inner {
+    /// Rebuilds the free-id list, the liveness counters and the memory figures from the
+    /// recovered table.
+    fn account_recovered(&self, id_count: u64) {
+        let guard = epoch::pin();
+        let mut free = Vec::new();
+        for id in (0..id_count).rev() {
+            let current = self.table.slot(PageId(id)).load(&guard);
+            match current.state() {
+                Some(state) => {
+                    self.account(None, Some(state));
+                    if state.live.is_none() {
+                        free.push(PageId(id));
+                    }
+                }
+                None => free.push(PageId(id)),
+            }
+        }
+        *crate::sync::lock(&self.free_ids) = free;
+    }
+}

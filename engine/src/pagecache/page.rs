@@ -1,0 +1,88 @@
+//! What the page cache hands to the layer above: [`Page`], [`Outcome`], and the
+//! [`Materializer`] that gives fragments their meaning.
+
+use std::sync::Arc;
+
+use crate::ids::PageId;
+
+/// Folds a page's fragments into a new base image. The layer above (the tree) defines what
+/// a fragment means; the page cache only stores fragments and asks for a merge when a
+/// chain gets long, when it evicts a page, and when it relocates one.
+///
+/// # Law
+/// Merging must be associative over fragment runs: merging `f1..fk` and then merging
+/// `fk+1..fn` into the result must equal merging `f1..fn` at once. The page cache relies
+/// on this whenever it consolidates part of a chain.
+pub trait Materializer: Send + Sync + 'static {
+    /// Returns the image of `base` with `fragments` (oldest first) applied.
+    fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8>;
+}
+
+/// A version of one page: its base image and the fragments linked onto it since, oldest
+/// first. Cheap to clone; the bytes are shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub(crate) id: PageId,
+    pub(crate) version: u64,
+    pub(crate) base: Arc<[u8]>,
+    pub(crate) fragments: Vec<Arc<[u8]>>,
+}
+
+impl Page {
+    /// The page's id.
+    pub fn id(&self) -> PageId {
+        self.id
+    }
+
+    /// The page's version: it grows by one with every link, replace and free. Pass it to
+    /// [`PageCache::link`](super::PageCache::link) and friends so that they apply only to
+    /// the version you read.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The base image.
+    pub fn base(&self) -> &[u8] {
+        &self.base
+    }
+
+    /// The fragments linked onto the base, oldest first.
+    pub fn fragments(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        self.fragments.iter().map(|f| &**f)
+    }
+
+    /// The page as one image: `materializer.merge(base, fragments)`, or the base itself if
+    /// there are no fragments.
+    pub fn materialize(&self, materializer: &dyn Materializer) -> Vec<u8> {
+        if self.fragments.is_empty() {
+            return self.base.to_vec();
+        }
+        let fragments: Vec<&[u8]> = self.fragments().collect();
+        materializer.merge(&self.base, &fragments)
+    }
+}
+
+/// What became of a compare-and-swap update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a stale update did nothing: read the page again and retry"]
+pub enum Outcome {
+    /// The update is installed; the page now has this version.
+    Installed {
+        /// The page's new version.
+        version: u64,
+    },
+    /// The page is no longer at the version the caller read (another update won, or the
+    /// page was freed): nothing was changed, and the log record written for the attempt
+    /// was aborted. Read the page again and retry.
+    Stale,
+}
+
+impl Outcome {
+    /// The new version if the update was installed.
+    pub fn installed(self) -> Option<u64> {
+        match self {
+            Outcome::Installed { version } => Some(version),
+            Outcome::Stale => None,
+        }
+    }
+}

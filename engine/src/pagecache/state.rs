@@ -1,0 +1,158 @@
+//! [`PageState`]: one immutable version of a page as the page table holds it.
+//!
+//! A state is never changed after it is published: every change (a link, a replace, a free,
+//! a consolidation, an eviction, a load from disk) builds a new state and installs it with a
+//! compare-and-swap on the page's slot. Logical changes (link, replace, free) raise the
+//! version; the others keep it, so a caller's expected version survives them.
+
+use std::{mem::size_of, sync::Arc};
+
+use super::loc::Loc;
+use crate::ids::PageId;
+
+/// One record of a page: where it is in the log, and its payload if it is in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Part {
+    pub(crate) loc: Loc,
+    /// The payload (after the record's 16-byte prefix), or `None` if paged out.
+    pub(crate) bytes: Option<Arc<[u8]>>,
+}
+
+impl Part {
+    pub(crate) fn resident(loc: Loc, bytes: Arc<[u8]>) -> Part {
+        Part { loc, bytes: Some(bytes) }
+    }
+
+    pub(crate) fn cold(loc: Loc) -> Part {
+        Part { loc, bytes: None }
+    }
+}
+
+/// A page's contents, when it is allocated.
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
+    pub(crate) base: Part,
+    /// Fragments linked since the base, oldest first; at most `consolidate_after` except
+    /// briefly while a consolidation races with links.
+    pub(crate) frags: Vec<Part>,
+}
+
+/// One version of a page.
+#[derive(Debug, Clone)]
+pub(crate) struct PageState {
+    /// Raised by one with every logical change, kept across a free and a reuse of the id,
+    /// so that a stale caller can never update a page that was freed and reallocated.
+    pub(crate) version: u64,
+    /// `None` while the id is free.
+    pub(crate) live: Option<Live>,
+}
+
+impl PageState {
+    pub(crate) fn free(version: u64) -> PageState {
+        PageState { version, live: None }
+    }
+
+    pub(crate) fn live(version: u64, base: Part, frags: Vec<Part>) -> PageState {
+        PageState { version, live: Some(Live { base, frags }) }
+    }
+
+    /// Every record this state refers to.
+    pub(crate) fn locs(&self) -> impl Iterator<Item = Loc> + '_ {
+        self.live.iter().flat_map(|live| {
+            std::iter::once(live.base.loc).chain(live.frags.iter().map(|f| f.loc))
+        })
+    }
+
+    /// Whether every part's payload is in memory (true for a free page).
+    pub(crate) fn is_resident(&self) -> bool {
+        self.live.as_ref().is_none_or(|live| {
+            live.base.bytes.is_some() && live.frags.iter().all(|f| f.bytes.is_some())
+        })
+    }
+
+    /// Whether any payload is in memory.
+    pub(crate) fn holds_bytes(&self) -> bool {
+        self.live.as_ref().is_some_and(|live| {
+            live.base.bytes.is_some() || live.frags.iter().any(|f| f.bytes.is_some())
+        })
+    }
+
+    /// The same version with every payload dropped: what a paged-out page keeps.
+    pub(crate) fn paged_out(&self) -> PageState {
+        let live = self.live.as_ref().map(|live| Live {
+            base: Part::cold(live.base.loc),
+            frags: live.frags.iter().map(|f| Part::cold(f.loc)).collect(),
+        });
+        PageState { version: self.version, live }
+    }
+
+    /// The page as the caller sees it, if every payload is in memory.
+    pub(crate) fn page(&self, id: PageId) -> Option<crate::pagecache::Page> {
+        let live = self.live.as_ref()?;
+        Some(crate::pagecache::Page {
+            id,
+            version: self.version,
+            base: live.base.bytes.clone()?,
+            fragments: live.frags.iter().map(|f| f.bytes.clone()).collect::<Option<_>>()?,
+        })
+    }
+
+    /// The memory this state holds, in bytes, as the allocator sees it: the state itself,
+    /// its fragment list, and every payload (with its reference counts).
+    pub(crate) fn heap_bytes(&self) -> u64 {
+        let mut total = heap_cost(size_of::<PageState>());
+        if let Some(live) = &self.live {
+            if live.frags.capacity() > 0 {
+                total += heap_cost(live.frags.capacity() * size_of::<Part>());
+            }
+            for part in std::iter::once(&live.base).chain(&live.frags) {
+                if let Some(bytes) = &part.bytes {
+                    // `Arc<[u8]>` keeps two counters before the bytes.
+                    total += heap_cost(2 * size_of::<usize>() + bytes.len());
+                }
+            }
+        }
+        total
+    }
+}
+
+/// What the allocator really takes for a request of `len` bytes: glibc's malloc adds an
+/// 8-byte header, rounds to 16 and never hands out less than 32. Counting this rather than
+/// `len` keeps the budget honest for the many small allocations a page cache makes.
+pub(crate) fn heap_cost(len: usize) -> u64 {
+    let with_header = len.saturating_add(8).div_ceil(16).saturating_mul(16).max(32);
+    u64::try_from(with_header).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ids::Lsn, pagecache::loc::Stream};
+
+    fn loc(lsn: u64) -> Loc {
+        Loc { stream: Stream::Delta, lsn: Lsn(lsn), len: 40 }
+    }
+
+    #[test]
+    fn paged_out_keeps_locations_and_drops_bytes() {
+        let state = PageState::live(
+            3,
+            Part::resident(loc(0), Arc::from(&b"base"[..])),
+            vec![Part::resident(loc(40), Arc::from(&b"f"[..]))],
+        );
+        assert!(state.is_resident());
+        let cold = state.paged_out();
+        assert!(!cold.holds_bytes() && !cold.is_resident());
+        assert_eq!(cold.locs().collect::<Vec<_>>(), vec![loc(0), loc(40)]);
+        assert!(cold.heap_bytes() < state.heap_bytes());
+        assert_eq!(cold.version, 3);
+    }
+
+    #[test]
+    fn heap_cost_rounds_like_malloc() {
+        assert_eq!(heap_cost(0), 32);
+        assert_eq!(heap_cost(24), 32);
+        assert_eq!(heap_cost(25), 48);
+        assert_eq!(heap_cost(4096), 4112);
+    }
+}

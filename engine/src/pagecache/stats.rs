@@ -1,0 +1,162 @@
+//! [`PageCacheStats`]: what an operator's tool shows about the page cache.
+
+use super::{cache::Inner, loc::Stream, state::PageState};
+use crate::{
+    error::Error,
+    ids::Lsn,
+    log::LogStats,
+    sync::{self, AtomicU64, Mutex, Ordering},
+};
+
+/// Figures about the page cache, for monitoring and tools.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PageCacheStats {
+    /// Allocated pages.
+    pub pages: u64,
+    /// Pages with some payload in memory.
+    pub resident_pages: u64,
+    /// Memory the cache holds (page payloads, page states, the page table), in bytes.
+    pub memory_bytes: u64,
+    /// The configured budget for `memory_bytes`.
+    pub cache_bytes: u64,
+    /// Bytes of the records the pages refer to: what the data needs on disk.
+    pub live_bytes: u64,
+    /// Bytes of segment files and checkpoints on disk.
+    pub disk_bytes: u64,
+    /// `disk_bytes / live_bytes` (1.0 when there is no live data).
+    pub space_amplification: f64,
+    /// Chains folded into a new base.
+    pub consolidations: u64,
+    /// Consolidations that failed (the chain stays; the next attempt retries).
+    pub failed_consolidations: u64,
+    /// Pages paged out to meet the budget.
+    pub evictions: u64,
+    /// Reads that had to go to the log.
+    pub cold_reads: u64,
+    /// Segments the cleaner chose to empty.
+    pub cleaned_segments: u64,
+    /// Pages the cleaner rewrote into the base stream.
+    pub relocations: u64,
+    /// Segment files deleted.
+    pub deleted_segments: u64,
+    /// Checkpoints written by this handle.
+    pub checkpoints: u64,
+    /// The newest checkpoint's sequence number (0: none).
+    pub checkpoint_seq: u64,
+    /// Bytes of the newest checkpoint file.
+    pub checkpoint_bytes: u64,
+    /// Bytes of delta log written since the newest checkpoint: about what the next open
+    /// would replay.
+    pub checkpoint_age_bytes: u64,
+    /// Periodic maintenance (checkpoint or cleaning) runs that failed, and the last error.
+    pub maintenance_errors: u64,
+    /// The last maintenance error's message.
+    pub last_maintenance_error: Option<String>,
+    /// The delta stream (updates, replayed at open).
+    pub delta_log: LogStats,
+    /// The base stream (consolidated and relocated images).
+    pub base_log: LogStats,
+}
+
+/// Event counters. Each is owned by the path named in its doc and only ever incremented;
+/// relaxed, as they order nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) live_pages: AtomicU64,
+    pub(crate) resident_pages: AtomicU64,
+    pub(crate) consolidations: AtomicU64,
+    pub(crate) failed_consolidations: AtomicU64,
+    pub(crate) relocations: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    pub(crate) cold_reads: AtomicU64,
+    pub(crate) cleaned_segments: AtomicU64,
+    pub(crate) deleted_segments: AtomicU64,
+    pub(crate) checkpoints: AtomicU64,
+    pub(crate) checkpoint_seq: AtomicU64,
+    pub(crate) checkpoint_bytes: AtomicU64,
+    pub(crate) kept_checkpoint_bytes: AtomicU64,
+    pub(crate) checkpoint_lsn: AtomicU64,
+    pub(crate) maintenance_errors: AtomicU64,
+    pub(crate) last_maintenance_error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    /// Keeps the page counts in step with one install.
+    pub(crate) fn note_install(&self, old: Option<&PageState>, new: Option<&PageState>) {
+        let is_live = |s: Option<&PageState>| s.is_some_and(|s| s.live.is_some());
+        let holds = |s: Option<&PageState>| s.is_some_and(PageState::holds_bytes);
+        step(&self.live_pages, is_live(old), is_live(new));
+        step(&self.resident_pages, holds(old), holds(new));
+    }
+
+    pub(crate) fn note_checkpoint(&self, seq: u64, bytes: u64, kept_bytes: u64, delta_from: Lsn) {
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.checkpoint_seq.store(seq, Ordering::Relaxed);
+        self.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+        self.kept_checkpoint_bytes.store(kept_bytes, Ordering::Relaxed);
+        self.checkpoint_lsn.store(delta_from.get(), Ordering::Relaxed);
+    }
+
+    pub(crate) fn note_maintenance_error(&self, error: &Error) {
+        self.maintenance_errors.fetch_add(1, Ordering::Relaxed);
+        *sync::lock(&self.last_maintenance_error) = Some(error.to_string());
+    }
+}
+
+fn step(counter: &AtomicU64, before: bool, after: bool) {
+    match (before, after) {
+        (false, true) => {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        (true, false) => {
+            counter.fetch_sub(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
+
+impl Inner {
+    pub(crate) fn stats(&self) -> PageCacheStats {
+        let c = &self.counters;
+        let mut live_bytes = 0;
+        let mut disk_bytes = c.kept_checkpoint_bytes.load(Ordering::Relaxed);
+        for stream in Stream::ALL {
+            for segment in self.log(stream).segments() {
+                live_bytes += self.live.of(stream, segment.id);
+                disk_bytes += segment.file_len;
+            }
+        }
+        #[expect(clippy::cast_precision_loss, reason = "a ratio for display")]
+        let space_amplification =
+            if live_bytes == 0 { 1.0 } else { disk_bytes as f64 / live_bytes as f64 };
+        let delta_log = self.log(Stream::Delta).stats();
+        PageCacheStats {
+            pages: c.live_pages.load(Ordering::Relaxed),
+            resident_pages: c.resident_pages.load(Ordering::Relaxed),
+            memory_bytes: self.memory_bytes(),
+            cache_bytes: self.config.cache_bytes,
+            live_bytes,
+            disk_bytes,
+            space_amplification,
+            consolidations: c.consolidations.load(Ordering::Relaxed),
+            failed_consolidations: c.failed_consolidations.load(Ordering::Relaxed),
+            evictions: c.evictions.load(Ordering::Relaxed),
+            cold_reads: c.cold_reads.load(Ordering::Relaxed),
+            cleaned_segments: c.cleaned_segments.load(Ordering::Relaxed),
+            relocations: c.relocations.load(Ordering::Relaxed),
+            deleted_segments: c.deleted_segments.load(Ordering::Relaxed),
+            checkpoints: c.checkpoints.load(Ordering::Relaxed),
+            checkpoint_seq: c.checkpoint_seq.load(Ordering::Relaxed),
+            checkpoint_bytes: c.checkpoint_bytes.load(Ordering::Relaxed),
+            checkpoint_age_bytes: delta_log
+                .reserved_lsn
+                .get()
+                .saturating_sub(c.checkpoint_lsn.load(Ordering::Relaxed)),
+            maintenance_errors: c.maintenance_errors.load(Ordering::Relaxed),
+            last_maintenance_error: sync::lock(&c.last_maintenance_error).clone(),
+            delta_log,
+            base_log: self.log(Stream::Base).stats(),
+        }
+    }
+}
