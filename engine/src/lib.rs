@@ -41,7 +41,7 @@ pub(crate) mod sync;
 pub use config::LogConfig;
 pub use error::{Error, Result};
 pub use ids::{Lsn, SegmentId};
-pub use log::{Log, LogStats, Record, RecordKind, Reservation};
+pub use log::{Log, LogStats, OwnedRecord, Record, RecordKind, Reservation, SegmentInfo};
 pub use storage::{
     Fault, FaultKind, FaultOp, FileStorage, MemStorage, SimStorage, Storage, StorageFile,
 };
