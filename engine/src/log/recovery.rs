@@ -184,6 +184,23 @@ fn check_sequence(storage: &dyn Storage, segments: &[Found], from: u64) -> Resul
         return Ok(0);
     };
     let start = segments.iter().position(|s| s.span().end() > from).unwrap_or(last_index);
+    // Records from `from` on cannot be handed out if `from` lies before the first segment
+    // or in a gap: the segment holding it was removed (the page cache's checkpoints never
+    // ask for cleaned segments).
+    let first = &segments[start];
+    if from < first.header.base_lsn {
+        return Err(match first.header.id.checked_sub(1) {
+            Some(missing) => Error::MissingSegment {
+                missing: SegmentId(missing),
+                found: SegmentId(first.header.id),
+            },
+            None => Error::corruption(
+                storage.describe(&first.name),
+                24,
+                "segment 0 must start at lsn 0",
+            ),
+        });
+    }
     for (index, pair) in segments.windows(2).enumerate() {
         let (previous, next) = (&pair[0], &pair[1]);
         let previous_end = previous.span().end();
@@ -209,23 +226,6 @@ fn check_sequence(storage: &dyn Storage, segments: &[Found], from: u64) -> Resul
                 ),
             ));
         }
-    }
-    // Records from `from` on cannot be handed out if `from` lies before the first segment
-    // or in a gap: the segment holding it was removed (the page cache's checkpoints never
-    // ask for cleaned segments).
-    let first = &segments[start];
-    if from < first.header.base_lsn {
-        return Err(match first.header.id.checked_sub(1) {
-            Some(missing) => Error::MissingSegment {
-                missing: SegmentId(missing),
-                found: SegmentId(first.header.id),
-            },
-            None => Error::corruption(
-                storage.describe(&first.name),
-                24,
-                "segment 0 must start at lsn 0",
-            ),
-        });
     }
     Ok(start)
 }
