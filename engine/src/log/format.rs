@@ -22,6 +22,7 @@
 //! A segment is created under a temporary name (`.seg.tmp`), its header written and synced,
 //! then renamed into place and the directory synced: a `.seg` file always has a whole header.
 //! Segments are contiguous: each one's base LSN is the previous one's base + size - 40.
+//! Old segments may be deleted, leaving gaps before the segment recovery starts from.
 //!
 //! ## Record
 //!
