@@ -64,6 +64,9 @@ pub(crate) const FLAG_COMPRESSED: u8 = 1;
 /// The largest body any record may have in any configuration (the buffer header's offset
 /// field is 27 bits). Recovery rejects larger lengths before allocating anything.
 pub(crate) const MAX_BODY_LEN: usize = (1 << 27) - 1 - RECORD_HEADER_LEN;
+/// The largest record, header included: `MAX_BODY_LEN + RECORD_HEADER_LEN`.
+pub(crate) const MAX_RECORD_LEN: u64 = (1 << 27) - 1;
+const _: () = assert!(MAX_BODY_LEN + RECORD_HEADER_LEN == (1 << 27) - 1);
 
 /// File name suffix of segment files.
 pub(crate) const SEGMENT_SUFFIX: &str = ".seg";

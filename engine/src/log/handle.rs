@@ -5,7 +5,7 @@ use std::{borrow::Cow, fmt};
 use super::{
     flusher::Flusher,
     format::{
-        self, FLAG_COMPRESSED, MAX_BODY_LEN, RECORD_HEADER_LEN, RECORD_HEADER_LEN_U32,
+        self, FLAG_COMPRESSED, MAX_RECORD_LEN, RECORD_HEADER_LEN, RECORD_HEADER_LEN_U32,
         RECORD_HEADER_LEN_U64, RecordHeader, RecordKind,
     },
     header::BufferHeader,
@@ -329,10 +329,10 @@ impl Log {
             return Err(no_record(format!("the log is written up to lsn {written} only")));
         }
         let whole = u64::from(len);
-        let max = MAX_BODY_LEN as u64 + RECORD_HEADER_LEN_U64;
-        if !(RECORD_HEADER_LEN_U64..=max).contains(&whole) {
+        if !(RECORD_HEADER_LEN_U64..=MAX_RECORD_LEN).contains(&whole) {
             return Err(no_record(format!(
-                "{len} bytes is not a record length (at least {RECORD_HEADER_LEN}, at most {max})"
+                "{len} bytes is not a record length (at least {RECORD_HEADER_LEN}, at most \
+                 {MAX_RECORD_LEN})"
             )));
         }
         let end = lsn.get().saturating_add(whole);

@@ -5,6 +5,9 @@
 //! segments (so ids and LSN ranges have gaps), and a segment created before the
 //! configuration changed has a different size than the ones after it.
 //!
+//! Every existing segment's file stays open for the log's lifetime (recovery opens them all
+//! to check their headers anyway), so reads never reopen a file.
+//!
 //! # Thread safety
 //! The table is behind a `RwLock`. The flusher inserts every segment it creates (before it
 //! writes a byte into it, so before `written_lsn` can pass any record in it);
