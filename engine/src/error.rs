@@ -120,6 +120,16 @@ pub enum Error {
         /// The segment found after the gap.
         found: SegmentId,
     },
+
+    /// `Log::remove_segment` refused: the segment does not exist, or the log still writes
+    /// to it. Only segments wholly below `Log::written_lsn`, other than the newest, can go.
+    #[error("cannot remove log {segment}: {reason}")]
+    SegmentNotRemovable {
+        /// The segment asked for.
+        segment: SegmentId,
+        /// Why it must stay.
+        reason: String,
+    },
 }
 
 impl Error {

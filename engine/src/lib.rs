@@ -42,7 +42,7 @@ pub(crate) mod sync;
 pub use config::{LogConfig, PageCacheConfig};
 pub use error::{Error, Result};
 pub use ids::{Lsn, PageId, SegmentId};
-pub use log::{Log, LogStats, Record, RecordKind, Reservation};
+pub use log::{Log, LogStats, OwnedRecord, Record, RecordKind, Reservation, SegmentInfo};
 pub use pagecache::{Materializer, Outcome, Page, PageCache, PageCacheStats};
 pub use storage::{
     Fault, FaultKind, FaultOp, FileStorage, MemStorage, SimStorage, Storage, StorageFile,

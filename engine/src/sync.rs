@@ -3,12 +3,13 @@
 //! Built normally these are the `std` types. Built with `RUSTFLAGS="--cfg loom"` they are
 //! loom's, so a loom model can explore every interleaving of the code that uses them
 //! (see `engine/tests/loom_reservation.rs`). Code elsewhere in the engine must import
-//! atomics, `Mutex`, `Condvar`, shared buffers and threads from here, never from `std`.
+//! atomics, `Mutex`, `RwLock`, `Condvar`, shared buffers and threads from here, never from
+//! `std`.
 
 #[cfg(loom)]
 pub(crate) use loom::{
     sync::{
-        Condvar, Mutex, MutexGuard,
+        Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
@@ -17,7 +18,7 @@ pub(crate) use loom::{
 #[cfg(not(loom))]
 pub(crate) use std::{
     sync::{
-        Condvar, Mutex, MutexGuard,
+        Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
@@ -29,6 +30,25 @@ pub(crate) use std::{
 /// could break, so a poisoned lock is safe to keep using.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Locks `lock` for reading, recovering the guard if a writer panicked while holding it.
+///
+/// Like the mutexes, the engine's read-write locks guard tables whose every update is a
+/// single insert or remove, which a panic cannot leave half done.
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    match lock.read() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Locks `lock` for writing, recovering from poisoning like [`read`].
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    match lock.write() {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     }

@@ -19,13 +19,13 @@ use std::{
 
 use super::{
     Shared,
-    format::{self, RecordHeader, RecordKind, SegmentHeader, TEMP_SUFFIX},
+    format::{self, RecordHeader, RecordKind, SegmentHeader},
     geometry::SegmentSpan,
     ring::{Failure, Sealed},
+    segments::Segment,
 };
 use crate::{
     error::{Error, Result},
-    storage::StorageFile,
     sync::Ordering,
 };
 
@@ -34,9 +34,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 /// The segment file being appended to.
 struct Active {
-    id: u64,
-    name: String,
-    file: Arc<dyn StorageFile>,
+    segment: Arc<Segment>,
     /// Written since the last sync.
     dirty: bool,
 }
@@ -56,14 +54,10 @@ pub(crate) struct Flusher {
 }
 
 impl Flusher {
-    pub(crate) fn new(shared: Arc<Shared>, tail_file: Option<Arc<dyn StorageFile>>) -> Self {
-        let geometry = *shared.ring.geometry();
-        let active = tail_file.map(|file| Active {
-            id: geometry.first_id,
-            name: format::segment_file_name(geometry.first_id),
-            file,
-            dirty: false,
-        });
+    /// A flusher that appends to `tail`, the last segment recovery found, if new records go
+    /// there (else it starts a new segment).
+    pub(crate) fn new(shared: Arc<Shared>, tail: Option<Arc<Segment>>) -> Self {
+        let active = tail.map(|segment| Active { segment, dirty: false });
         let written_stable = shared.ring.stable();
         Self { shared, next: 0, synced: 0, written_stable, unsynced_since: None, active }
     }
@@ -119,7 +113,7 @@ impl Flusher {
                 self.next += 1;
                 self.written_stable = sealed.next_base;
                 // Free the slot at once: a sealer may be waiting for it.
-                ring.publish_written(self.next);
+                ring.publish_written(self.next, self.written_stable);
                 if closed_segment {
                     // Closing the segment synced it, and with it everything written so far.
                     self.mark_synced();
@@ -153,9 +147,11 @@ impl Flusher {
         let active = self.segment(span)?;
         if sealed.used > 0 {
             let at = span.file_offset(sealed.base);
+            let segment = &active.segment;
             sealed
-                .with_bytes(|bytes| active.file.write_at(bytes, at))
-                .map_err(|e| Error::io("write", shared.storage.describe(&active.name), e))?;
+                .with_bytes(|bytes| segment.file.write_at(bytes, at))
+                .map_err(|e| Error::io("write", shared.storage.describe(&segment.name), e))?;
+            segment.file_len.fetch_max(at + sealed.used, Ordering::Relaxed);
             active.dirty = true;
             shared.stats.bytes_written.fetch_add(sealed.used, Ordering::Relaxed);
         }
@@ -166,10 +162,13 @@ impl Flusher {
                 RecordHeader { body_len: 0, lsn: end, kind: RecordKind::SEGMENT_END, flags: 0 }
                     .encode();
             RecordHeader::seal(&mut record, &[]);
-            active
+            let segment = &active.segment;
+            let at = span.file_offset(end);
+            segment
                 .file
-                .write_at(&record, span.file_offset(end))
-                .map_err(|e| Error::io("write", shared.storage.describe(&active.name), e))?;
+                .write_at(&record, at)
+                .map_err(|e| Error::io("write", shared.storage.describe(&segment.name), e))?;
+            segment.file_len.fetch_max(at + format::SEGMENT_END_LEN, Ordering::Relaxed);
             sync(&shared, active)?;
             self.active = None;
             return Ok(true);
@@ -179,11 +178,11 @@ impl Flusher {
 
     /// The active segment for `span`, creating its file if it does not exist yet.
     fn segment(&mut self, span: SegmentSpan) -> Result<&mut Active> {
-        if self.active.as_ref().is_some_and(|a| a.id != span.id) {
+        if self.active.as_ref().is_some_and(|a| a.segment.span.id != span.id) {
             // Unreachable by construction (a segment is closed before the next opens), but
             // appending to the wrong file would be silent corruption.
             return Err(Error::corruption(
-                format::segment_file_name(span.id),
+                format::segment_file_name(&self.shared.stream, span.id),
                 0,
                 "flusher moved to a new segment without closing the previous one",
             ));
@@ -196,17 +195,22 @@ impl Flusher {
 }
 
 fn sync(shared: &Shared, active: &mut Active) -> Result<()> {
-    active.file.sync().map_err(|e| Error::io("sync", shared.storage.describe(&active.name), e))?;
+    let segment = &active.segment;
+    segment
+        .file
+        .sync()
+        .map_err(|e| Error::io("sync", shared.storage.describe(&segment.name), e))?;
     active.dirty = false;
     shared.stats.syncs.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
-/// Creates a segment atomically: temporary name, header, sync, rename, directory sync.
+/// Creates a segment atomically: temporary name, header, sync, rename, directory sync. Then
+/// registers it in the segment table, before anything is written into it.
 fn create_segment(shared: &Shared, span: SegmentSpan) -> Result<Active> {
     let storage = &*shared.storage;
-    let name = format::segment_file_name(span.id);
-    let temp = format!("{:016x}{TEMP_SUFFIX}", span.id);
+    let name = format::segment_file_name(&shared.stream, span.id);
+    let temp = format::temp_file_name(&shared.stream, span.id);
     let shown = storage.describe(&temp);
     let file = match storage.create_new(&temp) {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -224,5 +228,7 @@ fn create_segment(shared: &Shared, span: SegmentSpan) -> Result<Active> {
     // The header's fdatasync and the directory's fsync.
     shared.stats.syncs.fetch_add(2, Ordering::Relaxed);
     shared.stats.segments_created.fetch_add(1, Ordering::Relaxed);
-    Ok(Active { id: span.id, name, file, dirty: false })
+    let segment = Arc::new(Segment::new(span, name, file, format::SEGMENT_HEADER_LEN));
+    shared.segments.insert(segment.clone());
+    Ok(Active { segment, dirty: false })
 }

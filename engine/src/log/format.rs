@@ -2,7 +2,11 @@
 //!
 //! All integers are little-endian. `docs/format.md` mirrors this comment.
 //!
-//! ## Segment file: `NNNNNNNNNNNNNNNN.seg` (16 hex digits of the segment id)
+//! ## Segment file: `NNNNNNNNNNNNNNNN.seg` or `{stream}-NNNNNNNNNNNNNNNN.seg`
+//!
+//! 16 lowercase hex digits of the segment id. The default stream (`""`) has no prefix; a
+//! named stream (lowercase ASCII letters) prefixes its name and a dash, so several logs
+//! share one directory and each sees only its own files.
 //!
 //! ```text
 //! offset size field
@@ -18,6 +22,7 @@
 //! A segment is created under a temporary name (`.seg.tmp`), its header written and synced,
 //! then renamed into place and the directory synced: a `.seg` file always has a whole header.
 //! Segments are contiguous: each one's base LSN is the previous one's base + size - 40.
+//! Old segments may be deleted, leaving gaps before the segment recovery starts from.
 //!
 //! ## Record
 //!
@@ -50,6 +55,8 @@ pub(crate) const SEGMENT_HEADER_LEN: u64 = 40;
 pub(crate) const RECORD_HEADER_LEN: usize = 20;
 /// `RECORD_HEADER_LEN` as a `u64`, for LSN arithmetic.
 pub(crate) const RECORD_HEADER_LEN_U64: u64 = 20;
+/// `RECORD_HEADER_LEN` as a `u32`, for record lengths.
+pub(crate) const RECORD_HEADER_LEN_U32: u32 = 20;
 /// Room kept free at the end of every segment for its segment-end record.
 pub(crate) const SEGMENT_END_LEN: u64 = RECORD_HEADER_LEN_U64;
 /// Flag bit: the body is zstd-compressed.
@@ -57,6 +64,9 @@ pub(crate) const FLAG_COMPRESSED: u8 = 1;
 /// The largest body any record may have in any configuration (the buffer header's offset
 /// field is 27 bits). Recovery rejects larger lengths before allocating anything.
 pub(crate) const MAX_BODY_LEN: usize = (1 << 27) - 1 - RECORD_HEADER_LEN;
+/// The largest record, header included: `MAX_BODY_LEN + RECORD_HEADER_LEN`.
+pub(crate) const MAX_RECORD_LEN: u64 = (1 << 27) - 1;
+const _: () = assert!(MAX_BODY_LEN + RECORD_HEADER_LEN == (1 << 27) - 1);
 
 /// File name suffix of segment files.
 pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
@@ -91,15 +101,54 @@ impl RecordKind {
     }
 }
 
-/// The name of segment `id`'s file.
-pub(crate) fn segment_file_name(id: u64) -> String {
-    format!("{id:016x}{SEGMENT_SUFFIX}")
+/// Checks a stream name: empty (the default stream) or lowercase ASCII letters, so that no
+/// stream's file names can be mistaken for another's.
+pub(crate) fn validate_stream(stream: &str) -> Result<()> {
+    if stream.bytes().all(|b| b.is_ascii_lowercase()) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "log stream name {stream:?} must be lowercase ASCII letters (or empty for the \
+             default stream)"
+        )))
+    }
 }
 
-/// The segment id in a segment file name, or `None` if `name` is not one.
-pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
-    if digits.len() != 16 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+/// The name of segment `id`'s file in `stream`.
+pub(crate) fn segment_file_name(stream: &str, id: u64) -> String {
+    file_name(stream, id, SEGMENT_SUFFIX)
+}
+
+/// The name of segment `id`'s file in `stream` while it is being created.
+pub(crate) fn temp_file_name(stream: &str, id: u64) -> String {
+    file_name(stream, id, TEMP_SUFFIX)
+}
+
+fn file_name(stream: &str, id: u64, suffix: &str) -> String {
+    if stream.is_empty() {
+        format!("{id:016x}{suffix}")
+    } else {
+        format!("{stream}-{id:016x}{suffix}")
+    }
+}
+
+/// The segment id in a segment file name of `stream`, or `None` if `name` is not one.
+/// Exactly the names [`segment_file_name`] makes parse.
+pub(crate) fn parse_segment_name(stream: &str, name: &str) -> Option<u64> {
+    parse_file_name(stream, name, SEGMENT_SUFFIX)
+}
+
+/// The segment id in a temporary segment file name of `stream`, or `None` if `name` is not
+/// one.
+pub(crate) fn parse_temp_name(stream: &str, name: &str) -> Option<u64> {
+    parse_file_name(stream, name, TEMP_SUFFIX)
+}
+
+fn parse_file_name(stream: &str, name: &str, suffix: &str) -> Option<u64> {
+    let rest =
+        if stream.is_empty() { name } else { name.strip_prefix(stream)?.strip_prefix('-')? };
+    let digits = rest.strip_suffix(suffix)?;
+    if digits.len() != 16 || !digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     u64::from_str_radix(digits, 16).ok()
@@ -358,9 +407,39 @@ mod tests {
 
     #[test]
     fn segment_names_round_trip() {
-        assert_eq!(segment_file_name(26), "000000000000001a.seg");
-        assert_eq!(parse_segment_name("000000000000001a.seg"), Some(26));
-        assert_eq!(parse_segment_name("1a.seg"), None);
-        assert_eq!(parse_segment_name("000000000000001a.seg.tmp"), None);
+        assert_eq!(segment_file_name("", 26), "000000000000001a.seg");
+        assert_eq!(parse_segment_name("", "000000000000001a.seg"), Some(26));
+        assert_eq!(parse_segment_name("", "1a.seg"), None);
+        assert_eq!(parse_segment_name("", "000000000000001A.seg"), None);
+        assert_eq!(parse_segment_name("", "000000000000001a.seg.tmp"), None);
+        assert_eq!(temp_file_name("", 26), "000000000000001a.seg.tmp");
+        assert_eq!(parse_temp_name("", "000000000000001a.seg.tmp"), Some(26));
+        assert_eq!(segment_file_name("delta", 26), "delta-000000000000001a.seg");
+        assert_eq!(temp_file_name("base", 1), "base-0000000000000001.seg.tmp");
+        for id in [0, 1, 26, u64::MAX] {
+            for stream in ["", "delta", "base", "a"] {
+                assert_eq!(parse_segment_name(stream, &segment_file_name(stream, id)), Some(id));
+                assert_eq!(parse_temp_name(stream, &temp_file_name(stream, id)), Some(id));
+                assert_eq!(parse_segment_name(stream, &temp_file_name(stream, id)), None);
+            }
+        }
+    }
+
+    #[test]
+    fn streams_never_see_each_others_files() {
+        let streams = ["", "a", "ab", "b", "delta", "base", "based"];
+        for mine in streams {
+            for other in streams.iter().filter(|&&s| s != mine) {
+                let name = segment_file_name(other, 7);
+                assert_eq!(parse_segment_name(mine, &name), None, "{mine:?} sees {name}");
+                let temp = temp_file_name(other, 7);
+                assert_eq!(parse_temp_name(mine, &temp), None, "{mine:?} sees {temp}");
+            }
+        }
+        assert!(validate_stream("").is_ok());
+        assert!(validate_stream("delta").is_ok());
+        for bad in ["Delta", "de-lta", "d1", "dé", "a.b", " "] {
+            assert!(matches!(validate_stream(bad), Err(Error::Config(_))), "{bad:?}");
+        }
     }
 }

@@ -54,7 +54,8 @@ impl Geometry {
         let capacity = self.size - SEGMENT_HEADER_LEN;
         let index = (lsn - first.end()) / capacity;
         SegmentSpan {
-            id: first.id + 1 + index,
+            // Saturating: ids come from disk, and a forged one must not overflow.
+            id: first.id.saturating_add(1).saturating_add(index),
             base: first.end() + index * capacity,
             size: self.size,
         }

@@ -5,16 +5,18 @@ use std::{borrow::Cow, fmt};
 use super::{
     flusher::Flusher,
     format::{
-        self, FLAG_COMPRESSED, RECORD_HEADER_LEN, RECORD_HEADER_LEN_U64, RecordHeader, RecordKind,
+        self, FLAG_COMPRESSED, MAX_RECORD_LEN, RECORD_HEADER_LEN, RECORD_HEADER_LEN_U32,
+        RECORD_HEADER_LEN_U64, RecordHeader, RecordKind,
     },
     header::BufferHeader,
     recovery,
     ring::{Claim, Ring},
+    segments::{Lookup, SegmentInfo, SegmentTable},
 };
 use crate::{
     config::LogConfig,
     error::{Error, Result},
-    ids::Lsn,
+    ids::{Lsn, SegmentId},
     storage::Storage,
     sync::{self, AtomicU64, Ordering, thread::JoinHandle},
 };
@@ -31,6 +33,17 @@ pub struct Record<'a> {
     pub kind: RecordKind,
     /// Its body, decompressed.
     pub body: &'a [u8],
+}
+
+/// One record as [`Log::read`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    /// Where the record starts.
+    pub lsn: Lsn,
+    /// What the caller said it is.
+    pub kind: RecordKind,
+    /// Its body, decompressed.
+    pub body: Vec<u8>,
 }
 
 /// Figures about the log, for monitoring and tools.
@@ -68,6 +81,10 @@ pub(crate) struct Shared {
     pub(crate) ring: Ring,
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) config: LogConfig,
+    /// The stream name, which prefixes every segment file name ("" for none).
+    pub(crate) stream: String,
+    /// The segment files that exist; the flusher registers each one it creates.
+    pub(crate) segments: SegmentTable,
     pub(crate) stats: FlushStats,
 }
 
@@ -83,9 +100,19 @@ pub(crate) struct Shared {
 /// If a write or sync fails, the log stops: that call's error is reported, and every later
 /// call returns [`Error::LogFailed`]. Reopen to recover to the last durable state.
 ///
+/// # Streams
+/// Several logs can share one [`Storage`] directory if each has its own stream name (see
+/// [`Log::open_stream`]); each sees only its own segment files.
+///
+/// # Reading back
+/// [`Log::append_located`] returns a record's LSN and its length on disk; once
+/// [`Log::written_lsn`] has passed the LSN, [`Log::read`] fetches the record with one
+/// positioned read. Old segments can be deleted with [`Log::remove_segment`].
+///
 /// # Thread safety
 /// `Log` is `Send + Sync`; share it with an `Arc`. Appends from many threads proceed in
-/// parallel without locks. Dropping the log flushes it and stops its flusher thread.
+/// parallel without locks; reads run in parallel with appends and with each other.
+/// Dropping the log flushes it and stops its flusher thread.
 pub struct Log {
     shared: Arc<Shared>,
     flusher: Option<JoinHandle<()>>,
@@ -98,7 +125,8 @@ impl fmt::Debug for Log {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `storage`, discarding the recovered records.
+    /// Opens (or creates) the default stream's log in `storage`, discarding the recovered
+    /// records.
     ///
     /// # Errors
     /// As [`Log::open_with`].
@@ -106,34 +134,82 @@ impl Log {
         Self::open_with(storage, config, Lsn::ZERO, |_| Ok(()))
     }
 
-    /// Opens (or creates) the log in `storage`, calling `on_record` for every record at or
-    /// after `from`, in LSN order, before any new record can be written.
-    ///
-    /// A torn record at the end of the log (what a crash leaves) ends recovery quietly and
-    /// is cut away; aborted reservations are skipped.
+    /// Opens (or creates) the default stream's log in `storage`: [`Log::open_stream`] with
+    /// stream `""`, whose segment files are named `{id:016x}.seg`.
     ///
     /// # Errors
-    /// - [`Error::Config`] for inconsistent settings;
-    /// - [`Error::NotGrove`], [`Error::UnsupportedVersion`] for foreign or newer files;
-    /// - [`Error::Corruption`], [`Error::MissingSegment`] for damage that a crash cannot
-    ///   explain; nothing is modified in these cases;
-    /// - [`Error::Io`] if the storage fails;
-    /// - any error `on_record` returns, which stops recovery.
+    /// As [`Log::open_stream`].
     pub fn open_with(
         storage: Arc<dyn Storage>,
         config: LogConfig,
         from: Lsn,
+        on_record: impl FnMut(Record<'_>) -> Result<()>,
+    ) -> Result<Log> {
+        Self::open_stream(storage, config, "", from, on_record)
+    }
+
+    /// Opens (or creates) the log of `stream` in `storage`, calling `on_record` for every
+    /// record at or after `from`, in LSN order, before any new record can be written.
+    ///
+    /// A stream is a log of its own: its segment files are named `{stream}-{id:016x}.seg`
+    /// (`{id:016x}.seg` for the default stream `""`), and it ignores every other file, so
+    /// logs of different streams share one directory without seeing each other.
+    ///
+    /// A torn record at the end of the log (what a crash leaves) ends recovery quietly and
+    /// is cut away; aborted reservations are skipped. Segments wholly before the one
+    /// holding `from` may have been removed ([`Log::remove_segment`]); only their headers
+    /// are checked, and only the existing ones.
+    ///
+    /// # Errors
+    /// - [`Error::Config`] for inconsistent settings, or a stream name that is not
+    ///   lowercase ASCII letters;
+    /// - [`Error::NotGrove`], [`Error::UnsupportedVersion`] for foreign or newer files;
+    /// - [`Error::Corruption`], [`Error::MissingSegment`] for damage that a crash cannot
+    ///   explain, or when the segment holding `from` (or a later one) is missing; nothing
+    ///   is modified in these cases;
+    /// - [`Error::Io`] if the storage fails;
+    /// - any error `on_record` returns, which stops recovery.
+    ///
+    /// # Examples
+    /// ```
+    /// use grove_engine::{Log, LogConfig, Lsn, MemStorage, RecordKind, Storage};
+    /// use std::sync::Arc;
+    ///
+    /// let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+    /// let kind = RecordKind::new(16).expect("a user kind");
+    /// let deltas = Log::open_stream(storage.clone(), LogConfig::default(), "delta", Lsn::ZERO, |_| Ok(()))?;
+    /// let bases = Log::open_stream(storage.clone(), LogConfig::default(), "base", Lsn::ZERO, |_| Ok(()))?;
+    /// let (lsn, len) = deltas.append_located(kind, b"delta 1")?;
+    /// bases.append(kind, b"base 1")?;
+    /// deltas.flush()?;
+    /// assert_eq!(deltas.read(lsn, len)?.body, b"delta 1");
+    /// # Ok::<(), grove_engine::Error>(())
+    /// ```
+    pub fn open_stream(
+        storage: Arc<dyn Storage>,
+        config: LogConfig,
+        stream: &str,
+        from: Lsn,
         mut on_record: impl FnMut(Record<'_>) -> Result<()>,
     ) -> Result<Log> {
         config.validate()?;
-        let tail = recovery::recover(&*storage, &config, from, &mut on_record)?;
+        format::validate_stream(stream)?;
+        let recovered = recovery::recover(&*storage, &config, stream, from, &mut on_record)?;
         let max_buffer = config
             .buffer_size
             .min(config.segment_size - format::SEGMENT_HEADER_LEN - format::SEGMENT_END_LEN)
             .min(BufferHeader::MAX_OFFSET);
-        let ring = Ring::new(tail.geometry, tail.lsn, max_buffer, config.buffer_count);
-        let shared = Arc::new(Shared { ring, storage, config, stats: FlushStats::default() });
-        let flusher = Flusher::new(shared.clone(), tail.file);
+        let ring = Ring::new(recovered.geometry, recovered.lsn, max_buffer, config.buffer_count);
+        let tail = recovered.segments.last().filter(|_| recovered.append_to_last).cloned();
+        let shared = Arc::new(Shared {
+            ring,
+            storage,
+            config,
+            stream: stream.to_owned(),
+            segments: SegmentTable::new(recovered.segments),
+            stats: FlushStats::default(),
+        });
+        let flusher = Flusher::new(shared.clone(), tail);
         let handle = sync::spawn("grove-log-flusher", move || flusher.run())
             .map_err(|e| Error::io("spawn flusher thread", "", e))?;
         Ok(Log { shared, flusher: Some(handle) })
@@ -152,6 +228,17 @@ impl Log {
     /// [`Error::LogFailed`] after an I/O failure; [`Error::Closed`] during shutdown.
     pub fn append(&self, kind: RecordKind, body: &[u8]) -> Result<Lsn> {
         Ok(self.reserve(kind, body)?.complete())
+    }
+
+    /// Appends a record and returns its LSN and its whole length on disk (record header
+    /// plus stored, possibly compressed, body): the pair [`Log::read`] takes to fetch it.
+    ///
+    /// # Errors
+    /// As [`Log::append`].
+    pub fn append_located(&self, kind: RecordKind, body: &[u8]) -> Result<(Lsn, u32)> {
+        let reservation = self.reserve(kind, body)?;
+        let len = reservation.len();
+        Ok((reservation.complete(), len))
     }
 
     /// Writes a record into the log's buffer but lets the caller decide whether it counts:
@@ -214,6 +301,156 @@ impl Log {
         Lsn(self.shared.ring.stable())
     }
 
+    /// Every record below this LSN has been written to its segment file (not necessarily
+    /// synced), so [`Log::read`] finds it. Only grows; at least [`Log::stable_lsn`].
+    pub fn written_lsn(&self) -> Lsn {
+        Lsn(self.shared.ring.written_lsn())
+    }
+
+    /// Reads the record at `lsn` whose whole length on disk is `len` (as
+    /// [`Log::append_located`] or [`Reservation::len`] reported it), with one positioned
+    /// read, and returns it with its body decompressed.
+    ///
+    /// The bytes read must be exactly that record: its checksum, its LSN, its length and a
+    /// user kind are checked. Safe to call from many threads, while others append.
+    ///
+    /// # Errors
+    /// - [`Error::NoRecord`] if the record is not written yet (it does not end at or below
+    ///   [`Log::written_lsn`]), `len` cannot be a record's length, or the record would
+    ///   cross the end of its segment;
+    /// - [`Error::MissingSegment`] if the segment that held `lsn` was removed;
+    /// - [`Error::Corruption`] if the bytes there are not that record (damage, or a wrong
+    ///   `lsn` or `len`);
+    /// - [`Error::Io`] if the storage fails.
+    pub fn read(&self, lsn: Lsn, len: u32) -> Result<OwnedRecord> {
+        let no_record = |reason: String| Error::NoRecord { lsn, reason };
+        let written = self.shared.ring.written_lsn();
+        if lsn.get() >= written {
+            return Err(no_record(format!("the log is written up to lsn {written} only")));
+        }
+        let whole = u64::from(len);
+        if !(RECORD_HEADER_LEN_U64..=MAX_RECORD_LEN).contains(&whole) {
+            return Err(no_record(format!(
+                "{len} bytes is not a record length (at least {RECORD_HEADER_LEN}, at most \
+                 {MAX_RECORD_LEN})"
+            )));
+        }
+        let end = lsn.get().saturating_add(whole);
+        if end > written {
+            return Err(no_record(format!(
+                "a record of {len} bytes would end at lsn {end}, past the written end {written}"
+            )));
+        }
+        let segment = match self.shared.segments.lookup(lsn.get()) {
+            Lookup::Found(segment) => segment,
+            Lookup::Removed { next: Some(next) } => {
+                return Err(Error::MissingSegment {
+                    missing: SegmentId(next.0.saturating_sub(1)),
+                    found: next,
+                });
+            }
+            Lookup::Removed { next: None } => {
+                return Err(no_record("no segment holds it".to_owned()));
+            }
+        };
+        let span = segment.span;
+        if end > span.end() {
+            return Err(no_record(format!(
+                "a record of {len} bytes would cross the end of segment {} at lsn {}",
+                span.id,
+                span.end()
+            )));
+        }
+        let shown = || self.shared.storage.describe(&segment.name);
+        let offset = span.file_offset(lsn.get());
+        // Bounded: the record lies below `written`, so these bytes exist.
+        let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| no_record("too long".into()))?];
+        let n =
+            segment.file.read_at(&mut bytes, offset).map_err(|e| Error::io("read", shown(), e))?;
+        if n < bytes.len() {
+            return Err(Error::corruption(
+                shown(),
+                offset,
+                format!("file ends {n} bytes into the {len}-byte record at lsn {}", lsn.get()),
+            ));
+        }
+        let (header_bytes, body) = bytes.split_at(RECORD_HEADER_LEN);
+        let header_bytes: &[u8; RECORD_HEADER_LEN] = header_bytes
+            .try_into()
+            .map_err(|_| Error::corruption(shown(), offset, "short read"))?;
+        let body_len = whole - RECORD_HEADER_LEN_U64;
+        let header = RecordHeader::decode(header_bytes, lsn.get(), body_len)
+            .map_err(|reason| Error::corruption(shown(), offset, reason))?;
+        if u64::from(header.body_len) != body_len {
+            return Err(Error::corruption(
+                shown(),
+                offset + 4,
+                format!("record body is {} bytes, expected {body_len}", header.body_len),
+            ));
+        }
+        RecordHeader::verify(header_bytes, body)
+            .map_err(|reason| Error::corruption(shown(), offset, reason))?;
+        if header.kind.get() < RecordKind::FIRST_USER {
+            return Err(Error::corruption(
+                shown(),
+                offset + 16,
+                format!("record kind {} is not a user record", header.kind.get()),
+            ));
+        }
+        let body = if header.flags & FLAG_COMPRESSED != 0 {
+            format::decompress(body).map_err(|reason| {
+                Error::corruption(shown(), offset + RECORD_HEADER_LEN_U64, reason)
+            })?
+        } else {
+            bytes.drain(..RECORD_HEADER_LEN);
+            bytes
+        };
+        Ok(OwnedRecord { lsn, kind: header.kind, body })
+    }
+
+    /// The segments of this log's stream that exist, oldest first, the tail included.
+    /// Segments the flusher creates appear as soon as they exist.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        self.shared.segments.infos()
+    }
+
+    /// The segment that holds (or will hold) `lsn`; `None` if `lsn` lies in a removed
+    /// segment or before the log's first segment. Cheap: arithmetic from the tail segment
+    /// on, a binary search in the table of older segments before it.
+    pub fn segment_of(&self, lsn: Lsn) -> Option<SegmentId> {
+        let geometry = self.shared.ring.geometry();
+        if lsn.get() >= geometry.first_base {
+            return Some(SegmentId(geometry.span(lsn.get()).id));
+        }
+        self.shared.segments.id_of(lsn.get()).map(SegmentId)
+    }
+
+    /// Deletes segment `id`'s file for good. Only sealed segments can go: the segment must
+    /// end at or below [`Log::written_lsn`] and must not be the newest existing one. Its
+    /// records can no longer be read, and reopening with `from` inside it fails with
+    /// [`Error::MissingSegment`]. Reads already under way on it finish.
+    ///
+    /// # Errors
+    /// - [`Error::SegmentNotRemovable`] if `id` does not exist (this includes segments
+    ///   already removed) or may not go yet;
+    /// - [`Error::Io`] if removing the file or syncing the directory fails.
+    pub fn remove_segment(&self, id: SegmentId) -> Result<()> {
+        let segments = &self.shared.segments;
+        let segment = segments.take_removable(id, self.shared.ring.written_lsn())?;
+        let storage = &*self.shared.storage;
+        let shown = storage.describe(&segment.name);
+        match storage.remove(&segment.name) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                // The file is still there: keep it readable.
+                segments.insert(segment);
+                return Err(Error::io("remove", shown, e));
+            }
+        }
+        storage.sync_dir().map_err(|e| Error::io("sync directory", storage.describe(""), e))
+    }
+
     /// Current figures.
     pub fn stats(&self) -> LogStats {
         let stats = &self.shared.stats;
@@ -270,6 +507,17 @@ impl Reservation<'_> {
     /// The record's LSN.
     pub fn lsn(&self) -> Lsn {
         Lsn(self.header.lsn)
+    }
+
+    /// The record's whole length on disk: its header plus its stored (possibly compressed)
+    /// body. With [`Reservation::lsn`], what [`Log::read`] needs to fetch it.
+    #[expect(
+        clippy::len_without_is_empty,
+        reason = "a record is never empty: it always has its 20-byte header"
+    )]
+    pub fn len(&self) -> u32 {
+        // Cannot saturate: bodies are below `MAX_BODY_LEN`.
+        RECORD_HEADER_LEN_U32.saturating_add(self.header.body_len)
     }
 
     /// Keeps the record; returns its LSN.

@@ -10,10 +10,12 @@ mod handle;
 mod header;
 mod recovery;
 mod ring;
+mod segments;
 
 pub use format::RecordKind;
 pub(crate) use handle::Shared;
-pub use handle::{Log, LogStats, Record, Reservation};
+pub use handle::{Log, LogStats, OwnedRecord, Record, Reservation};
+pub use segments::SegmentInfo;
 
 #[cfg(all(test, loom))]
 mod ring_loom;

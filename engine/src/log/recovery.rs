@@ -1,8 +1,11 @@
 //! Recovery: scan the segments, hand every valid record to the caller, find the tail.
 //!
 //! Rules (see `docs/design.md`, "Recovery"):
+//! - Only the files of the log's own stream are looked at (see `format::segment_file_name`).
 //! - Every segment header is validated before anything is modified: foreign files, newer
 //!   versions, gaps and damaged headers are typed errors and leave the directory untouched.
+//!   Segments wholly before the one holding `from` may be missing in any pattern (the page
+//!   cache removes dead segments); from that one onwards the log must be whole.
 //! - Within a segment, records are read until its segment-end record. A record that fails
 //!   validation (length, LSN, kind, checksum) or runs off the end of the file ends the scan.
 //!   In the last segment that is the torn tail of a crash: the valid prefix is kept and the
@@ -18,9 +21,10 @@ use super::{
     Record,
     format::{
         self, FLAG_COMPRESSED, RECORD_HEADER_LEN, RECORD_HEADER_LEN_U64, RecordHeader, RecordKind,
-        SegmentHeader, TEMP_SUFFIX,
+        SegmentHeader,
     },
     geometry::{Geometry, SegmentSpan},
+    segments::Segment,
 };
 use crate::{
     config::LogConfig,
@@ -32,15 +36,17 @@ use crate::{
 /// Bytes read from a segment at a time.
 const WINDOW: usize = 1 << 20;
 
-/// Where new records go after recovery.
+/// What recovery found, and where new records go.
 #[derive(Debug)]
-pub(crate) struct Tail {
+pub(crate) struct Recovered {
     /// The LSN of the first new record.
     pub(crate) lsn: u64,
     /// The layout of the tail segment and those after it.
     pub(crate) geometry: Geometry,
-    /// The tail segment's file, if it exists (new records may start a new segment).
-    pub(crate) file: Option<Arc<dyn StorageFile>>,
+    /// Every segment of the stream that exists, oldest first.
+    pub(crate) segments: Vec<Arc<Segment>>,
+    /// Whether new records go into the last of `segments` (else they start a new segment).
+    pub(crate) append_to_last: bool,
 }
 
 /// One segment found in the directory.
@@ -64,50 +70,125 @@ enum Scan {
     Ended { lsn: u64, reason: String },
 }
 
-/// Scans the log in `storage` from `from`, calls `on_record` for every record at or after
-/// it in LSN order, cleans the torn tail, and returns where new records go.
+/// Scans the log of `stream` in `storage` from `from`, calls `on_record` for every record at
+/// or after it in LSN order, cleans the torn tail, and returns where new records go. Files of
+/// other streams are not looked at.
 pub(crate) fn recover(
     storage: &dyn Storage,
     config: &LogConfig,
+    stream: &str,
     from: Lsn,
     on_record: &mut dyn FnMut(Record<'_>) -> Result<()>,
-) -> Result<Tail> {
+) -> Result<Recovered> {
     let names = storage.list().map_err(|e| Error::io("list", storage.describe(""), e))?;
-    let mut ids: Vec<u64> = names.iter().filter_map(|n| format::parse_segment_name(n)).collect();
+    let mut ids: Vec<u64> =
+        names.iter().filter_map(|n| format::parse_segment_name(stream, n)).collect();
     ids.sort_unstable();
-    let temps: Vec<&String> = names.iter().filter(|n| n.ends_with(TEMP_SUFFIX)).collect();
+    let temps: Vec<&String> =
+        names.iter().filter(|n| format::parse_temp_name(stream, n).is_some()).collect();
 
     // Validate every header before touching anything.
-    let mut segments: Vec<Found> = Vec::with_capacity(ids.len());
-    for &id in &ids {
-        let found = open_segment(storage, id)?;
-        if let Some(previous) = segments.last() {
-            if id != previous.header.id + 1 {
-                return Err(Error::MissingSegment {
-                    missing: SegmentId(previous.header.id + 1),
-                    found: SegmentId(id),
-                });
+    let found =
+        ids.iter().map(|&id| open_segment(storage, stream, id)).collect::<Result<Vec<_>>>()?;
+    let start = check_sequence(storage, &found, from.get())?;
+
+    let mut tail_lsn = 0;
+    let mut geometry = Geometry {
+        first_id: 0,
+        first_base: 0,
+        first_size: config.segment_size,
+        size: config.segment_size,
+    };
+    let mut append_to_last = false;
+    let last_index = found.len().checked_sub(1);
+    // Segments wholly before `from` only needed their headers checked (open time is bounded
+    // by how far back `from` is, not by the size of the log); `start` is the first one that
+    // holds records at or after `from`, or the last one, always scanned to find the tail.
+    for (index, segment) in found.iter().enumerate().skip(start) {
+        let span = segment.span();
+        let is_last = Some(index) == last_index;
+        match scan_segment(storage, segment, from.get(), on_record)? {
+            Scan::Complete if is_last => {
+                tail_lsn = span.end();
+                geometry = Geometry {
+                    first_id: span.id.saturating_add(1),
+                    first_base: span.end(),
+                    first_size: config.segment_size,
+                    size: config.segment_size,
+                };
             }
-            if found.header.base_lsn != previous.span().end() {
+            Scan::Complete => {}
+            Scan::Ended { lsn, reason } if is_last => {
+                tail_lsn = lsn;
+                geometry = Geometry {
+                    first_id: span.id,
+                    first_base: span.base,
+                    first_size: span.size,
+                    size: config.segment_size,
+                };
+                append_to_last = true;
+                let _ = reason; // a torn tail is the normal result of a crash
+            }
+            Scan::Ended { lsn, reason } => {
                 return Err(Error::corruption(
-                    storage.describe(&found.name),
-                    24,
-                    format!(
-                        "segment starts at lsn {}, but the previous one ends at {}",
-                        found.header.base_lsn,
-                        previous.span().end()
-                    ),
+                    storage.describe(&segment.name),
+                    span.file_offset(lsn),
+                    format!("{reason}, but later segments exist"),
                 ));
             }
         }
-        segments.push(found);
+    }
+    if from.get() > tail_lsn {
+        return Err(Error::corruption(
+            storage.describe(found.last().map_or("", |s| s.name.as_str())),
+            0,
+            format!("the log ends at lsn {tail_lsn}, before the requested start {}", from.get()),
+        ));
     }
 
-    // Records before the oldest segment cannot be handed out: asking for them means a
-    // segment was lost (the page cache's checkpoints will never ask for cleaned segments).
-    if let Some(first) = segments.first()
-        && from.get() < first.header.base_lsn
-    {
+    // Now make the tail clean: cut stale bytes after the last valid record, drop leftovers
+    // of interrupted segment creation.
+    let mut segments = Vec::with_capacity(found.len());
+    for (index, segment) in found.into_iter().enumerate() {
+        let shown = || storage.describe(&segment.name);
+        let mut len = segment.file.len().map_err(|e| Error::io("stat", shown(), e))?;
+        if append_to_last && Some(index) == last_index {
+            let keep = segment.span().file_offset(tail_lsn);
+            if len > keep {
+                segment.file.set_len(keep).map_err(|e| Error::io("truncate", shown(), e))?;
+                segment.file.sync().map_err(|e| Error::io("sync", shown(), e))?;
+                len = keep;
+            }
+        }
+        let span = segment.span();
+        segments.push(Arc::new(Segment::new(span, segment.name, segment.file, len)));
+    }
+    for temp in &temps {
+        storage.remove(temp).map_err(|e| Error::io("remove", storage.describe(temp), e))?;
+    }
+    if !temps.is_empty() {
+        storage.sync_dir().map_err(|e| Error::io("sync directory", storage.describe(""), e))?;
+    }
+    Ok(Recovered { lsn: tail_lsn, geometry, segments, append_to_last })
+}
+
+/// Checks that the segments (sorted by id) fit together, and returns the index of the first
+/// one to scan: the first that holds records at or after `from`, or the last one.
+///
+/// Segments wholly before that one may have been removed in any pattern (the page cache
+/// deletes dead segments), so there only the order of LSN ranges is checked. From it
+/// onwards the log must be whole: ids consecutive, each base LSN the previous end.
+/// Consecutive ids must be contiguous everywhere: the writer never makes them otherwise.
+fn check_sequence(storage: &dyn Storage, segments: &[Found], from: u64) -> Result<usize> {
+    let Some(last_index) = segments.len().checked_sub(1) else {
+        return Ok(0);
+    };
+    let start = segments.iter().position(|s| s.span().end() > from).unwrap_or(last_index);
+    // Records from `from` on cannot be handed out if `from` lies before the first segment
+    // or in a gap: the segment holding it was removed (the page cache's checkpoints never
+    // ask for cleaned segments).
+    let first = &segments[start];
+    if from < first.header.base_lsn {
         return Err(match first.header.id.checked_sub(1) {
             Some(missing) => Error::MissingSegment {
                 missing: SegmentId(missing),
@@ -120,93 +201,37 @@ pub(crate) fn recover(
             ),
         });
     }
-
-    let mut tail = Tail {
-        lsn: 0,
-        geometry: Geometry {
-            first_id: 0,
-            first_base: 0,
-            first_size: config.segment_size,
-            size: config.segment_size,
-        },
-        file: None,
-    };
-    let last_index = segments.len().checked_sub(1);
-    for (index, found) in segments.iter().enumerate() {
-        let span = found.span();
-        let is_last = Some(index) == last_index;
-        // Segments wholly before `from` only needed their headers checked (open time is
-        // bounded by how far back `from` is, not by the size of the log).
-        if span.end() <= from.get() && !is_last {
-            continue;
+    for (index, pair) in segments.windows(2).enumerate() {
+        let (previous, next) = (&pair[0], &pair[1]);
+        let previous_end = previous.span().end();
+        let consecutive = previous.header.id.checked_add(1) == Some(next.header.id);
+        if !consecutive && index + 1 > start {
+            return Err(Error::MissingSegment {
+                missing: SegmentId(previous.header.id.saturating_add(1)),
+                found: SegmentId(next.header.id),
+            });
         }
-        match scan_segment(storage, found, from.get(), on_record)? {
-            Scan::Complete if is_last => {
-                let next = span.end();
-                tail = Tail {
-                    lsn: next,
-                    geometry: Geometry {
-                        first_id: span.id + 1,
-                        first_base: next,
-                        first_size: config.segment_size,
-                        size: config.segment_size,
-                    },
-                    file: None,
-                };
-            }
-            Scan::Complete => {}
-            Scan::Ended { lsn, reason } if is_last => {
-                tail = Tail {
-                    lsn,
-                    geometry: Geometry {
-                        first_id: span.id,
-                        first_base: span.base,
-                        first_size: span.size,
-                        size: config.segment_size,
-                    },
-                    file: Some(found.file.clone()),
-                };
-                let _ = reason; // a torn tail is the normal result of a crash
-            }
-            Scan::Ended { lsn, reason } => {
-                return Err(Error::corruption(
-                    storage.describe(&found.name),
-                    span.file_offset(lsn),
-                    format!("{reason}, but later segments exist"),
-                ));
-            }
+        let fits = if consecutive {
+            next.header.base_lsn == previous_end
+        } else {
+            next.header.base_lsn >= previous_end
+        };
+        if !fits {
+            return Err(Error::corruption(
+                storage.describe(&next.name),
+                24,
+                format!(
+                    "segment starts at lsn {}, but segment {} ends at {previous_end}",
+                    next.header.base_lsn, previous.header.id
+                ),
+            ));
         }
     }
-    if from.get() > tail.lsn {
-        return Err(Error::corruption(
-            storage.describe(segments.last().map_or("", |s| s.name.as_str())),
-            0,
-            format!("the log ends at lsn {}, before the requested start {}", tail.lsn, from.get()),
-        ));
-    }
-
-    // Now make the tail clean: cut stale bytes after the last valid record, drop leftovers
-    // of interrupted segment creation.
-    if let (Some(file), Some(last)) = (&tail.file, segments.last()) {
-        let keep = last.span().file_offset(tail.lsn);
-        let len = file.len().map_err(|e| Error::io("stat", storage.describe(&last.name), e))?;
-        if len > keep {
-            let shown = storage.describe(&last.name);
-            file.set_len(keep).map_err(|e| Error::io("truncate", &shown, e))?;
-            file.sync().map_err(|e| Error::io("sync", &shown, e))?;
-        }
-    }
-    for temp in &temps {
-        storage.remove(temp).map_err(|e| Error::io("remove", storage.describe(temp), e))?;
-    }
-    if !temps.is_empty() {
-        storage.sync_dir().map_err(|e| Error::io("sync directory", storage.describe(""), e))?;
-    }
-    Ok(tail)
+    Ok(start)
 }
 
-fn open_segment(storage: &dyn Storage, id: u64) -> Result<Found> {
-    let name = format::segment_file_name(id);
+fn open_segment(storage: &dyn Storage, stream: &str, id: u64) -> Result<Found> {
+    let name = format::segment_file_name(stream, id);
     let shown = storage.describe(&name);
     let file = storage.open(&name).map_err(|e| Error::io("open", &shown, e))?;
     let mut bytes = [0u8; 40];
@@ -335,8 +360,9 @@ mod tests {
     #[test]
     fn an_empty_directory_recovers_to_lsn_zero() {
         let storage = MemStorage::new();
-        let tail = recover(&storage, &LogConfig::tiny(), Lsn::ZERO, &mut |_| Ok(())).unwrap();
+        let tail = recover(&storage, &LogConfig::tiny(), "", Lsn::ZERO, &mut |_| Ok(())).unwrap();
         assert_eq!(tail.lsn, 0);
-        assert!(tail.file.is_none());
+        assert!(tail.segments.is_empty());
+        assert!(!tail.append_to_last);
     }
 }

@@ -25,8 +25,9 @@
 //! - Reservations in one incarnation are disjoint and lie below its capacity.
 //! - The flusher writes an incarnation only when it is sealed, its writer count is zero and
 //!   its `next_base` is known; so stable never passes an incomplete record.
-//! - `flushed <= released`; `released`, `flushed`, `requested` and `stable` only grow; every
-//!   LSN below `stable` is durable.
+//! - `flushed <= released`; `released`, `written_lsn`, `flushed`, `requested` and `stable`
+//!   only grow; every LSN below `written_lsn` is in its file, every LSN below `stable` is
+//!   durable, and `stable <= written_lsn`.
 
 use std::time::Duration;
 
@@ -146,6 +147,9 @@ pub(crate) struct Ring {
     /// Incarnations below this are written to their files (maybe not synced): their slots
     /// may be reopened. Owner: the flusher. Only grows.
     released: AtomicU64,
+    /// Every LSN below this is written to its segment file (maybe not synced), so a read
+    /// finds it. Owner: the flusher, which stores it with `released`. Only grows.
+    written_lsn: AtomicU64,
     /// Incarnations below this are written and synced. Owner: the flusher. Only grows.
     flushed: AtomicU64,
     /// One more than the highest incarnation a `flush` caller waits for (0: none yet).
@@ -197,6 +201,7 @@ impl Ring {
             slots,
             current: AtomicU64::new(0),
             released: AtomicU64::new(0),
+            written_lsn: AtomicU64::new(start),
             flushed: AtomicU64::new(0),
             requested: AtomicU64::new(0),
             stable: AtomicU64::new(start),
@@ -229,6 +234,13 @@ impl Ring {
     /// The geometry buffers are laid out by.
     pub(crate) fn geometry(&self) -> &Geometry {
         &self.geometry
+    }
+
+    /// Every LSN below this is written to its segment file (maybe not synced).
+    pub(crate) fn written_lsn(&self) -> u64 {
+        // Acquire: pairs with the flusher's release in `publish_written`, so a reader that
+        // sees the watermark also sees the segment the flusher registered and wrote.
+        self.written_lsn.load(Ordering::Acquire)
     }
 
     /// Every LSN below this is durable.
@@ -494,8 +506,11 @@ impl Ring {
         }
     }
 
-    /// Records that incarnations below `written` are in their files, freeing their slots.
-    pub(crate) fn publish_written(&self, written: u64) {
+    /// Records that incarnations below `written` are in their files, freeing their slots,
+    /// and that every LSN below `written_lsn` is.
+    pub(crate) fn publish_written(&self, written: u64, written_lsn: u64) {
+        // Release: readers acquire it (see `written_lsn`).
+        self.written_lsn.store(written_lsn, Ordering::Release);
         // Release: the reopening sealer acquires it; the flusher is done with these bytes.
         self.released.store(written, Ordering::Release);
         self.notify(&self.progress);
@@ -512,6 +527,7 @@ impl Ring {
     /// Both of the above at once: written and durable (for models of the protocol).
     #[cfg(all(test, loom))]
     pub(crate) fn publish(&self, flushed: u64, stable: u64) {
+        self.written_lsn.store(stable, Ordering::Release);
         self.released.store(flushed, Ordering::Release);
         self.publish_durable(flushed, stable);
     }
