@@ -29,6 +29,8 @@ use std::sync::Arc;
 pub struct Record<'a> {
     /// Where the record starts.
     pub lsn: Lsn,
+    /// Its whole length on disk (header and stored body), as [`Log::read`] takes it.
+    pub len: u32,
     /// What the caller said it is.
     pub kind: RecordKind,
     /// Its body, decompressed.

@@ -299,6 +299,8 @@ fn scan_segment(
             let reason = "record runs into the room kept for the segment end".to_owned();
             return Ok(Scan::Ended { lsn, reason });
         }
+        // Bounded by the record header's 27-bit length field plus the header itself.
+        let stored_len = u32::try_from(end - lsn).unwrap_or(u32::MAX);
         match header.kind {
             RecordKind::SEGMENT_END => return Ok(Scan::Complete),
             RecordKind::ABORTED => {}
@@ -308,9 +310,9 @@ fn scan_segment(
                     // tampered with: not a torn tail.
                     let plain = format::decompress(body)
                         .map_err(|reason| Error::corruption(shown(), body_offset, reason))?;
-                    on_record(Record { lsn: Lsn(lsn), kind, body: &plain })?;
+                    on_record(Record { lsn: Lsn(lsn), len: stored_len, kind, body: &plain })?;
                 } else {
-                    on_record(Record { lsn: Lsn(lsn), kind, body })?;
+                    on_record(Record { lsn: Lsn(lsn), len: stored_len, kind, body })?;
                 }
             }
             _ => {}
