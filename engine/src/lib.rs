@@ -35,6 +35,7 @@ pub mod config;
 pub mod error;
 pub mod ids;
 pub mod log;
+mod pagecache;
 pub mod storage;
 pub(crate) mod sync;
 
