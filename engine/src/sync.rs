@@ -1,10 +1,11 @@
 //! Every atomic, lock and thread primitive the engine uses, in one place.
 //!
-//! Built normally these are the `std` types. Built with `RUSTFLAGS="--cfg loom"` they are
-//! loom's, so a loom model can explore every interleaving of the code that uses them
-//! (see `engine/tests/loom_reservation.rs`). Code elsewhere in the engine must import
-//! atomics, `Mutex`, `RwLock`, `Condvar`, shared buffers and threads from here, never from
-//! `std`.
+//! Built normally these are the `std` types. Built with
+//! `RUSTFLAGS="--cfg loom --cfg crossbeam_loom"` they are loom's, so a loom model can explore
+//! every interleaving of the code that uses them (see `log/ring_loom.rs` and
+//! `pagecache/slot_loom.rs`). Code elsewhere in the engine must import atomics, `Mutex`,
+//! `RwLock`, `Condvar`, `OnceLock`, epoch-based reclamation, shared buffers and threads from here,
+//! never from `std` or `crossbeam_epoch`.
 
 #[cfg(loom)]
 pub(crate) use loom::{
@@ -23,6 +24,34 @@ pub(crate) use std::{
     },
     thread,
 };
+
+// crossbeam-epoch switches to loom's primitives under its own cfg, which must come with ours:
+// with only `loom`, its pins would be invisible to the model (and its `std` thread locals
+// shared by every model thread); with only `crossbeam_loom`, it would panic outside a model.
+#[cfg(all(loom, not(crossbeam_loom)))]
+compile_error!("loom builds need RUSTFLAGS=\"--cfg loom --cfg crossbeam_loom\"");
+#[cfg(all(crossbeam_loom, not(loom)))]
+compile_error!("`--cfg crossbeam_loom` is only for loom builds: add `--cfg loom`");
+
+/// A cell written once, the first time it is needed.
+///
+/// `std`'s under both builds: loom does not model `OnceLock`. That is sound for the engine's
+/// uses, whose initialisers create plain values and take no locks, so a model thread never
+/// waits on another inside one; it only means a loom model does not explore who wins the
+/// initialisation race.
+pub(crate) use std::sync::OnceLock;
+
+/// Epoch-based memory reclamation: the page cache's lock-free pointers.
+///
+/// A thread [`pin`](epoch::pin)s itself to get a [`Guard`](epoch::Guard); any
+/// [`Shared`](epoch::Shared) it loads from an [`Atomic`](epoch::Atomic) under that guard stays
+/// allocated until the guard is dropped, even if another thread swaps it out and retires it
+/// with `Guard::defer_destroy` meanwhile. This is `crossbeam_epoch` under both builds; under
+/// loom (with `--cfg crossbeam_loom`) it runs on loom's atomics, so models explore its
+/// protocol too.
+pub(crate) mod epoch {
+    pub(crate) use crossbeam_epoch::{Atomic, Guard, Owned, Shared, pin, unprotected};
+}
 
 /// Locks `mutex`, recovering the guard if another thread panicked while holding it.
 ///

@@ -60,7 +60,7 @@ fn entries(image: &[u8]) -> Vec<(u32, u32)> {
         .collect()
 }
 
-const PAGES: u64 = 6;
+const PAGES: u64 = 24;
 /// Entries per page before a writer replaces it with a fresh, compacted image.
 const COMPACT_AT: usize = 40;
 
@@ -68,7 +68,7 @@ fn config() -> PageCacheConfig {
     let mut config = PageCacheConfig::tiny();
     config.log.segment_size = 16 << 10;
     config.log.buffer_size = 2048;
-    config.cache_bytes = 6 << 10;
+    config.cache_bytes = 2 << 10;
     config.consolidate_after = 3;
     config.checkpoint_every = 32 << 10;
     config

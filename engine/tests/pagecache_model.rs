@@ -11,8 +11,7 @@ mod support;
 use std::{collections::BTreeMap, sync::Arc};
 
 use grove_engine::{
-    Materializer, Outcome, PageCache, PageCacheConfig, PageCacheStats, PageId, SimStorage,
-    Storage,
+    Materializer, Outcome, PageCache, PageCacheConfig, PageCacheStats, PageId, SimStorage, Storage,
 };
 
 /// Fragments are appended to the base: the page's image is the concatenation.
@@ -38,7 +37,9 @@ fn open(storage: &Arc<SimStorage>, config: &PageCacheConfig) -> PageCache {
     PageCache::open(storage, config.clone(), Arc::new(Concat)).unwrap()
 }
 
-fn bytes(rng: &mut fastrand::Rng, len: usize) -> Vec<u8> {
+/// Random bytes, of a random length in `len`.
+fn bytes(rng: &mut fastrand::Rng, len: std::ops::Range<usize>) -> Vec<u8> {
+    let len = rng.usize(len);
     (0..len).map(|_| rng.u8(..)).collect()
 }
 
@@ -100,14 +101,14 @@ fn run_case(seed: u64, seen: &mut Seen) {
         let pick = |rng: &mut fastrand::Rng| live[rng.usize(..live.len())];
         match rng.u32(..100) {
             0..20 => {
-                let image = bytes(&mut rng, rng.usize(1..200));
+                let image = bytes(&mut rng, 1..200);
                 let (id, _) = cache.allocate(&image).unwrap();
                 assert!(model.insert(id, image).is_none(), "allocate returned a used {id}");
             }
             20..50 if !live.is_empty() => {
                 let id = pick(&mut rng);
                 let version = version_of(&cache, id);
-                let fragment = bytes(&mut rng, rng.usize(1..40));
+                let fragment = bytes(&mut rng, 1..40);
                 let image = model.get_mut(&id).unwrap();
                 if image.len() + fragment.len() > MAX_IMAGE {
                     let outcome = cache.replace(id, version, &fragment).unwrap();
@@ -122,7 +123,7 @@ fn run_case(seed: u64, seen: &mut Seen) {
             50..58 if !live.is_empty() => {
                 let id = pick(&mut rng);
                 let version = version_of(&cache, id);
-                let image = bytes(&mut rng, rng.usize(1..300));
+                let image = bytes(&mut rng, 1..300);
                 assert!(cache.replace(id, version, &image).unwrap().installed().is_some());
                 // A stale version must change nothing.
                 assert_eq!(cache.link(id, version, b"stale").unwrap(), Outcome::Stale);

@@ -331,30 +331,39 @@ impl Inner {
         let Some(slot) = self.table.existing(id) else {
             return Ok(None);
         };
-        let current = slot.load(&guard);
-        let Some(state) = current.state() else {
-            return Ok(None);
-        };
-        if state.live.is_none() {
-            return Ok(None);
+        loop {
+            let current = slot.load(&guard);
+            let Some(state) = current.state() else {
+                return Ok(None);
+            };
+            if state.live.is_none() {
+                return Ok(None);
+            }
+            if let Some(page) = state.page(id) {
+                slot.referenced.store(true, Ordering::Relaxed);
+                return Ok(Some(page));
+            }
+            // Paged out: read what is missing and install the loaded state. A page loaded
+            // by a read starts unreferenced, so a scan does not push out pages in use.
+            let loaded = match self.load_parts(id, state) {
+                Ok(loaded) => loaded,
+                // The epoch keeps the state in memory, not its records on disk: the cleaner
+                // may have moved the page and deleted the segment meanwhile. Then the slot
+                // holds a newer state; read that one.
+                Err(_) if !slot.load(&guard).is(&current) => continue,
+                Err(error) => return Err(error),
+            };
+            let page = loaded.page(id);
+            self.counters.cold_reads.fetch_add(1, Ordering::Relaxed);
+            // If the install loses a race, the page read is still the version it was at
+            // the moment we loaded the slot, which is a correct answer for this call.
+            if let Ok(installed) = slot.install(current, loaded, &guard) {
+                self.account(current.state(), installed.state());
+            }
+            drop(guard);
+            self.evict_if_over_budget();
+            return Ok(page);
         }
-        if let Some(page) = state.page(id) {
-            slot.referenced.store(true, Ordering::Relaxed);
-            return Ok(Some(page));
-        }
-        // Paged out: read what is missing and install the loaded state. A page loaded by
-        // a read starts unreferenced, so a scan does not push out pages in use.
-        let loaded = self.load_parts(id, state)?;
-        let page = loaded.page(id);
-        self.counters.cold_reads.fetch_add(1, Ordering::Relaxed);
-        // If the install loses a race, the page read is still the version it was at the
-        // moment we loaded the slot, which is a correct answer for this call.
-        if let Ok(installed) = slot.install(current, loaded, &guard) {
-            self.account(current.state(), installed.state());
-        }
-        drop(guard);
-        self.evict_if_over_budget();
-        Ok(page)
     }
 
     /// `state` with every payload in memory, read from the log where it was paged out.
@@ -430,7 +439,12 @@ impl Inner {
         if live.frags.is_empty() && !relocate {
             return Ok(false);
         }
-        let full = self.load_parts(id, state)?;
+        let full = match self.load_parts(id, state) {
+            Ok(full) => full,
+            // Moved meanwhile (see `get`): whoever moved it did the work.
+            Err(_) if !slot.load(&guard).is(&current) => return Ok(false),
+            Err(error) => return Err(error),
+        };
         let Some(page) = full.page(id) else {
             return Ok(false);
         };
@@ -528,8 +542,7 @@ impl Inner {
         let Ok(mut maintenance) = self.maintenance.try_lock() else {
             return;
         };
-        let result =
-            self.checkpoint(&mut maintenance).and_then(|()| self.clean(&mut maintenance));
+        let result = self.checkpoint(&mut maintenance).and_then(|()| self.clean(&mut maintenance));
         if let Err(error) = result {
             self.counters.note_maintenance_error(&error);
         }

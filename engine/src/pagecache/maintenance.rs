@@ -35,7 +35,6 @@ use crate::{
 /// A checkpoint the cache keeps (on disk and in mind).
 #[derive(Debug, Clone)]
 pub(crate) struct Kept {
-    pub(crate) seq: u64,
     /// Where it starts in each stream (`delta_from`, `base_from`).
     pub(crate) from: [Lsn; 2],
     /// Every segment one of its pages refers to.
@@ -96,12 +95,10 @@ impl Inner {
         let base_from = self.log(Stream::Base).flush()?;
 
         let seq = maintenance.last_seq + 1;
-        let bytes = checkpoint::write(
-            &*self.storage,
-            &Checkpoint { seq, delta_from, base_from, pages },
-        )?;
+        let bytes =
+            checkpoint::write(&*self.storage, &Checkpoint { seq, delta_from, base_from, pages })?;
         maintenance.last_seq = seq;
-        maintenance.kept.push(Kept { seq, from: [delta_from, base_from], refers_to, bytes });
+        maintenance.kept.push(Kept { from: [delta_from, base_from], refers_to, bytes });
         if maintenance.kept.len() > 2 {
             maintenance.kept.remove(0);
         }

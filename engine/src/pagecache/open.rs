@@ -49,7 +49,9 @@ impl PageCache {
         let loaded = checkpoint::load(&*storage)?;
         let checkpoint = match &loaded {
             Some(loaded) => loaded.checkpoint.clone(),
-            None => Checkpoint { seq: 0, delta_from: Lsn::ZERO, base_from: Lsn::ZERO, pages: vec![] },
+            None => {
+                Checkpoint { seq: 0, delta_from: Lsn::ZERO, base_from: Lsn::ZERO, pages: vec![] }
+            }
         };
         let table = PageTable::new();
         install_checkpoint(&table, &checkpoint)?;
@@ -77,13 +79,18 @@ impl PageCache {
         if let Some(loaded) = &loaded {
             maintenance.last_seq = newest_seq_on_disk(&*storage)?.max(checkpoint.seq);
             maintenance.kept.push(Kept {
-                seq: checkpoint.seq,
                 from: [checkpoint.delta_from, checkpoint.base_from],
                 refers_to: Default::default(),
                 bytes: loaded.bytes,
             });
-            counters.note_checkpoint(checkpoint.seq, loaded.bytes, loaded.bytes, checkpoint.delta_from);
+            counters.note_checkpoint(
+                checkpoint.seq,
+                loaded.bytes,
+                loaded.bytes,
+                checkpoint.delta_from,
+            );
             counters.checkpoints.store(0, Ordering::Relaxed);
+            *crate::sync::lock(&counters.checkpoint_fallback) = loaded.skipped.clone();
         }
         let every = config.checkpoint_every;
         let inner = Inner {

@@ -64,7 +64,10 @@ pub(crate) fn decode<'a>(body: &'a [u8], what: impl FnOnce() -> String) -> Resul
         return Err(Error::corruption(
             what(),
             0,
-            format!("page record body is {} bytes, shorter than its {PREFIX_LEN}-byte prefix", body.len()),
+            format!(
+                "page record body is {} bytes, shorter than its {PREFIX_LEN}-byte prefix",
+                body.len()
+            ),
         ));
     };
     if id >= MAX_PAGE_ID {

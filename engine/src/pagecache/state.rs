@@ -58,16 +58,9 @@ impl PageState {
 
     /// Every record this state refers to.
     pub(crate) fn locs(&self) -> impl Iterator<Item = Loc> + '_ {
-        self.live.iter().flat_map(|live| {
-            std::iter::once(live.base.loc).chain(live.frags.iter().map(|f| f.loc))
-        })
-    }
-
-    /// Whether every part's payload is in memory (true for a free page).
-    pub(crate) fn is_resident(&self) -> bool {
-        self.live.as_ref().is_none_or(|live| {
-            live.base.bytes.is_some() && live.frags.iter().all(|f| f.bytes.is_some())
-        })
+        self.live
+            .iter()
+            .flat_map(|live| std::iter::once(live.base.loc).chain(live.frags.iter().map(|f| f.loc)))
     }
 
     /// Whether any payload is in memory.
@@ -140,9 +133,9 @@ mod tests {
             Part::resident(loc(0), Arc::from(&b"base"[..])),
             vec![Part::resident(loc(40), Arc::from(&b"f"[..]))],
         );
-        assert!(state.is_resident());
+        assert!(state.page(PageId(1)).is_some());
         let cold = state.paged_out();
-        assert!(!cold.holds_bytes() && !cold.is_resident());
+        assert!(!cold.holds_bytes() && cold.page(PageId(1)).is_none());
         assert_eq!(cold.locs().collect::<Vec<_>>(), vec![loc(0), loc(40)]);
         assert!(cold.heap_bytes() < state.heap_bytes());
         assert_eq!(cold.version, 3);

@@ -53,6 +53,9 @@ pub struct PageCacheStats {
     pub maintenance_errors: u64,
     /// The last maintenance error's message.
     pub last_maintenance_error: Option<String>,
+    /// Why the newest checkpoint was unusable at open, if recovery fell back to the
+    /// previous one (worth an operator's attention: it means damaged storage).
+    pub checkpoint_fallback: Option<String>,
     /// The delta stream (updates, replayed at open).
     pub delta_log: LogStats,
     /// The base stream (consolidated and relocated images).
@@ -79,6 +82,7 @@ pub(crate) struct Counters {
     pub(crate) checkpoint_lsn: AtomicU64,
     pub(crate) maintenance_errors: AtomicU64,
     pub(crate) last_maintenance_error: Mutex<Option<String>>,
+    pub(crate) checkpoint_fallback: Mutex<Option<String>>,
 }
 
 impl Counters {
@@ -155,6 +159,7 @@ impl Inner {
                 .saturating_sub(c.checkpoint_lsn.load(Ordering::Relaxed)),
             maintenance_errors: c.maintenance_errors.load(Ordering::Relaxed),
             last_maintenance_error: sync::lock(&c.last_maintenance_error).clone(),
+            checkpoint_fallback: sync::lock(&c.checkpoint_fallback).clone(),
             delta_log,
             base_log: self.log(Stream::Base).stats(),
         }

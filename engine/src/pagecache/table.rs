@@ -52,6 +52,12 @@ impl<'g> Current<'g> {
         }
     }
 
+    /// Whether `self` and `other` are the same state (not merely equal ones). Sound under
+    /// the guard: a state cannot be freed and its address reused while the guard lives.
+    pub(crate) fn is(&self, other: &Current<'g>) -> bool {
+        self.shared == other.shared
+    }
+
     /// The page's version (0 for a slot never allocated).
     pub(crate) fn version(&self) -> u64 {
         self.state().map_or(0, |s| s.version)
@@ -132,7 +138,7 @@ impl PageTable {
 
 impl Drop for PageTable {
     fn drop(&mut self) {
-        self.slots.for_each_existing(|_, slot| {
+        for (_, slot) in self.slots.iter_existing() {
             #[expect(unsafe_code, reason = "freeing the states at teardown")]
             // SAFETY: `&mut self` means no thread can reach the table any more; states
             // retired earlier are owned by the collector, and the current one is owned by
@@ -143,6 +149,6 @@ impl Drop for PageTable {
                     drop(current.into_owned());
                 }
             }
-        });
+        }
     }
 }
