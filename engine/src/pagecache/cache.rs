@@ -81,6 +81,9 @@ impl fmt::Debug for PageCache {
     }
 }
 
+/// The most slots one call of `evict_if_over_budget` looks at.
+const MAX_EVICTION_SCAN: u64 = 4096;
+
 /// What an update expects of the page it changes.
 #[derive(Debug, Clone, Copy)]
 enum Expect {
@@ -492,8 +495,11 @@ impl Inner {
             self.log(Stream::Delta).written_lsn().get(),
             self.log(Stream::Base).written_lsn().get(),
         ];
+        // Two sweeps at most (the first may only clear reference bits), and a bounded
+        // amount of work per call when little is evictable (records not written yet).
+        let limit = (2 * count).min(MAX_EVICTION_SCAN);
         let mut scanned = 0;
-        while scanned < 2 * count && self.memory_bytes() > self.config.cache_bytes {
+        while scanned < limit && self.memory_bytes() > self.config.cache_bytes {
             let id = PageId(*hand % count.max(1));
             *hand = (id.get() + 1) % count.max(1);
             scanned += 1;
