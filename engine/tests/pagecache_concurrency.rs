@@ -180,10 +180,10 @@ fn run(writers: u32, per_writer: u32) {
 
 #[test]
 fn two_writers_lose_no_update() {
-    run(2, 1500);
+    run(2, 4000);
 }
 
 #[test]
 fn four_writers_lose_no_update() {
-    run(4, 800);
+    run(4, 2000);
 }

@@ -8,7 +8,7 @@ use super::{
     maintenance::Maintenance,
     page::{Materializer, Outcome, Page},
     record,
-    state::{Live, PageState, Part},
+    state::{PageState, Part},
     stats::{Counters, PageCacheStats},
     table::{Current, PageTable, Slot},
 };
@@ -382,7 +382,7 @@ impl Inner {
         };
         let base = load(&live.base)?;
         let frags = live.frags.iter().map(load).collect::<Result<Vec<_>>>()?;
-        Ok(PageState { version: state.version, live: Some(Live { base, frags }) })
+        Ok(PageState::live(state.version, base, frags))
     }
 
     /// Reads one record of page `id` back from the log and checks that it is what the

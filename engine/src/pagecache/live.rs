@@ -63,6 +63,11 @@ impl Liveness {
         }
     }
 
+    /// Sets one segment's count (recovery, before any other thread can see the table).
+    pub(crate) fn set(&self, stream: Stream, segment: SegmentId, bytes: u64) {
+        self.by_stream[stream.index()].get(segment.0).store(bytes, Ordering::Relaxed);
+    }
+
     /// The live bytes of one segment.
     pub(crate) fn of(&self, stream: Stream, segment: SegmentId) -> u64 {
         self.by_stream[stream.index()]

@@ -4,14 +4,12 @@
 //! A checkpoint is the page table's locations at one moment, plus where recovery must start
 //! replaying the delta stream (`delta_from`). Taking one:
 //!
-//! 1. consolidate every page with two or more fragments (so every page in the checkpoint
-//!    reads back in at most two reads);
-//! 2. `delta_from = flush(delta)`: every update below it is complete, hence visible to
+//! 1. `delta_from = flush(delta)`: every update below it is complete, hence visible to
 //!    the snapshot; every update the snapshot misses has a larger LSN and is replayed;
-//! 3. snapshot every slot (updates racing with it may or may not be in it: replay skips
+//! 2. snapshot every slot (updates racing with it may or may not be in it: replay skips
 //!    any record whose version the page already has);
-//! 4. flush both streams again, so every record the snapshot names is durable;
-//! 5. write the file atomically (see `checkpoint.rs`), keeping the previous one.
+//! 3. flush both streams again, so every record the snapshot names is durable;
+//! 4. write the file atomically (see `checkpoint.rs`), keeping the previous one.
 //!
 //! # Cleaning
 //! A sealed segment whose live fraction is below `clean_below` is emptied by rewriting
@@ -54,13 +52,6 @@ pub(crate) struct Maintenance {
 
 impl Inner {
     pub(crate) fn checkpoint(&self, maintenance: &mut Maintenance) -> Result<()> {
-        let count = self.next_id.load(Ordering::Relaxed);
-        for id in 0..count {
-            if self.chain_len(PageId(id)) >= 2 && self.consolidate(PageId(id), false).is_err() {
-                self.counters.failed_consolidations.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-
         let delta_from = self.log(Stream::Delta).flush()?;
         // Read after the flush: an id handed out later is allocated by a record at or
         // after `delta_from`, which replay will find.
@@ -109,14 +100,6 @@ impl Inner {
         let kept_bytes = maintenance.kept.iter().map(|k| k.bytes).sum();
         self.counters.note_checkpoint(seq, bytes, kept_bytes, delta_from);
         Ok(())
-    }
-
-    fn chain_len(&self, id: PageId) -> usize {
-        let guard = epoch::pin();
-        self.table
-            .existing(id)
-            .and_then(|slot| slot.load(&guard).state().and_then(|s| s.live.as_ref()))
-            .map_or(0, |live| live.frags.len())
     }
 
     pub(crate) fn clean(&self, maintenance: &mut Maintenance) -> Result<()> {

@@ -6,7 +6,7 @@
 //! is thus the checkpoint's size plus the replay, both bounded by `checkpoint_every`, not
 //! by the size of the database.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use super::{
     cache::{Inner, PageCache},
@@ -23,7 +23,7 @@ use super::{
 use crate::{
     config::PageCacheConfig,
     error::{Error, Result},
-    ids::{Lsn, PageId},
+    ids::{Lsn, PageId, SegmentId},
     log::{Log, Record},
     storage::Storage,
     sync::{AtomicU64, Mutex, Ordering, epoch},
@@ -46,16 +46,14 @@ impl PageCache {
         materializer: Arc<dyn Materializer>,
     ) -> Result<PageCache> {
         config.validate()?;
-        let loaded = checkpoint::load(&*storage)?;
-        let checkpoint = match &loaded {
-            Some(loaded) => loaded.checkpoint.clone(),
-            None => {
-                Checkpoint { seq: 0, delta_from: Lsn::ZERO, base_from: Lsn::ZERO, pages: vec![] }
-            }
-        };
+        let mut loaded = checkpoint::load(&*storage)?;
+        let empty =
+            || Checkpoint { seq: 0, delta_from: Lsn::ZERO, base_from: Lsn::ZERO, pages: vec![] };
+        let mut checkpoint =
+            loaded.as_mut().map_or_else(empty, |l| std::mem::replace(&mut l.checkpoint, empty()));
         let table = PageTable::new();
-        install_checkpoint(&table, &checkpoint)?;
         let mut id_count = u64::try_from(checkpoint.pages.len()).unwrap_or(u64::MAX);
+        install_checkpoint(&table, std::mem::take(&mut checkpoint.pages))?;
 
         let base = Log::open_stream(
             storage.clone(),
@@ -72,7 +70,7 @@ impl PageCache {
             |record| replay(&table, &record, &mut id_count),
         )?;
         let logs = [delta, base];
-        check_within_logs(&table, &logs, &checkpoint, id_count)?;
+        check_starts(&logs, &checkpoint)?;
 
         let mut maintenance = Maintenance::default();
         let counters = Counters::default();
@@ -111,23 +109,23 @@ impl PageCache {
             maintenance: Mutex::new(maintenance),
             counters,
         };
-        inner.account_recovered(id_count);
+        inner.account_recovered(id_count, checkpoint.seq)?;
         Ok(PageCache { inner: Arc::new(inner) })
     }
 }
 
 /// Puts the checkpoint's pages in the table, paged out.
-fn install_checkpoint(table: &PageTable, checkpoint: &Checkpoint) -> Result<()> {
+fn install_checkpoint(table: &PageTable, pages: Vec<SlotImage>) -> Result<()> {
     let guard = epoch::pin();
-    for (index, image) in checkpoint.pages.iter().enumerate() {
+    for (index, image) in pages.into_iter().enumerate() {
         let id = PageId(u64::try_from(index).unwrap_or(u64::MAX));
         let state = match image {
             SlotImage::Free { version: 0 } => continue,
-            SlotImage::Free { version } => PageState::free(*version),
+            SlotImage::Free { version } => PageState::free(version),
             SlotImage::Live { version, base, frags } => PageState::live(
-                *version,
-                Part::cold(*base),
-                frags.iter().map(|f| Part::cold(*f)).collect(),
+                version,
+                Part::cold(base),
+                frags.into_iter().map(Part::cold).collect(),
             ),
         };
         let slot = table.slot(id);
@@ -164,7 +162,7 @@ fn replay(table: &PageTable, record: &Record<'_>, id_count: &mut u64) -> Result<
     let new = match (record.kind, live) {
         (record::REPLACE, _) => PageState::live(body.version, Part::cold(loc), Vec::new()),
         (record::LINK, Some(live)) => {
-            let mut frags = live.frags.clone();
+            let mut frags = live.frags.to_vec();
             frags.push(Part::resident(loc, Arc::from(body.payload)));
             PageState::live(body.version, live.base.clone(), frags)
         }
@@ -189,34 +187,17 @@ fn replay(table: &PageTable, record: &Record<'_>, id_count: &mut u64) -> Result<
     Ok(())
 }
 
-/// Every record the recovered pages name must be inside its log: a checkpoint naming
-/// records past a log's end means the log lost data it had made durable.
-fn check_within_logs(
-    table: &PageTable,
-    logs: &[Log; 2],
-    checkpoint: &Checkpoint,
-    id_count: u64,
-) -> Result<()> {
-    let ends = [logs[0].written_lsn(), logs[1].written_lsn()];
+/// Each stream must reach where the checkpoint starts in it: a log that ends earlier lost
+/// data it had made durable.
+fn check_starts(logs: &[Log; 2], checkpoint: &Checkpoint) -> Result<()> {
     for stream in Stream::ALL {
         let from = match stream {
             Stream::Delta => checkpoint.delta_from,
             Stream::Base => checkpoint.base_from,
         };
-        if from > ends[stream.index()] {
-            return Err(lost(checkpoint.seq, stream, from, ends[stream.index()]));
-        }
-    }
-    let guard = epoch::pin();
-    for id in 0..id_count {
-        let Some(slot) = table.existing(PageId(id)) else { continue };
-        let current = slot.load(&guard);
-        let Some(state) = current.state() else { continue };
-        for loc in state.locs() {
-            let end = Lsn(loc.lsn.get() + u64::from(loc.len));
-            if end > ends[loc.stream.index()] {
-                return Err(lost(checkpoint.seq, loc.stream, end, ends[loc.stream.index()]));
-            }
+        let end = logs[stream.index()].written_lsn();
+        if from > end {
+            return Err(lost(checkpoint.seq, stream, from, end));
         }
     }
     Ok(())
@@ -242,23 +223,48 @@ fn newest_seq_on_disk(storage: &dyn Storage) -> Result<u64> {
 }
 
 impl Inner {
-    /// Rebuilds the free-id list, the liveness counters and the memory figures from the
-    /// recovered table.
-    fn account_recovered(&self, id_count: u64) {
-        let guard = epoch::pin();
+    /// One pass over the recovered table: checks that every record a page names lies
+    /// inside its stream (a checkpoint naming records past a log's end means the log lost
+    /// data it had made durable), and rebuilds the free-id list, the liveness counters and
+    /// the memory figures.
+    fn account_recovered(&self, id_count: u64, seq: u64) -> Result<()> {
+        let ends = [self.logs[0].written_lsn(), self.logs[1].written_lsn()];
+        // A local copy of each stream's segment table: one lookup per record without
+        // taking the log's lock, and one counter update per segment at the end.
+        let segments = [self.logs[0].segments(), self.logs[1].segments()];
+        let mut live: HashMap<(Stream, SegmentId), u64> = HashMap::new();
         let mut free = Vec::new();
+        let mut state_bytes = 0;
+        let guard = epoch::pin();
         for id in (0..id_count).rev() {
             let current = self.table.slot(PageId(id)).load(&guard);
-            match current.state() {
-                Some(state) => {
-                    self.account(None, Some(state));
-                    if state.live.is_none() {
-                        free.push(PageId(id));
-                    }
+            let Some(state) = current.state() else {
+                free.push(PageId(id));
+                continue;
+            };
+            state_bytes += state.heap_bytes();
+            self.counters.note_install(None, Some(state));
+            if state.live.is_none() {
+                free.push(PageId(id));
+            }
+            for loc in state.locs() {
+                let index = loc.stream.index();
+                let end = Lsn(loc.lsn.get() + u64::from(loc.len));
+                if end > ends[index] {
+                    return Err(lost(seq, loc.stream, end, ends[index]));
                 }
-                None => free.push(PageId(id)),
+                let list = &segments[index];
+                let at = list.partition_point(|s| s.end <= loc.lsn);
+                if let Some(segment) = list.get(at).filter(|s| s.base <= loc.lsn) {
+                    *live.entry((loc.stream, segment.id)).or_default() += u64::from(loc.len);
+                }
             }
         }
+        for ((stream, segment), bytes) in live {
+            self.live.set(stream, segment, bytes);
+        }
+        self.state_bytes.store(state_bytes, Ordering::Relaxed);
         *crate::sync::lock(&self.free_ids) = free;
+        Ok(())
     }
 }
