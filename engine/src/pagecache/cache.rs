@@ -548,7 +548,13 @@ impl Inner {
         let Ok(mut maintenance) = self.maintenance.try_lock() else {
             return;
         };
-        let result = self.checkpoint(&mut maintenance).and_then(|()| self.clean(&mut maintenance));
+        // Cleaning before the checkpoint lets the checkpoint already leave out the segments
+        // just emptied, so they can go one checkpoint sooner (deleting waits until neither
+        // kept checkpoint needs a segment).
+        let result = self
+            .clean(&mut maintenance)
+            .and_then(|()| self.checkpoint(&mut maintenance))
+            .and_then(|()| self.clean(&mut maintenance));
         if let Err(error) = result {
             self.counters.note_maintenance_error(&error);
         }

@@ -30,6 +30,9 @@ use crate::{
     sync::{Ordering, epoch},
 };
 
+/// The shortest interval between periodic checkpoints (unless `checkpoint_every` is less).
+const MIN_INTERVAL: u64 = 1 << 20;
+
 /// A checkpoint the cache keeps (on disk and in mind).
 #[derive(Debug, Clone)]
 pub(crate) struct Kept {
@@ -93,13 +96,25 @@ impl Inner {
         if maintenance.kept.len() > 2 {
             maintenance.kept.remove(0);
         }
-        let every = self.config.checkpoint_every;
-        self.checkpoint_due[Stream::Delta.index()]
-            .store(delta_from.get() + every, Ordering::Relaxed);
-        self.checkpoint_due[Stream::Base.index()].store(base_from.get() + every, Ordering::Relaxed);
+        self.schedule_checkpoint([delta_from, base_from]);
         let kept_bytes = maintenance.kept.iter().map(|k| k.bytes).sum();
         self.counters.note_checkpoint(seq, bytes, kept_bytes, delta_from);
         Ok(())
+    }
+
+    /// Sets when the next checkpoint is due, counting from `from` in each stream.
+    ///
+    /// The interval is `checkpoint_every`, or a sixteenth of the live data if that is less
+    /// (but not below `MIN_INTERVAL`): the delta stream keeps about two intervals on disk
+    /// (back to the older kept checkpoint), which must stay small next to a small database.
+    /// Open time stays bounded by `checkpoint_every` either way.
+    pub(crate) fn schedule_checkpoint(&self, from: [Lsn; 2]) {
+        let every = self.config.checkpoint_every;
+        let interval = every.min((self.live_bytes() / 16).max(every.min(MIN_INTERVAL)));
+        for stream in Stream::ALL {
+            let due = from[stream.index()].get().saturating_add(interval);
+            self.checkpoint_due[stream.index()].store(due, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn clean(&self, maintenance: &mut Maintenance) -> Result<()> {

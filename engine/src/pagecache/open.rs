@@ -6,7 +6,7 @@
 //! is thus the checkpoint's size plus the replay, both bounded by `checkpoint_every`, not
 //! by the size of the database.
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use super::{
     cache::{Inner, PageCache},
@@ -23,7 +23,7 @@ use super::{
 use crate::{
     config::PageCacheConfig,
     error::{Error, Result},
-    ids::{Lsn, PageId, SegmentId},
+    ids::{Lsn, PageId},
     log::{Log, Record},
     storage::Storage,
     sync::{AtomicU64, Mutex, Ordering, epoch},
@@ -110,6 +110,7 @@ impl PageCache {
             counters,
         };
         inner.account_recovered(id_count, checkpoint.seq)?;
+        inner.schedule_checkpoint([checkpoint.delta_from, checkpoint.base_from]);
         Ok(PageCache { inner: Arc::new(inner) })
     }
 }
@@ -232,7 +233,7 @@ impl Inner {
         // A local copy of each stream's segment table: one lookup per record without
         // taking the log's lock, and one counter update per segment at the end.
         let segments = [self.logs[0].segments(), self.logs[1].segments()];
-        let mut live: HashMap<(Stream, SegmentId), u64> = HashMap::new();
+        let mut live = [vec![0u64; segments[0].len()], vec![0u64; segments[1].len()]];
         let mut free = Vec::new();
         let mut state_bytes = 0;
         let guard = epoch::pin();
@@ -255,13 +256,16 @@ impl Inner {
                 }
                 let list = &segments[index];
                 let at = list.partition_point(|s| s.end <= loc.lsn);
-                if let Some(segment) = list.get(at).filter(|s| s.base <= loc.lsn) {
-                    *live.entry((loc.stream, segment.id)).or_default() += u64::from(loc.len);
+                if list.get(at).is_some_and(|s| s.base <= loc.lsn) {
+                    live[index][at] += u64::from(loc.len);
                 }
             }
         }
-        for ((stream, segment), bytes) in live {
-            self.live.set(stream, segment, bytes);
+        for stream in Stream::ALL {
+            let index = stream.index();
+            for (segment, bytes) in segments[index].iter().zip(&live[index]) {
+                self.live.set(stream, segment.id, *bytes);
+            }
         }
         self.state_bytes.store(state_bytes, Ordering::Relaxed);
         *crate::sync::lock(&self.free_ids) = free;

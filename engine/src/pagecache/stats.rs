@@ -121,15 +121,22 @@ fn step(counter: &AtomicU64, before: bool, after: bool) {
 }
 
 impl Inner {
+    /// Bytes of records the pages refer to, over both streams.
+    pub(crate) fn live_bytes(&self) -> u64 {
+        Stream::ALL
+            .iter()
+            .flat_map(|&stream| {
+                self.log(stream).segments().into_iter().map(move |s| self.live.of(stream, s.id))
+            })
+            .sum()
+    }
+
     pub(crate) fn stats(&self) -> PageCacheStats {
         let c = &self.counters;
-        let mut live_bytes = 0;
+        let live_bytes = self.live_bytes();
         let mut disk_bytes = c.kept_checkpoint_bytes.load(Ordering::Relaxed);
         for stream in Stream::ALL {
-            for segment in self.log(stream).segments() {
-                live_bytes += self.live.of(stream, segment.id);
-                disk_bytes += segment.file_len;
-            }
+            disk_bytes += self.log(stream).segments().iter().map(|s| s.file_len).sum::<u64>();
         }
         #[expect(clippy::cast_precision_loss, reason = "a ratio for display")]
         let space_amplification =
