@@ -63,9 +63,6 @@ pub(crate) struct Inner {
     /// Ids freed and not yet reused, lowest last. A lock, because allocation and free are
     /// rare (page splits and merges) and the lock is held for one push or pop.
     pub(crate) free_ids: Mutex<Vec<PageId>>,
-    /// Sum of `heap_bytes` over every installed state. Owner: every thread that installs
-    /// a state (add and subtract in `account`). Relaxed: a budget figure, it orders nothing.
-    pub(crate) state_bytes: AtomicU64,
     /// The eviction clock's hand (a page id); the lock makes one thread evict at a time.
     pub(crate) evictor: Mutex<u64>,
     pub(crate) maintenance: Mutex<Maintenance>,
@@ -234,9 +231,7 @@ impl Inner {
 
     /// Memory the cache holds now, as its budget counts it.
     pub(crate) fn memory_bytes(&self) -> u64 {
-        self.state_bytes.load(Ordering::Relaxed)
-            + self.table.allocated_bytes()
-            + self.live.allocated_bytes()
+        self.table.memory_bytes() + self.live.allocated_bytes()
     }
 
     /// Writes the update's record, then installs the new state with a compare-and-swap.
@@ -252,14 +247,13 @@ impl Inner {
         payload: &[u8],
     ) -> Result<Outcome> {
         let guard = epoch::pin();
-        let slot = match expect {
-            Expect::Free => self.table.slot(id),
-            Expect::Live(_) => match self.table.existing(id) {
-                Some(slot) => slot,
+        let (slot, mut current) = match expect {
+            Expect::Free => self.table.load_or_create(id, &guard),
+            Expect::Live(_) => match self.table.load(id, &guard) {
+                Some(found) => found,
                 None => return Ok(Outcome::Stale),
             },
         };
-        let mut current = slot.load(&guard);
         if !expect.matches(&current) {
             return Ok(Outcome::Stale);
         }
@@ -280,7 +274,7 @@ impl Inner {
                 }
                 _ => PageState::live(version, Part::resident(loc, bytes.clone()), Vec::new()),
             };
-            match slot.install(current, new, &guard) {
+            match self.table.install(slot, current, new, &guard) {
                 Ok(installed) => {
                     reservation.complete();
                     self.account(current.state(), installed.state());
@@ -305,15 +299,9 @@ impl Inner {
         Ok(Outcome::Installed { version })
     }
 
-    /// Keeps the budget and the liveness counters in step with one install.
+    /// Keeps the liveness counters and page counts in step with one install (the table
+    /// keeps the memory figure itself).
     pub(crate) fn account(&self, old: Option<&PageState>, new: Option<&PageState>) {
-        let old_bytes = old.map_or(0, PageState::heap_bytes);
-        let new_bytes = new.map_or(0, PageState::heap_bytes);
-        if new_bytes >= old_bytes {
-            self.state_bytes.fetch_add(new_bytes - old_bytes, Ordering::Relaxed);
-        } else {
-            self.state_bytes.fetch_sub(old_bytes - new_bytes, Ordering::Relaxed);
-        }
         if let Some(new) = new {
             self.live.replaced(&self.logs, old, new);
         }
@@ -331,11 +319,10 @@ impl Inner {
 
     fn get(&self, id: PageId) -> Result<Option<Page>> {
         let guard = epoch::pin();
-        let Some(slot) = self.table.existing(id) else {
-            return Ok(None);
-        };
         loop {
-            let current = slot.load(&guard);
+            let Some((slot, current)) = self.table.load(id, &guard) else {
+                return Ok(None);
+            };
             let Some(state) = current.state() else {
                 return Ok(None);
             };
@@ -360,7 +347,7 @@ impl Inner {
             self.counters.cold_reads.fetch_add(1, Ordering::Relaxed);
             // If the install loses a race, the page read is still the version it was at
             // the moment we loaded the slot, which is a correct answer for this call.
-            if let Ok(installed) = slot.install(current, loaded, &guard) {
+            if let Ok(installed) = self.table.install(slot, current, loaded, &guard) {
                 self.account(current.state(), installed.state());
             }
             drop(guard);
@@ -411,8 +398,8 @@ impl Inner {
 
     fn consolidate_if_long(&self, id: PageId) {
         let guard = epoch::pin();
-        let long = self.table.existing(id).is_some_and(|slot| {
-            slot.load(&guard)
+        let long = self.table.load(id, &guard).is_some_and(|(_, current)| {
+            current
                 .state()
                 .and_then(|s| s.live.as_ref())
                 .is_some_and(|live| live.frags.len() >= self.config.consolidate_after)
@@ -429,10 +416,9 @@ impl Inner {
     /// concurrent update won (the base record is then aborted).
     pub(crate) fn consolidate(&self, id: PageId, relocate: bool) -> Result<bool> {
         let guard = epoch::pin();
-        let Some(slot) = self.table.existing(id) else {
+        let Some((slot, current)) = self.table.load(id, &guard) else {
             return Ok(false);
         };
-        let current = slot.load(&guard);
         let Some(state) = current.state() else {
             return Ok(false);
         };
@@ -456,7 +442,7 @@ impl Inner {
         let reservation = self.log(Stream::Base).reserve(record::BASE, &body)?;
         let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
         let new = PageState::live(state.version, Part::resident(loc, Arc::from(image)), Vec::new());
-        match slot.install(current, new, &guard) {
+        match self.table.install(slot, current, new, &guard) {
             Ok(installed) => {
                 reservation.complete();
                 self.account(current.state(), installed.state());
@@ -537,7 +523,7 @@ impl Inner {
         if unwritten {
             return;
         }
-        if let Ok(installed) = slot.install(current, state.paged_out(), &guard) {
+        if let Ok(installed) = self.table.install(slot, current, state.paged_out(), &guard) {
             self.account(current.state(), installed.state());
             self.counters.evictions.fetch_add(1, Ordering::Relaxed);
         }

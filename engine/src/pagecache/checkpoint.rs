@@ -58,7 +58,10 @@
 //! failing any check but the version is skipped for the one before it; a newer version is
 //! an error, since falling back past it would lose data.
 
-use super::loc::{Loc, Stream};
+use super::{
+    loc::{Loc, Stream},
+    pages::{PageImage, Pages},
+};
 use crate::{
     error::{Error, Result},
     ids::Lsn,
@@ -101,27 +104,8 @@ pub(crate) struct Checkpoint {
     pub(crate) delta_from: Lsn,
     /// The base stream is durable up to here.
     pub(crate) base_from: Lsn,
-    /// One slot per page id ever handed out; the index is the `PageId`.
-    pub(crate) pages: Vec<SlotImage>,
-}
-
-/// One page id's entry in a checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum SlotImage {
-    /// A free id; one never allocated has version 0.
-    Free {
-        /// The slot's version, as the page cache keeps it.
-        version: u64,
-    },
-    /// A live page: its base image and the fragments on top of it, in the page cache's order.
-    Live {
-        /// The slot's version, as the page cache keeps it.
-        version: u64,
-        /// Where the page's base image is.
-        base: Loc,
-        /// Where its fragments are; usually 0 or 1 of them.
-        frags: Vec<Loc>,
-    },
+    /// One entry per page id ever handed out; the index is the `PageId`.
+    pub(crate) pages: Pages,
 }
 
 /// What [`load`] found.
@@ -447,18 +431,18 @@ fn to_u64(len: usize) -> u64 {
     u64::try_from(len).unwrap_or(u64::MAX)
 }
 
-fn encode_body(pages: &[SlotImage]) -> Vec<u8> {
+fn encode_body(pages: &Pages) -> Vec<u8> {
     let mut out = Vec::with_capacity(pages.len().saturating_mul(12));
-    for slot in pages {
+    for slot in pages.iter() {
         match slot {
-            SlotImage::Free { version } => {
+            PageImage::Free { version } => {
                 out.push(TAG_FREE);
-                put_varint(&mut out, *version);
+                put_varint(&mut out, version);
             }
-            SlotImage::Live { version, base, frags } => {
+            PageImage::Live { version, base, frags } => {
                 out.push(TAG_LIVE);
-                put_varint(&mut out, *version);
-                put_loc(&mut out, base);
+                put_varint(&mut out, version);
+                put_loc(&mut out, &base);
                 put_varint(&mut out, to_u64(frags.len()));
                 for frag in frags {
                     put_loc(&mut out, frag);
@@ -497,16 +481,18 @@ fn low_seven_bits(value: u64) -> u8 {
 
 /// Decodes exactly `pages` slots filling all of `body`; on error returns the offset in `body`
 /// and what is wrong there.
-fn decode_body(body: &[u8], pages: u64) -> Result<Vec<SlotImage>, (usize, String)> {
+fn decode_body(body: &[u8], pages: u64) -> Result<Pages, (usize, String)> {
     let mut reader = Reader { bytes: body, at: 0 };
     let most = body.len() / MIN_SLOT_LEN;
     let count = usize::try_from(pages).ok().filter(|&count| count <= most).ok_or_else(|| {
         (0, format!("{pages} pages cannot fit in a body of {} bytes", body.len()))
     })?;
-    let mut slots = Vec::with_capacity(count);
+    let mut slots = Pages::with_capacity(count);
+    let mut frags = Vec::new();
     for page in 0..count {
-        let slot = reader.slot().map_err(|(at, reason)| (at, format!("page {page}: {reason}")))?;
-        slots.push(slot);
+        reader
+            .slot(&mut slots, &mut frags)
+            .map_err(|(at, reason)| (at, format!("page {page}: {reason}")))?;
     }
     if reader.at != body.len() {
         return Err((reader.at, format!("{} bytes after the last page", body.len() - reader.at)));
@@ -552,26 +538,34 @@ impl Reader<'_> {
         Err((start, "varint longer than 10 bytes".to_owned()))
     }
 
-    fn slot(&mut self) -> Result<SlotImage, (usize, String)> {
+    /// Decodes one slot into `pages`; `frags` is scratch space.
+    fn slot(&mut self, pages: &mut Pages, frags: &mut Vec<Loc>) -> Result<(), (usize, String)> {
         let at = self.at;
         match self.byte()? {
-            TAG_FREE => Ok(SlotImage::Free { version: self.varint()? }),
+            TAG_FREE => {
+                pages.push_free(self.varint()?);
+                Ok(())
+            }
             TAG_LIVE => {
                 let version = self.varint()?;
                 let base = self.loc()?;
                 let count_at = self.at;
                 let count = self.varint()?;
-                let frags = usize::try_from(count)
+                let count = usize::try_from(count)
                     .ok()
                     .filter(|&n| n <= self.left() / MIN_LOC_LEN)
                     .ok_or_else(|| {
                         (count_at, format!("{count} fragments in {} bytes", self.left()))
                     })?;
-                let mut list = Vec::with_capacity(frags);
-                for _ in 0..frags {
-                    list.push(self.loc()?);
+                frags.clear();
+                for _ in 0..count {
+                    frags.push(self.loc()?);
                 }
-                Ok(SlotImage::Live { version, base, frags: list })
+                if pages.push_live(version, base, frags.drain(..)) {
+                    Ok(())
+                } else {
+                    Err((at, "more fragments than a checkpoint can hold".to_owned()))
+                }
             }
             tag => Err((at, format!("unknown slot tag {tag:#04x}"))),
         }
@@ -610,7 +604,10 @@ mod tests {
     use std::fmt::Write as _;
 
     use super::*;
-    use crate::storage::{FaultOp, MemStorage, SimStorage};
+    use crate::{
+        pagecache::pages::SlotImage,
+        storage::{FaultOp, MemStorage, SimStorage},
+    };
 
     fn random_loc(rng: &mut fastrand::Rng) -> Loc {
         let stream = if rng.bool() { Stream::Delta } else { Stream::Base };
@@ -646,7 +643,8 @@ mod tests {
                     }
                 }
             })
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
         Checkpoint { seq, delta_from: Lsn(rng.u64(..)), base_from: Lsn(rng.u64(..)), pages }
     }
 
@@ -666,7 +664,8 @@ mod tests {
                 SlotImage::Free { version: 0 },
                 SlotImage::Free { version: 2 },
                 SlotImage::Live { version: 3, base: loc(Stream::Delta, 4000, 1000), frags: vec![] },
-            ],
+            ]
+            .into(),
         }
     }
 
@@ -722,7 +721,8 @@ mod tests {
             assert_eq!(loaded.bytes, bytes, "seed {seed}");
             assert!(loaded.skipped.is_none(), "seed {seed}");
         }
-        let empty = Checkpoint { seq: 1, delta_from: Lsn(0), base_from: Lsn(0), pages: vec![] };
+        let empty =
+            Checkpoint { seq: 1, delta_from: Lsn(0), base_from: Lsn(0), pages: Pages::default() };
         let storage = MemStorage::new();
         assert_eq!(write(&storage, &empty).unwrap(), HEADER_LEN_U64);
         assert_eq!(load_some(&storage).checkpoint, empty);

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     ids::SegmentId,
-    log::Log,
+    log::{Log, SegmentInfo},
     sync::{AtomicU64, Ordering},
 };
 
@@ -78,5 +78,35 @@ impl Liveness {
     /// Memory the counters hold.
     pub(crate) fn allocated_bytes(&self) -> u64 {
         self.by_stream.iter().map(Slots::allocated_bytes).sum()
+    }
+}
+
+/// A copy of both streams' segment tables, for passes over the whole page table that look
+/// up the segment of every record (a checkpoint, an open) without the log's lock.
+pub(crate) struct SegmentMap {
+    by_stream: [Vec<SegmentInfo>; 2],
+}
+
+impl SegmentMap {
+    pub(crate) fn new(logs: &[Log; 2]) -> SegmentMap {
+        SegmentMap { by_stream: [logs[0].segments(), logs[1].segments()] }
+    }
+
+    /// The segments of `stream`, oldest first.
+    pub(crate) fn segments(&self, stream: Stream) -> &[SegmentInfo] {
+        &self.by_stream[stream.index()]
+    }
+
+    /// The position of `loc`'s segment in [`SegmentMap::segments`].
+    pub(crate) fn index(&self, loc: Loc) -> Option<usize> {
+        let list = self.segments(loc.stream);
+        let at = list.partition_point(|s| s.end <= loc.lsn);
+        list.get(at).is_some_and(|s| s.base <= loc.lsn).then_some(at)
+    }
+
+    /// `loc`'s stream and segment.
+    pub(crate) fn of_loc(&self, loc: Loc) -> Option<(Stream, SegmentId)> {
+        let index = self.index(loc)?;
+        Some((loc.stream, self.segments(loc.stream)[index].id))
     }
 }

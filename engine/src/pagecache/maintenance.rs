@@ -21,11 +21,14 @@ use std::collections::{BTreeSet, HashSet};
 
 use super::{
     cache::Inner,
-    checkpoint::{self, Checkpoint, SlotImage},
-    loc::Stream,
+    checkpoint::{self, Checkpoint},
+    live::SegmentMap,
+    loc::{Loc, Stream},
+    pages::{PageImage, Pages},
+    table::Peek,
 };
 use crate::{
-    error::Result,
+    error::{Error, Result},
     ids::{Lsn, PageId, SegmentId},
     sync::{Ordering, epoch},
 };
@@ -59,34 +62,47 @@ impl Inner {
         // Read after the flush: an id handed out later is allocated by a record at or
         // after `delta_from`, which replay will find.
         let count = self.next_id.load(Ordering::Relaxed);
-        let mut pages = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-        let mut refers_to = HashSet::new();
+        let mut pages = Pages::with_capacity(usize::try_from(count).unwrap_or(0));
         let guard = epoch::pin();
         for id in 0..count {
-            let current = self.table.existing(PageId(id)).map(|slot| slot.load(&guard));
-            let image = match current.as_ref().and_then(|c| c.state()) {
-                None => SlotImage::Free { version: 0 },
-                Some(state) => match &state.live {
-                    None => SlotImage::Free { version: state.version },
-                    Some(live) => SlotImage::Live {
-                        version: state.version,
-                        base: live.base.loc,
-                        frags: live.frags.iter().map(|f| f.loc).collect(),
-                    },
+            let fits = match self.table.peek(PageId(id), &guard) {
+                Peek::Empty => {
+                    pages.push_free(0);
+                    true
+                }
+                Peek::Cold(PageImage::Free { version }) => {
+                    pages.push_free(version);
+                    true
+                }
+                Peek::Cold(PageImage::Live { version, base, frags }) => {
+                    pages.push_live(version, base, frags.iter().copied())
+                }
+                Peek::State(state) => match &state.live {
+                    None => {
+                        pages.push_free(state.version);
+                        true
+                    }
+                    Some(live) => pages.push_live(
+                        state.version,
+                        live.base.loc,
+                        live.frags.iter().map(|f| f.loc),
+                    ),
                 },
             };
-            if let Some(state) = current.as_ref().and_then(|c| c.state()) {
-                for loc in state.locs() {
-                    if let Some(segment) = self.log(loc.stream).segment_of(loc.lsn) {
-                        refers_to.insert((loc.stream, segment));
-                    }
-                }
+            if !fits {
+                return Err(Error::Config("too many fragments for one checkpoint".into()));
             }
-            pages.push(image);
         }
         drop(guard);
         self.log(Stream::Delta).flush()?;
         let base_from = self.log(Stream::Base).flush()?;
+        // Mapped after the flushes: every segment a record of the snapshot lies in exists.
+        let segments = SegmentMap::new(&self.logs);
+        let refers_to: HashSet<(Stream, SegmentId)> = pages
+            .iter()
+            .flat_map(|page| page.locs().collect::<Vec<_>>())
+            .filter_map(|l| segments.of_loc(l))
+            .collect();
 
         let seq = maintenance.last_seq + 1;
         let bytes =
@@ -171,18 +187,16 @@ impl Inner {
 
     fn refers_to_any(&self, id: PageId, segments: &BTreeSet<(Stream, SegmentId)>) -> bool {
         let guard = epoch::pin();
-        let Some(slot) = self.table.existing(id) else {
-            return false;
-        };
-        let current = slot.load(&guard);
-        let Some(state) = current.state() else {
-            return false;
-        };
-        state.locs().any(|loc| {
+        let in_victim = |loc: Loc| {
             self.log(loc.stream)
                 .segment_of(loc.lsn)
                 .is_some_and(|segment| segments.contains(&(loc.stream, segment)))
-        })
+        };
+        match self.table.peek(id, &guard) {
+            Peek::State(state) => state.locs().any(in_victim),
+            Peek::Cold(image) => image.locs().any(in_victim),
+            Peek::Empty => false,
+        }
     }
 }
 

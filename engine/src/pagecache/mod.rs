@@ -13,6 +13,7 @@ mod loc;
 mod maintenance;
 mod open;
 mod page;
+mod pages;
 mod record;
 mod slots;
 mod state;

@@ -10,15 +10,16 @@ use std::sync::Arc;
 
 use super::{
     cache::{Inner, PageCache},
-    checkpoint::{self, Checkpoint, SlotImage},
-    live::Liveness,
+    checkpoint::{self, Checkpoint},
+    live::{Liveness, SegmentMap},
     loc::{Loc, Stream},
     maintenance::{Kept, Maintenance},
     page::Materializer,
+    pages::{PageImage, Pages},
     record,
     state::{PageState, Part},
     stats::Counters,
-    table::PageTable,
+    table::{PageTable, Peek},
 };
 use crate::{
     config::PageCacheConfig,
@@ -47,13 +48,17 @@ impl PageCache {
     ) -> Result<PageCache> {
         config.validate()?;
         let mut loaded = checkpoint::load(&*storage)?;
-        let empty =
-            || Checkpoint { seq: 0, delta_from: Lsn::ZERO, base_from: Lsn::ZERO, pages: vec![] };
+        let empty = || Checkpoint {
+            seq: 0,
+            delta_from: Lsn::ZERO,
+            base_from: Lsn::ZERO,
+            pages: Pages::default(),
+        };
         let mut checkpoint =
             loaded.as_mut().map_or_else(empty, |l| std::mem::replace(&mut l.checkpoint, empty()));
-        let table = PageTable::new();
         let mut id_count = u64::try_from(checkpoint.pages.len()).unwrap_or(u64::MAX);
-        install_checkpoint(&table, std::mem::take(&mut checkpoint.pages))?;
+        // The checkpoint's pages stay in its compact form; each becomes a state when used.
+        let table = PageTable::new(std::mem::take(&mut checkpoint.pages));
 
         let base = Log::open_stream(
             storage.clone(),
@@ -104,7 +109,6 @@ impl PageCache {
             live: Liveness::new(),
             next_id: AtomicU64::new(id_count),
             free_ids: Mutex::new(Vec::new()),
-            state_bytes: AtomicU64::new(0),
             evictor: Mutex::new(0),
             maintenance: Mutex::new(maintenance),
             counters,
@@ -115,35 +119,12 @@ impl PageCache {
     }
 }
 
-/// Puts the checkpoint's pages in the table, paged out.
-fn install_checkpoint(table: &PageTable, pages: Vec<SlotImage>) -> Result<()> {
-    let guard = epoch::pin();
-    for (index, image) in pages.into_iter().enumerate() {
-        let id = PageId(u64::try_from(index).unwrap_or(u64::MAX));
-        let state = match image {
-            SlotImage::Free { version: 0 } => continue,
-            SlotImage::Free { version } => PageState::free(version),
-            SlotImage::Live { version, base, frags } => PageState::live(
-                version,
-                Part::cold(base),
-                frags.into_iter().map(Part::cold).collect(),
-            ),
-        };
-        let slot = table.slot(id);
-        if slot.install(slot.load(&guard), state, &guard).is_err() {
-            return Err(Error::Config(format!("{id} installed twice during recovery")));
-        }
-    }
-    Ok(())
-}
-
 /// Applies one delta-stream record, unless the page already has its version.
 fn replay(table: &PageTable, record: &Record<'_>, id_count: &mut u64) -> Result<()> {
     let what = || format!("delta stream record at {}", record.lsn);
     let body = record::decode(record.body, what)?;
     let guard = epoch::pin();
-    let slot = table.slot(body.id);
-    let current = slot.load(&guard);
+    let (slot, current) = table.load_or_create(body.id, &guard);
     let version = current.version();
     if body.version <= version {
         return Ok(()); // already in the checkpoint
@@ -181,7 +162,7 @@ fn replay(table: &PageTable, record: &Record<'_>, id_count: &mut u64) -> Result<
             ));
         }
     };
-    if slot.install(current, new, &guard).is_err() {
+    if table.install(slot, current, new, &guard).is_err() {
         return Err(Error::Config(format!("{} changed during recovery", body.id)));
     }
     *id_count = (*id_count).max(body.id.get() + 1);
@@ -232,42 +213,50 @@ impl Inner {
         let ends = [self.logs[0].written_lsn(), self.logs[1].written_lsn()];
         // A local copy of each stream's segment table: one lookup per record without
         // taking the log's lock, and one counter update per segment at the end.
-        let segments = [self.logs[0].segments(), self.logs[1].segments()];
-        let mut live = [vec![0u64; segments[0].len()], vec![0u64; segments[1].len()]];
+        let segments = SegmentMap::new(&self.logs);
+        let mut live = Stream::ALL.map(|stream| vec![0u64; segments.segments(stream).len()]);
         let mut free = Vec::new();
-        let mut state_bytes = 0;
+        let mut live_pages = 0u64;
         let guard = epoch::pin();
-        for id in (0..id_count).rev() {
-            let current = self.table.slot(PageId(id)).load(&guard);
-            let Some(state) = current.state() else {
-                free.push(PageId(id));
-                continue;
-            };
-            state_bytes += state.heap_bytes();
-            self.counters.note_install(None, Some(state));
-            if state.live.is_none() {
-                free.push(PageId(id));
+        let mut count = |loc: Loc| -> Result<()> {
+            let index = loc.stream.index();
+            let end = Lsn(loc.lsn.get() + u64::from(loc.len));
+            if end > ends[index] {
+                return Err(lost(seq, loc.stream, end, ends[index]));
             }
-            for loc in state.locs() {
-                let index = loc.stream.index();
-                let end = Lsn(loc.lsn.get() + u64::from(loc.len));
-                if end > ends[index] {
-                    return Err(lost(seq, loc.stream, end, ends[index]));
+            if let Some(at) = segments.index(loc) {
+                live[index][at] += u64::from(loc.len);
+            }
+            Ok(())
+        };
+        for id in (0..id_count).rev() {
+            match self.table.peek(PageId(id), &guard) {
+                Peek::State(state) => {
+                    // Replayed: the table counted its memory when it was installed.
+                    self.counters.note_install(None, Some(state));
+                    if state.live.is_none() {
+                        free.push(PageId(id));
+                    }
+                    state.locs().try_for_each(&mut count)?;
                 }
-                let list = &segments[index];
-                let at = list.partition_point(|s| s.end <= loc.lsn);
-                if list.get(at).is_some_and(|s| s.base <= loc.lsn) {
-                    live[index][at] += u64::from(loc.len);
+                Peek::Cold(image) => {
+                    if let PageImage::Free { .. } = image {
+                        free.push(PageId(id));
+                    } else {
+                        live_pages += 1;
+                    }
+                    image.locs().try_for_each(&mut count)?;
                 }
+                Peek::Empty => free.push(PageId(id)),
             }
         }
+        self.counters.live_pages.fetch_add(live_pages, Ordering::Relaxed);
         for stream in Stream::ALL {
             let index = stream.index();
-            for (segment, bytes) in segments[index].iter().zip(&live[index]) {
+            for (segment, bytes) in segments.segments(stream).iter().zip(&live[index]) {
                 self.live.set(stream, segment.id, *bytes);
             }
         }
-        self.state_bytes.store(state_bytes, Ordering::Relaxed);
         *crate::sync::lock(&self.free_ids) = free;
         Ok(())
     }

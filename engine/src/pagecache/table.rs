@@ -13,11 +13,15 @@
 //! - A state is retired only by the thread whose compare-and-swap unlinked it.
 //! - The table only grows: slots are never removed, so `&Slot` lives as long as the table.
 
-use super::{slots::Slots, state::PageState};
+use super::{
+    pages::{PageImage, Pages},
+    slots::Slots,
+    state::{PageState, Part},
+};
 use crate::{
     ids::PageId,
     sync::{
-        AtomicBool, Ordering,
+        AtomicBool, AtomicU64, Ordering,
         epoch::{self, Atomic, Guard, Owned, Shared},
     },
 };
@@ -56,6 +60,11 @@ impl<'g> Current<'g> {
     /// the guard: a state cannot be freed and its address reused while the guard lives.
     pub(crate) fn is(&self, other: &Current<'g>) -> bool {
         self.shared == other.shared
+    }
+
+    /// Whether the slot was never written.
+    fn is_empty(&self) -> bool {
+        self.shared.is_null()
     }
 
     /// The page's version (0 for a slot never allocated).
@@ -109,30 +118,129 @@ impl Slot {
     }
 }
 
+/// What a slot holds, without turning a cold entry into a state.
+pub(crate) enum Peek<'a> {
+    /// The page's current state.
+    State(&'a PageState),
+    /// The page's checkpoint entry: it has not been used since open.
+    Cold(PageImage<'a>),
+    /// An id never allocated.
+    Empty,
+}
+
 /// The page table: a grow-only array of [`Slot`]s indexed by page id.
+///
+/// Pages recovered from a checkpoint stay in the checkpoint's compact form (`cold`) until
+/// first used: a null slot below `cold.len()` stands for its cold entry, and `load` turns
+/// the entry into a state (one compare-and-swap from null, so two threads doing it at once
+/// agree). Opening a large database therefore allocates nothing per page.
 #[derive(Debug, Default)]
 pub(crate) struct PageTable {
     slots: Slots<Slot>,
+    /// The checkpoint's entries. Never changed after open.
+    cold: Pages,
+    /// Sum of `PageState::heap_bytes` over every installed state. Owner: `install` (add and
+    /// subtract). Relaxed: a budget figure, it orders nothing.
+    state_bytes: AtomicU64,
 }
 
 impl PageTable {
-    pub(crate) fn new() -> PageTable {
-        PageTable { slots: Slots::new() }
+    pub(crate) fn new(cold: Pages) -> PageTable {
+        PageTable { slots: Slots::new(), cold, state_bytes: AtomicU64::new(0) }
     }
 
-    /// The slot of `id`, created if needed.
-    pub(crate) fn slot(&self, id: PageId) -> &Slot {
-        self.slots.get(id.get())
+    /// The checkpoint entry of `id`, if it has one.
+    fn cold(&self, id: PageId) -> Option<PageImage<'_>> {
+        self.cold.get(usize::try_from(id.get()).ok()?)
     }
 
-    /// The slot of `id` if its part of the table exists.
+    /// The slot of `id` and its current state, a cold entry made a state first; `None` if
+    /// the id was never handed out (neither a slot nor a cold entry exists).
+    pub(crate) fn load<'t, 'g>(
+        &'t self,
+        id: PageId,
+        guard: &'g Guard,
+    ) -> Option<(&'t Slot, Current<'g>)> {
+        if self.cold(id).is_none() {
+            let slot = self.slots.get_existing(id.get())?;
+            return Some((slot, slot.load(guard)));
+        }
+        Some(self.load_or_create(id, guard))
+    }
+
+    /// As `load`, creating the slot if needed: for allocating `id`.
+    pub(crate) fn load_or_create<'t, 'g>(
+        &'t self,
+        id: PageId,
+        guard: &'g Guard,
+    ) -> (&'t Slot, Current<'g>) {
+        let slot = self.slots.get(id.get());
+        let current = slot.load(guard);
+        if !current.is_empty() {
+            return (slot, current);
+        }
+        let state = match self.cold(id) {
+            Some(PageImage::Live { version, base, frags }) => PageState::live(
+                version,
+                Part::cold(base),
+                frags.iter().map(|f| Part::cold(*f)).collect(),
+            ),
+            Some(PageImage::Free { version }) if version > 0 => PageState::free(version),
+            _ => return (slot, current),
+        };
+        match self.install(slot, current, state, guard) {
+            Ok(installed) => (slot, installed),
+            Err((_, now)) => (slot, now),
+        }
+    }
+
+    /// What `id`'s slot holds, leaving a cold entry cold.
+    pub(crate) fn peek<'t>(&'t self, id: PageId, guard: &'t Guard) -> Peek<'t> {
+        let current = self.slots.get_existing(id.get()).map(|slot| slot.load(guard));
+        if let Some(state) = current.and_then(|c| c.state()) {
+            return Peek::State(state);
+        }
+        match self.cold(id) {
+            Some(image) => Peek::Cold(image),
+            None => Peek::Empty,
+        }
+    }
+
+    /// The slot of `id` if its part of the table exists (no cold entry is made a state).
     pub(crate) fn existing(&self, id: PageId) -> Option<&Slot> {
         self.slots.get_existing(id.get())
     }
 
-    /// Memory the table's own arrays hold.
-    pub(crate) fn allocated_bytes(&self) -> u64 {
+    /// [`Slot::install`], keeping the memory figure in step.
+    pub(crate) fn install<'g>(
+        &self,
+        slot: &Slot,
+        current: Current<'g>,
+        new: PageState,
+        guard: &'g Guard,
+    ) -> Result<Current<'g>, (PageState, Current<'g>)> {
+        // Counted before it is visible, so whoever replaces it later subtracts after this
+        // add and the figure never dips below zero.
+        let new_bytes = new.heap_bytes();
+        self.state_bytes.fetch_add(new_bytes, Ordering::Relaxed);
+        match slot.install(current, new, guard) {
+            Ok(installed) => {
+                let old_bytes = current.state().map_or(0, PageState::heap_bytes);
+                self.state_bytes.fetch_sub(old_bytes, Ordering::Relaxed);
+                Ok(installed)
+            }
+            Err(lost) => {
+                self.state_bytes.fetch_sub(new_bytes, Ordering::Relaxed);
+                Err(lost)
+            }
+        }
+    }
+
+    /// Memory the table holds: its arrays, the cold entries and every installed state.
+    pub(crate) fn memory_bytes(&self) -> u64 {
         self.slots.allocated_bytes()
+            + self.cold.heap_bytes()
+            + self.state_bytes.load(Ordering::Relaxed)
     }
 }
 
