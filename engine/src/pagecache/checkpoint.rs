@@ -37,19 +37,10 @@
 //!
 //! ## Body
 //!
-//! One slot per page id, in page id order, then nothing:
-//!
-//! ```text
-//! slot  := 0x00 version                      a free id (never allocated: version 0)
-//!        | 0x01 version base frags frag*     a live page: base image, then fragments
-//! loc   := stream lsn len                    stream: 0 delta, 1 base; len in 1..=u32::MAX
-//! ```
-//!
-//! `version`, `frags`, `lsn` and `len` are unsigned LEB128 varints in their shortest form (at
-//! most 10 bytes; 7 bits a byte, low bits first, high bit set on every byte but the last).
-//! `stream` and the slot tag are single bytes. A live page with no fragments takes about 12
-//! bytes. The body is not compressed: zstd (levels 1 to 9) saved only 19% to 24% on
-//! realistic tables, whose bytes are mostly LSNs, not worth a second decoding path.
+//! The page table's entries, one per page id: see `pages.rs` for the encoding. A live page
+//! with no fragments takes about 12 bytes. The body is not compressed: zstd (levels 1 to 9)
+//! saved only 19% to 24% on realistic tables, whose bytes are mostly LSNs, not worth a
+//! second decoding path.
 //!
 //! Loading checks, in order: magic (else `Error::NotGrove`), prefix crc, version (else
 //! `Error::UnsupportedVersion`), header crc, seq (against the file name too), file length,
@@ -58,10 +49,7 @@
 //! failing any check but the version is skipped for the one before it; a newer version is
 //! an error, since falling back past it would lose data.
 
-use super::{
-    loc::{Loc, Stream},
-    pages::{PageImage, Pages},
-};
+use super::pages::Pages;
 use crate::{
     error::{Error, Result},
     ids::Lsn,
@@ -76,17 +64,6 @@ const CHECKPOINT_VERSION: u32 = 1;
 const HEADER_LEN: usize = 64;
 /// `HEADER_LEN` as a `u64`, for file offsets.
 const HEADER_LEN_U64: u64 = 64;
-/// Slot tag of a free page id.
-const TAG_FREE: u8 = 0;
-/// Slot tag of a live page.
-const TAG_LIVE: u8 = 1;
-/// The fewest body bytes a slot takes (a tag and a one-byte version), which bounds the page
-/// count a body of a given length can hold.
-const MIN_SLOT_LEN: usize = 2;
-/// The fewest body bytes a `loc` takes (stream, lsn and len of one byte each).
-const MIN_LOC_LEN: usize = 3;
-/// The longest varint: ten 7-bit groups hold 64 bits.
-const MAX_VARINT_LEN: usize = 10;
 
 /// File name prefix of checkpoint files.
 const PREFIX: &str = "checkpoint-";
@@ -284,7 +261,7 @@ fn read(storage: &dyn Storage, seq: u64) -> Result<(Checkpoint, u64)> {
             format!("body checksum {:#010x}, computed {computed:#010x}", header.body_crc),
         ));
     }
-    let pages = decode_body(&body, header.pages).map_err(|(at, reason)| {
+    let pages = Pages::decode(body, header.pages).map_err(|(at, reason)| {
         Error::corruption(&shown, to_u64(at).saturating_add(HEADER_LEN_U64), reason)
     })?;
     let checkpoint = Checkpoint {
@@ -411,180 +388,24 @@ fn header_crc(bytes: &[u8]) -> u32 {
 
 /// The whole file: header and body.
 fn encode(checkpoint: &Checkpoint) -> Vec<u8> {
-    let body = encode_body(&checkpoint.pages);
+    let body = checkpoint.pages.body();
     let header = Header {
         seq: checkpoint.seq,
         delta_from: checkpoint.delta_from,
         base_from: checkpoint.base_from,
         pages: to_u64(checkpoint.pages.len()),
         body_len: to_u64(body.len()),
-        body_crc: crc32fast::hash(&body),
+        body_crc: crc32fast::hash(body),
     };
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&header.encode());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(body);
     out
 }
 
 /// A length in memory as a `u64`, which holds every `usize` on supported platforms.
 fn to_u64(len: usize) -> u64 {
     u64::try_from(len).unwrap_or(u64::MAX)
-}
-
-fn encode_body(pages: &Pages) -> Vec<u8> {
-    let mut out = Vec::with_capacity(pages.len().saturating_mul(12));
-    for slot in pages.iter() {
-        match slot {
-            PageImage::Free { version } => {
-                out.push(TAG_FREE);
-                put_varint(&mut out, version);
-            }
-            PageImage::Live { version, base, frags } => {
-                out.push(TAG_LIVE);
-                put_varint(&mut out, version);
-                put_loc(&mut out, &base);
-                put_varint(&mut out, to_u64(frags.len()));
-                for frag in frags {
-                    put_loc(&mut out, frag);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn put_loc(out: &mut Vec<u8>, loc: &Loc) {
-    out.push(stream_tag(loc.stream));
-    put_varint(out, loc.lsn.0);
-    put_varint(out, u64::from(loc.len));
-}
-
-fn stream_tag(stream: Stream) -> u8 {
-    match stream {
-        Stream::Delta => 0,
-        Stream::Base => 1,
-    }
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(low_seven_bits(value) | 0x80);
-        value >>= 7;
-    }
-    out.push(low_seven_bits(value));
-}
-
-fn low_seven_bits(value: u64) -> u8 {
-    // The mask leaves seven bits, which always fit.
-    u8::try_from(value & 0x7f).unwrap_or(0)
-}
-
-/// Decodes exactly `pages` slots filling all of `body`; on error returns the offset in `body`
-/// and what is wrong there.
-fn decode_body(body: &[u8], pages: u64) -> Result<Pages, (usize, String)> {
-    let mut reader = Reader { bytes: body, at: 0 };
-    let most = body.len() / MIN_SLOT_LEN;
-    let count = usize::try_from(pages).ok().filter(|&count| count <= most).ok_or_else(|| {
-        (0, format!("{pages} pages cannot fit in a body of {} bytes", body.len()))
-    })?;
-    let mut slots = Pages::with_capacity(count);
-    let mut frags = Vec::new();
-    for page in 0..count {
-        reader
-            .slot(&mut slots, &mut frags)
-            .map_err(|(at, reason)| (at, format!("page {page}: {reason}")))?;
-    }
-    if reader.at != body.len() {
-        return Err((reader.at, format!("{} bytes after the last page", body.len() - reader.at)));
-    }
-    Ok(slots)
-}
-
-/// A cursor over a raw body; every method checks what it reads.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl Reader<'_> {
-    fn left(&self) -> usize {
-        self.bytes.len() - self.at
-    }
-
-    fn byte(&mut self) -> Result<u8, (usize, String)> {
-        let byte =
-            *self.bytes.get(self.at).ok_or_else(|| (self.at, "body ends early".to_owned()))?;
-        self.at += 1;
-        Ok(byte)
-    }
-
-    fn varint(&mut self) -> Result<u64, (usize, String)> {
-        let start = self.at;
-        let mut value = 0u64;
-        for i in 0..MAX_VARINT_LEN {
-            let byte = self.byte()?;
-            let bits = u64::from(byte & 0x7f);
-            if i == MAX_VARINT_LEN - 1 && bits > 1 {
-                return Err((start, "varint overflows 64 bits".to_owned()));
-            }
-            value |= bits << (7 * i);
-            if byte & 0x80 == 0 {
-                if byte == 0 && i > 0 {
-                    return Err((start, "varint not in its shortest form".to_owned()));
-                }
-                return Ok(value);
-            }
-        }
-        Err((start, "varint longer than 10 bytes".to_owned()))
-    }
-
-    /// Decodes one slot into `pages`; `frags` is scratch space.
-    fn slot(&mut self, pages: &mut Pages, frags: &mut Vec<Loc>) -> Result<(), (usize, String)> {
-        let at = self.at;
-        match self.byte()? {
-            TAG_FREE => {
-                pages.push_free(self.varint()?);
-                Ok(())
-            }
-            TAG_LIVE => {
-                let version = self.varint()?;
-                let base = self.loc()?;
-                let count_at = self.at;
-                let count = self.varint()?;
-                let count = usize::try_from(count)
-                    .ok()
-                    .filter(|&n| n <= self.left() / MIN_LOC_LEN)
-                    .ok_or_else(|| {
-                        (count_at, format!("{count} fragments in {} bytes", self.left()))
-                    })?;
-                frags.clear();
-                for _ in 0..count {
-                    frags.push(self.loc()?);
-                }
-                if pages.push_live(version, base, frags.drain(..)) {
-                    Ok(())
-                } else {
-                    Err((at, "more fragments than a checkpoint can hold".to_owned()))
-                }
-            }
-            tag => Err((at, format!("unknown slot tag {tag:#04x}"))),
-        }
-    }
-
-    fn loc(&mut self) -> Result<Loc, (usize, String)> {
-        let at = self.at;
-        let tag = self.byte()?;
-        let stream =
-            Stream::from_tag(tag).ok_or_else(|| (at, format!("unknown stream {tag:#04x}")))?;
-        let lsn = Lsn(self.varint()?);
-        let len_at = self.at;
-        let len = self.varint()?;
-        let len = u32::try_from(len)
-            .ok()
-            .filter(|&len| len > 0)
-            .ok_or_else(|| (len_at, format!("record length {len} not in 1..=u32::MAX")))?;
-        Ok(Loc { stream, lsn, len })
-    }
 }
 
 fn le_u32(bytes: &[u8], at: usize) -> u32 {
@@ -605,7 +426,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        pagecache::pages::SlotImage,
+        pagecache::{
+            loc::{Loc, Stream},
+            pages::SlotImage,
+        },
         storage::{FaultOp, MemStorage, SimStorage},
     };
 
@@ -726,19 +550,6 @@ mod tests {
         let storage = MemStorage::new();
         assert_eq!(write(&storage, &empty).unwrap(), HEADER_LEN_U64);
         assert_eq!(load_some(&storage).checkpoint, empty);
-    }
-
-    #[test]
-    fn varints_round_trip_at_every_width() {
-        for shift in 0..64 {
-            for value in [1u64 << shift, (1u64 << shift) - 1, u64::MAX >> shift] {
-                let mut out = Vec::new();
-                put_varint(&mut out, value);
-                let mut reader = Reader { bytes: &out, at: 0 };
-                assert_eq!(reader.varint().unwrap(), value);
-                assert_eq!(reader.at, out.len());
-            }
-        }
     }
 
     #[test]
@@ -910,8 +721,8 @@ mod tests {
                 .map(|_| if rng.bool() { rng.u8(0..3) } else { rng.u8(..) })
                 .collect();
             let pages = rng.u64(0..30);
-            if let Ok(slots) = decode_body(&body, pages) {
-                assert_eq!(encode_body(&slots), body, "decoding is one to one");
+            if let Ok(slots) = Pages::decode(body.clone(), pages) {
+                assert_eq!(slots.body(), body, "decoding is one to one");
             }
         }
     }

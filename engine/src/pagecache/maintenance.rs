@@ -66,22 +66,13 @@ impl Inner {
         let guard = epoch::pin();
         for id in 0..count {
             let fits = match self.table.peek(PageId(id), &guard) {
-                Peek::Empty => {
-                    pages.push_free(0);
-                    true
-                }
-                Peek::Cold(PageImage::Free { version }) => {
-                    pages.push_free(version);
-                    true
-                }
+                Peek::Empty => pages.push_free(0),
+                Peek::Cold(PageImage::Free { version }) => pages.push_free(version),
                 Peek::Cold(PageImage::Live { version, base, frags }) => {
-                    pages.push_live(version, base, frags.iter().copied())
+                    pages.push_live(version, base, frags)
                 }
                 Peek::State(state) => match &state.live {
-                    None => {
-                        pages.push_free(state.version);
-                        true
-                    }
+                    None => pages.push_free(state.version),
                     Some(live) => pages.push_live(
                         state.version,
                         live.base.loc,
@@ -90,7 +81,9 @@ impl Inner {
                 },
             };
             if !fits {
-                return Err(Error::Config("too many fragments for one checkpoint".into()));
+                return Err(Error::Config(
+                    "the page table is too large for one checkpoint (4 GiB)".into(),
+                ));
             }
         }
         drop(guard);

@@ -180,11 +180,9 @@ impl PageTable {
             return (slot, current);
         }
         let state = match self.cold(id) {
-            Some(PageImage::Live { version, base, frags }) => PageState::live(
-                version,
-                Part::cold(base),
-                frags.iter().map(|f| Part::cold(*f)).collect(),
-            ),
+            Some(PageImage::Live { version, base, frags }) => {
+                PageState::live(version, Part::cold(base), frags.map(Part::cold).collect())
+            }
             Some(PageImage::Free { version }) if version > 0 => PageState::free(version),
             _ => return (slot, current),
         };
