@@ -292,7 +292,7 @@ impl Inner {
             }
         }
         if kind != record::FREE {
-            slot.referenced.store(true, Ordering::Relaxed);
+            self.table.touch(id);
         }
         drop(guard);
         self.after_write(loc);
@@ -330,7 +330,7 @@ impl Inner {
                 return Ok(None);
             }
             if let Some(page) = state.page(id) {
-                slot.referenced.store(true, Ordering::Relaxed);
+                self.table.touch(id);
                 return Ok(Some(page));
             }
             // Paged out: read what is missing and install the loaded state. A page loaded
@@ -492,7 +492,7 @@ impl Inner {
             let Some(slot) = self.table.existing(id) else {
                 continue;
             };
-            if slot.referenced.swap(false, Ordering::Relaxed) {
+            if self.table.take_touch(id) {
                 continue;
             }
             self.page_out(id, slot, written);

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     ids::PageId,
     sync::{
-        AtomicBool, AtomicU64, Ordering,
+        AtomicU64, Ordering,
         epoch::{self, Atomic, Guard, Owned, Shared},
     },
 };
@@ -32,10 +32,6 @@ pub(crate) struct Slot {
     /// The page's current state. Owner: whoever wins a compare-and-swap on it; null until
     /// the id is first allocated, never null again after that.
     state: Atomic<PageState>,
-    /// Set when the page is used while resident, cleared by the evictor's clock hand: a page
-    /// read once (a scan) is evicted before a page read twice. Relaxed: a hint, it orders
-    /// nothing.
-    pub(crate) referenced: AtomicBool,
 }
 
 /// The current state of a slot, as loaded under a guard.
@@ -139,6 +135,12 @@ pub(crate) struct PageTable {
     slots: Slots<Slot>,
     /// The checkpoint's entries. Never changed after open.
     cold: Pages,
+    /// The eviction clock's reference bits, 64 page ids a word, kept apart from the slots so
+    /// that a slot is one pointer. A bit is set when the page is used while resident and
+    /// cleared by the clock hand: a page read once (a scan) is evicted before a page read
+    /// twice. Owner: readers and writers set, the evictor clears. Relaxed: a hint, it
+    /// orders nothing.
+    referenced: Slots<AtomicU64>,
     /// Sum of `PageState::heap_bytes` over every installed state. Owner: `install` (add and
     /// subtract). Relaxed: a budget figure, it orders nothing.
     state_bytes: AtomicU64,
@@ -146,7 +148,30 @@ pub(crate) struct PageTable {
 
 impl PageTable {
     pub(crate) fn new(cold: Pages) -> PageTable {
-        PageTable { slots: Slots::new(), cold, state_bytes: AtomicU64::new(0) }
+        PageTable {
+            slots: Slots::new(),
+            cold,
+            referenced: Slots::new(),
+            state_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks `id` as used while resident.
+    pub(crate) fn touch(&self, id: PageId) {
+        let (word, bit) = (id.get() / 64, 1 << (id.get() % 64));
+        let bits = self.referenced.get(word);
+        // Most touches find the bit set already: read before writing the shared word.
+        if bits.load(Ordering::Relaxed) & bit == 0 {
+            bits.fetch_or(bit, Ordering::Relaxed);
+        }
+    }
+
+    /// Clears `id`'s reference bit, returning whether it was set.
+    pub(crate) fn take_touch(&self, id: PageId) -> bool {
+        let (word, bit) = (id.get() / 64, 1 << (id.get() % 64));
+        self.referenced
+            .get_existing(word)
+            .is_some_and(|bits| bits.fetch_and(!bit, Ordering::Relaxed) & bit != 0)
     }
 
     /// The checkpoint entry of `id`, if it has one.
@@ -237,6 +262,7 @@ impl PageTable {
     /// Memory the table holds: its arrays, the cold entries and every installed state.
     pub(crate) fn memory_bytes(&self) -> u64 {
         self.slots.allocated_bytes()
+            + self.referenced.allocated_bytes()
             + self.cold.heap_bytes()
             + self.state_bytes.load(Ordering::Relaxed)
     }
