@@ -37,10 +37,9 @@
 //! Every temporary file is removed at the end.
 
 use std::{
-    error::Error,
     fs::{File, OpenOptions},
     io::{Seek, SeekFrom, Write},
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, Barrier},
     thread,
     time::{Duration, Instant},
@@ -48,7 +47,9 @@ use std::{
 
 use grove_engine::{FileStorage, Log, LogConfig, LogStats, RecordKind, Storage};
 
-type BenchResult<T> = Result<T, Box<dyn Error>>;
+mod support;
+
+use support::{BenchResult, data_root, describe_filesystem};
 
 const MIB: u64 = 1 << 20;
 /// Bytes in the MB of every MB/s figure.
@@ -285,47 +286,6 @@ fn main() -> BenchResult<()> {
 
     scratch.close()?;
     Ok(())
-}
-
-/// Where the temporary directory goes: `GROVE_BENCH_DIR`, else the target directory the
-/// bench binary lives in (`target/<profile>/deps/..`), else the working directory.
-fn data_root() -> BenchResult<PathBuf> {
-    if let Some(dir) = std::env::var_os("GROVE_BENCH_DIR").filter(|d| !d.is_empty()) {
-        let dir = PathBuf::from(dir);
-        std::fs::create_dir_all(&dir)?;
-        return Ok(dir);
-    }
-    let exe = std::env::current_exe()?;
-    let beside_binary = exe.parent().map(|deps| deps.parent().unwrap_or(deps).to_path_buf());
-    Ok(beside_binary.unwrap_or_else(|| PathBuf::from(".")))
-}
-
-/// "ext4 on /dev/vda, mounted at /" for the mount holding `path`, from `/proc/mounts`.
-fn describe_filesystem(path: &Path) -> String {
-    let Ok(path) = path.canonicalize() else {
-        return "filesystem unknown".to_owned();
-    };
-    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
-        return "filesystem unknown".to_owned();
-    };
-    let best = mounts
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let device = fields.next()?;
-            let point = fields.next()?.replace("\\040", " ");
-            let kind = fields.next()?;
-            path.starts_with(&point)
-                .then(|| (point.len(), format!("{kind} on {device}, mounted at {point}")))
-        })
-        .max_by_key(|(len, _)| *len);
-    match best {
-        Some((_, text)) if text.starts_with("tmpfs") => {
-            format!("{text}: WARNING, a RAM disk; set GROVE_BENCH_DIR to a real disk")
-        }
-        Some((_, text)) => text,
-        None => "filesystem unknown".to_owned(),
-    }
 }
 
 fn random_bytes(len: usize) -> Vec<u8> {

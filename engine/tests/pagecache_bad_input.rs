@@ -5,24 +5,13 @@
 
 mod support;
 
+use support::Concat;
+
 use std::{collections::BTreeMap, sync::Arc};
 
 use grove_engine::{
-    Error, Fault, FaultKind, FaultOp, Materializer, PageCache, PageCacheConfig, PageId, SimStorage,
-    Storage,
+    Error, Fault, FaultKind, FaultOp, PageCache, PageCacheConfig, PageId, SimStorage, Storage,
 };
-
-struct Concat;
-
-impl Materializer for Concat {
-    fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8> {
-        let mut out = base.to_vec();
-        for fragment in fragments {
-            out.extend_from_slice(fragment);
-        }
-        out
-    }
-}
 
 type Model = BTreeMap<PageId, Vec<u8>>;
 

@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::Concat;
+
 use std::{
     collections::BTreeMap,
     sync::{
@@ -17,22 +19,7 @@ use std::{
     thread,
 };
 
-use grove_engine::{
-    Materializer, MemStorage, Outcome, PageCache, PageCacheConfig, PageId, Storage,
-};
-
-/// Fragments are appended to the base.
-struct Concat;
-
-impl Materializer for Concat {
-    fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8> {
-        let mut out = base.to_vec();
-        for fragment in fragments {
-            out.extend_from_slice(fragment);
-        }
-        out
-    }
-}
+use grove_engine::{MemStorage, Outcome, PageCache, PageCacheConfig, PageId, Storage};
 
 /// One logical update: 8 bytes naming its writer and sequence number.
 fn entry(writer: u32, seq: u32) -> [u8; 8] {

@@ -8,24 +8,13 @@
 
 mod support;
 
+use support::Concat;
+
 use std::{collections::BTreeMap, sync::Arc};
 
 use grove_engine::{
-    Materializer, Outcome, PageCache, PageCacheConfig, PageCacheStats, PageId, SimStorage, Storage,
+    Outcome, PageCache, PageCacheConfig, PageCacheStats, PageId, SimStorage, Storage,
 };
-
-/// Fragments are appended to the base: the page's image is the concatenation.
-struct Concat;
-
-impl Materializer for Concat {
-    fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8> {
-        let mut out = base.to_vec();
-        for fragment in fragments {
-            out.extend_from_slice(fragment);
-        }
-        out
-    }
-}
 
 type Model = BTreeMap<PageId, Vec<u8>>;
 

@@ -8,7 +8,7 @@ use std::{
     sync::Arc,
 };
 
-use grove_engine::{Log, LogConfig, Lsn, RecordKind, Storage};
+use grove_engine::{Log, LogConfig, Lsn, Materializer, RecordKind, Storage};
 
 /// How many seeded cases to run: `default`, or `GROVE_CASES` if set. A single seed can be
 /// replayed with `GROVE_SEED`.
@@ -101,4 +101,18 @@ pub fn assert_prefix(written: &[Written], recovered: &[Written], acked: Lsn) {
         "lost flushed records: {} recovered, {must_have} were below the acknowledged {acked}",
         recovered.len()
     );
+}
+
+/// A materializer for page cache tests: fragments are appended to the base, so a page's
+/// image is the concatenation.
+pub struct Concat;
+
+impl Materializer for Concat {
+    fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8> {
+        let mut out = base.to_vec();
+        for fragment in fragments {
+            out.extend_from_slice(fragment);
+        }
+        out
+    }
 }
