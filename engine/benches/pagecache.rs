@@ -72,7 +72,6 @@ const ROUNDS: usize = 10;
 /// Fragments per `link` round of scenario 1, and their lengths.
 const LINKS: std::ops::RangeInclusive<usize> = 2..=4;
 const FRAGMENT: std::ops::RangeInclusive<usize> = 80..=120;
-/// Scenario 1's checkpoint interval.
 /// Scenario 2 writes this many times its budget.
 const DATA_OVER_BUDGET: u64 = 10;
 /// Scenario 2 samples RSS every this many reads.
