@@ -1,12 +1,14 @@
 //! Grove's byte-level engine.
 //!
-//! **What it is:** the layers under Grove's typed collections. Today that is the bottom
-//! layer, the storage log: [`Storage`] is the only way the engine touches the filesystem, and
+//! **What it is:** the layers under Grove's typed collections. Today those are the storage
+//! log and the page cache: [`Storage`] is the only way the engine touches the filesystem,
 //! [`Log`] is a segmented, checksummed, lock-free append log with group commit and crash
-//! recovery. The page cache, the B-link tree and the database handle come next.
+//! recovery, and [`PageCache`] keeps pages (a base image plus fragments) over two log
+//! streams, with a memory budget, checkpoints and a cleaner. The B-link tree and the
+//! database handle come next.
 //!
 //! **What it is not:** a typed API (that is `grove-collections`), or a key-value store yet:
-//! the log stores opaque records and knows nothing of pages or keys.
+//! the page cache knows pages, not keys.
 //!
 //! # Example
 //! ```

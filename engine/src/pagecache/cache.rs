@@ -38,6 +38,36 @@ use crate::{
 /// [`PageCache::open`] recovers the pages as they were at some point at or after the last
 /// completed flush.
 ///
+/// # Example
+/// ```
+/// use grove_engine::{MemStorage, Materializer, Outcome, PageCache, PageCacheConfig};
+/// use std::sync::Arc;
+///
+/// /// Fragments are appended to the base.
+/// struct Append;
+/// impl Materializer for Append {
+///     fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8> {
+///         let mut page = base.to_vec();
+///         fragments.iter().for_each(|f| page.extend_from_slice(f));
+///         page
+///     }
+/// }
+///
+/// let storage = Arc::new(MemStorage::new());
+/// let cache = PageCache::open(storage.clone(), PageCacheConfig::default(), Arc::new(Append))?;
+/// let (id, version) = cache.allocate(b"hello")?;
+/// assert_eq!(cache.link(id, version, b", world")?, Outcome::Installed { version: version + 1 });
+/// // A caller holding the old version loses: it must read the page again.
+/// assert_eq!(cache.link(id, version, b"!")?, Outcome::Stale);
+/// cache.flush()?; // durable from here
+/// cache.close()?;
+///
+/// let cache = PageCache::open(storage, PageCacheConfig::default(), Arc::new(Append))?;
+/// let page = cache.get(id)?.expect("allocated");
+/// assert_eq!(page.materialize(&Append), b"hello, world");
+/// # Ok::<(), grove_engine::Error>(())
+/// ```
+///
 /// # Thread safety
 /// `PageCache` is `Send + Sync` and cheap to clone (it is a handle). Reads take no lock;
 /// updates take none either, apart from the free-id list on allocate and free. Maintenance
