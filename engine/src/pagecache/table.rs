@@ -18,6 +18,8 @@ use super::{
     slots::Slots,
     state::{PageState, Part},
 };
+use std::sync::Arc;
+
 use crate::{
     ids::PageId,
     sync::{
@@ -141,9 +143,12 @@ pub(crate) struct PageTable {
     /// twice. Owner: readers and writers set, the evictor clears. Relaxed: a hint, it
     /// orders nothing.
     referenced: Slots<AtomicU64>,
-    /// Sum of `PageState::heap_bytes` over every installed state. Owner: `install` (add and
-    /// subtract). Relaxed: a budget figure, it orders nothing.
-    state_bytes: AtomicU64,
+    /// Sum of `PageState::heap_bytes` over every state installed and not yet freed: a
+    /// replaced state still counts until the epoch collector frees it, since until then
+    /// the process still holds it. Owner: `install` adds, and the collector subtracts (a
+    /// deferred function). Relaxed: a budget figure, it orders nothing. Shared (`Arc`)
+    /// because the deferred functions may outlive the table.
+    state_bytes: Arc<AtomicU64>,
 }
 
 impl PageTable {
@@ -152,7 +157,7 @@ impl PageTable {
             slots: Slots::new(),
             cold,
             referenced: Slots::new(),
-            state_bytes: AtomicU64::new(0),
+            state_bytes: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -249,7 +254,12 @@ impl PageTable {
         match slot.install(current, new, guard) {
             Ok(installed) => {
                 let old_bytes = current.state().map_or(0, PageState::heap_bytes);
-                self.state_bytes.fetch_sub(old_bytes, Ordering::Relaxed);
+                if old_bytes > 0 {
+                    let counter = Arc::clone(&self.state_bytes);
+                    // Runs when the collector frees this epoch's garbage, the old state
+                    // with it (`Slot::install` retired it just before).
+                    guard.defer(move || counter.fetch_sub(old_bytes, Ordering::Relaxed));
+                }
                 Ok(installed)
             }
             Err(lost) => {
