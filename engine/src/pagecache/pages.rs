@@ -244,30 +244,35 @@ impl<'a> Reader<'a> {
     }
 
     fn byte(&mut self) -> Result<u8, (usize, String)> {
-        let byte =
-            *self.bytes.get(self.at).ok_or_else(|| (self.at, "body ends early".to_owned()))?;
-        self.at += 1;
-        Ok(byte)
+        match self.bytes.get(self.at) {
+            Some(&byte) => {
+                self.at += 1;
+                Ok(byte)
+            }
+            None => Err(ends_early(self.at)),
+        }
     }
 
+    // Open time is mostly this function (a checkpoint is ~3 varints a page): the loop
+    // reads the slice directly, and every error is built out of line.
     fn varint(&mut self) -> Result<u64, (usize, String)> {
         let start = self.at;
         let mut value = 0u64;
         for i in 0..MAX_VARINT_LEN {
-            let byte = self.byte()?;
+            let Some(&byte) = self.bytes.get(start + i) else {
+                return Err(ends_early(start + i));
+            };
             let bits = u64::from(byte & 0x7f);
-            if i == MAX_VARINT_LEN - 1 && bits > 1 {
-                return Err((start, "varint overflows 64 bits".to_owned()));
-            }
             value |= bits << (7 * i);
             if byte & 0x80 == 0 {
-                if byte == 0 && i > 0 {
-                    return Err((start, "varint not in its shortest form".to_owned()));
+                self.at = start + i + 1;
+                if (byte == 0 && i > 0) || (i == MAX_VARINT_LEN - 1 && bits > 1) {
+                    return Err(bad_varint(start, byte));
                 }
                 return Ok(value);
             }
         }
-        Err((start, "varint longer than 10 bytes".to_owned()))
+        Err(bad_varint(start, 0x80))
     }
 
     /// Reads one slot; its fragments are checked here and decoded again as iterated.
@@ -310,6 +315,23 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| (len_at, format!("record length {len} not in 1..=u32::MAX")))?;
         Ok(Loc { stream, lsn, len })
     }
+}
+
+#[cold]
+fn ends_early(at: usize) -> (usize, String) {
+    (at, "body ends early".to_owned())
+}
+
+#[cold]
+fn bad_varint(at: usize, last: u8) -> (usize, String) {
+    let reason = if last & 0x80 != 0 {
+        "varint longer than 10 bytes"
+    } else if last == 0 {
+        "varint not in its shortest form"
+    } else {
+        "varint overflows 64 bits"
+    };
+    (at, reason.to_owned())
 }
 
 #[cfg(test)]
