@@ -33,9 +33,6 @@ use crate::{
     sync::{Ordering, epoch},
 };
 
-/// The shortest interval between periodic checkpoints (unless `checkpoint_every` is less).
-const MIN_INTERVAL: u64 = 1 << 20;
-
 /// A checkpoint the cache keeps (on disk and in mind).
 #[derive(Debug, Clone)]
 pub(crate) struct Kept {
@@ -111,17 +108,14 @@ impl Inner {
         Ok(())
     }
 
-    /// Sets when the next checkpoint is due, counting from `from` in each stream.
-    ///
-    /// The interval is `checkpoint_every`, or a sixteenth of the live data if that is less
-    /// (but not below `MIN_INTERVAL`): the delta stream keeps about two intervals on disk
-    /// (back to the older kept checkpoint), which must stay small next to a small database.
-    /// Open time stays bounded by `checkpoint_every` either way.
+    /// Sets when the next checkpoint is due: `checkpoint_every` bytes after `from` in each
+    /// stream. (Tying the interval to the data size would shrink small databases' delta
+    /// stream, but also make open time grow with the data up to `checkpoint_every`; the
+    /// setting is the user's trade-off between the two.)
     pub(crate) fn schedule_checkpoint(&self, from: [Lsn; 2]) {
         let every = self.config.checkpoint_every;
-        let interval = every.min((self.live_bytes() / 16).max(every.min(MIN_INTERVAL)));
         for stream in Stream::ALL {
-            let due = from[stream.index()].get().saturating_add(interval);
+            let due = from[stream.index()].get().saturating_add(every);
             self.checkpoint_due[stream.index()].store(due, Ordering::Relaxed);
         }
     }
