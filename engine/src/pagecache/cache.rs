@@ -502,6 +502,12 @@ impl Inner {
         if self.memory_bytes() <= self.config.cache_bytes {
             return;
         }
+        // Replaced states count until the collector frees them: let it run first, as that
+        // may be all the memory needed.
+        epoch::pin().flush();
+        if self.memory_bytes() <= self.config.cache_bytes {
+            return;
+        }
         // One evictor at a time; the others go on with their work.
         let Ok(mut hand) = self.evictor.try_lock() else {
             return;
