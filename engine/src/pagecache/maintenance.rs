@@ -17,11 +17,11 @@
 //! deleted once no kept checkpoint can need it: two checkpoints are kept, it must be below
 //! where both start in its stream, and neither may refer to it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::{
     cache::Inner,
-    checkpoint::{self, Checkpoint},
+    checkpoint::{self, Checkpoint, SegmentLive},
     live::SegmentMap,
     loc::{Loc, Stream},
     pages::{PageImage, Pages},
@@ -87,16 +87,26 @@ impl Inner {
         self.log(Stream::Delta).flush()?;
         let base_from = self.log(Stream::Base).flush()?;
         // Mapped after the flushes: every segment a record of the snapshot lies in exists.
+        // The live bytes of the snapshot's segments: opening starts from these instead of
+        // counting every page's records again.
         let segments = SegmentMap::new(&self.logs);
-        let refers_to: HashSet<(Stream, SegmentId)> = pages
-            .iter()
-            .flat_map(|page| page.locs().collect::<Vec<_>>())
-            .filter_map(|l| segments.of_loc(l))
+        let mut sums: BTreeMap<(Stream, SegmentId), u64> = BTreeMap::new();
+        for page in pages.iter() {
+            for loc in page.locs() {
+                if let Some(segment) = segments.of_loc(loc) {
+                    *sums.entry(segment).or_default() += u64::from(loc.len);
+                }
+            }
+        }
+        let refers_to: HashSet<(Stream, SegmentId)> = sums.keys().copied().collect();
+        let live = sums
+            .into_iter()
+            .map(|((stream, segment), bytes)| SegmentLive { stream, segment, bytes })
             .collect();
 
         let seq = maintenance.last_seq + 1;
-        let bytes =
-            checkpoint::write(&*self.storage, &Checkpoint { seq, delta_from, base_from, pages })?;
+        let checkpoint = Checkpoint { seq, delta_from, base_from, pages, live };
+        let bytes = checkpoint::write(&*self.storage, &checkpoint)?;
         maintenance.last_seq = seq;
         maintenance.kept.push(Kept { from: [delta_from, base_from], refers_to, bytes });
         if maintenance.kept.len() > 2 {

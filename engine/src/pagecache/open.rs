@@ -6,20 +6,20 @@
 //! is thus the checkpoint's size plus the replay, both bounded by `checkpoint_every`, not
 //! by the size of the database.
 
-use std::sync::Arc;
+use std::{collections::BTreeSet, sync::Arc};
 
 use super::{
     cache::{Inner, PageCache},
     checkpoint::{self, Checkpoint},
-    live::{Liveness, SegmentMap},
+    live::Liveness,
     loc::{Loc, Stream},
     maintenance::{Kept, Maintenance},
     page::Materializer,
-    pages::{PageImage, Pages},
+    pages::Pages,
     record,
     state::{PageState, Part},
     stats::Counters,
-    table::{PageTable, Peek},
+    table::PageTable,
 };
 use crate::{
     config::PageCacheConfig,
@@ -53,12 +53,17 @@ impl PageCache {
             delta_from: Lsn::ZERO,
             base_from: Lsn::ZERO,
             pages: Pages::default(),
+            live: Vec::new(),
         };
         let mut checkpoint =
             loaded.as_mut().map_or_else(empty, |l| std::mem::replace(&mut l.checkpoint, empty()));
-        let mut id_count = u64::try_from(checkpoint.pages.len()).unwrap_or(u64::MAX);
+        let checkpoint_ids = u64::try_from(checkpoint.pages.len()).unwrap_or(u64::MAX);
+        let summary = checkpoint.pages.summary().clone();
         // The checkpoint's pages stay in its compact form; each becomes a state when used.
         let table = PageTable::new(std::mem::take(&mut checkpoint.pages));
+        let counters = Counters::default();
+        counters.live_pages.store(summary.live, Ordering::Relaxed);
+        let mut replayed = Replayed { id_count: checkpoint_ids, ..Replayed::default() };
 
         let base = Log::open_stream(
             storage.clone(),
@@ -72,13 +77,12 @@ impl PageCache {
             config.log.clone(),
             Stream::Delta.name(),
             checkpoint.delta_from,
-            |record| replay(&table, &record, &mut id_count),
+            |record| replay(&table, &counters, &record, &mut replayed),
         )?;
         let logs = [delta, base];
-        check_starts(&logs, &checkpoint)?;
+        check_within(&logs, &checkpoint, summary.ends)?;
 
         let mut maintenance = Maintenance::default();
-        let counters = Counters::default();
         if let Some(loaded) = &loaded {
             maintenance.last_seq = newest_seq_on_disk(&*storage)?.max(checkpoint.seq);
             maintenance.kept.push(Kept {
@@ -107,20 +111,36 @@ impl PageCache {
             logs,
             table,
             live: Liveness::new(),
-            next_id: AtomicU64::new(id_count),
+            next_id: AtomicU64::new(replayed.id_count),
             free_ids: Mutex::new(Vec::new()),
             evictor: Mutex::new(0),
             maintenance: Mutex::new(maintenance),
             counters,
         };
-        inner.account_recovered(id_count, checkpoint.seq)?;
+        inner.account_recovered(&checkpoint, &summary.free, replayed);
         inner.schedule_checkpoint([checkpoint.delta_from, checkpoint.base_from]);
         Ok(PageCache { inner: Arc::new(inner) })
     }
 }
 
+/// What replaying the delta stream changed, for the accounting after it.
+#[derive(Debug, Default)]
+struct Replayed {
+    /// One more than the highest page id seen, in the checkpoint or the log.
+    id_count: u64,
+    /// Page ids a replayed record changed.
+    touched: BTreeSet<u64>,
+    /// Records that became live (`true`) or dead (`false`), in order.
+    live_changes: Vec<(Loc, bool)>,
+}
+
 /// Applies one delta-stream record, unless the page already has its version.
-fn replay(table: &PageTable, record: &Record<'_>, id_count: &mut u64) -> Result<()> {
+fn replay(
+    table: &PageTable,
+    counters: &Counters,
+    record: &Record<'_>,
+    replayed: &mut Replayed,
+) -> Result<()> {
     let what = || format!("delta stream record at {}", record.lsn);
     let body = record::decode(record.body, what)?;
     let guard = epoch::pin();
@@ -162,24 +182,40 @@ fn replay(table: &PageTable, record: &Record<'_>, id_count: &mut u64) -> Result<
             ));
         }
     };
-    if table.install(slot, current, new, &guard).is_err() {
-        return Err(Error::Config(format!("{} changed during recovery", body.id)));
+    let old = current.state();
+    for loc in new.locs() {
+        if old.is_none_or(|old| !old.locs().any(|l| l == loc)) {
+            replayed.live_changes.push((loc, true));
+        }
     }
-    *id_count = (*id_count).max(body.id.get() + 1);
+    for loc in old.into_iter().flat_map(PageState::locs) {
+        if !new.locs().any(|l| l == loc) {
+            replayed.live_changes.push((loc, false));
+        }
+    }
+    let installed = match table.install(slot, current, new, &guard) {
+        Ok(installed) => installed,
+        Err(_) => return Err(Error::Config(format!("{} changed during recovery", body.id))),
+    };
+    counters.note_install(old, installed.state());
+    replayed.touched.insert(body.id.get());
+    replayed.id_count = replayed.id_count.max(body.id.get() + 1);
     Ok(())
 }
 
-/// Each stream must reach where the checkpoint starts in it: a log that ends earlier lost
-/// data it had made durable.
-fn check_starts(logs: &[Log; 2], checkpoint: &Checkpoint) -> Result<()> {
+/// Each stream must reach where the checkpoint starts in it, and every record the
+/// checkpoint names (`ends`: the furthest, per stream) must lie inside its stream: a log
+/// that ends earlier lost data it had made durable.
+fn check_within(logs: &[Log; 2], checkpoint: &Checkpoint, ends: [u64; 2]) -> Result<()> {
     for stream in Stream::ALL {
         let from = match stream {
             Stream::Delta => checkpoint.delta_from,
             Stream::Base => checkpoint.base_from,
         };
         let end = logs[stream.index()].written_lsn();
-        if from > end {
-            return Err(lost(checkpoint.seq, stream, from, end));
+        let needed = from.max(Lsn(ends[stream.index()]));
+        if needed > end {
+            return Err(lost(checkpoint.seq, stream, needed, end));
         }
     }
     Ok(())
@@ -205,59 +241,31 @@ fn newest_seq_on_disk(storage: &dyn Storage) -> Result<u64> {
 }
 
 impl Inner {
-    /// One pass over the recovered table: checks that every record a page names lies
-    /// inside its stream (a checkpoint naming records past a log's end means the log lost
-    /// data it had made durable), and rebuilds the free-id list, the liveness counters and
-    /// the memory figures.
-    fn account_recovered(&self, id_count: u64, seq: u64) -> Result<()> {
-        let ends = [self.logs[0].written_lsn(), self.logs[1].written_lsn()];
-        // A local copy of each stream's segment table: one lookup per record without
-        // taking the log's lock, and one counter update per segment at the end.
-        let segments = SegmentMap::new(&self.logs);
-        let mut live = Stream::ALL.map(|stream| vec![0u64; segments.segments(stream).len()]);
-        let mut free = Vec::new();
-        let mut live_pages = 0u64;
+    /// Rebuilds the liveness counters and the free-id list from the checkpoint's figures
+    /// and what replay changed: no pass over every page.
+    fn account_recovered(&self, checkpoint: &Checkpoint, free: &[u64], replayed: Replayed) {
+        for entry in &checkpoint.live {
+            self.live.set(entry.stream, entry.segment, entry.bytes);
+        }
+        for (loc, add) in replayed.live_changes {
+            self.live.adjust(&self.logs, loc, add);
+        }
         let guard = epoch::pin();
-        let mut count = |loc: Loc| -> Result<()> {
-            let index = loc.stream.index();
-            let end = Lsn(loc.lsn.get() + u64::from(loc.len));
-            if end > ends[index] {
-                return Err(lost(seq, loc.stream, end, ends[index]));
-            }
-            if let Some(at) = segments.index(loc) {
-                live[index][at] += u64::from(loc.len);
-            }
-            Ok(())
-        };
-        for id in (0..id_count).rev() {
-            match self.table.peek(PageId(id), &guard) {
-                Peek::State(state) => {
-                    // Replayed: the table counted its memory when it was installed.
-                    self.counters.note_install(None, Some(state));
-                    if state.live.is_none() {
-                        free.push(PageId(id));
-                    }
-                    state.locs().try_for_each(&mut count)?;
-                }
-                Peek::Cold(image) => {
-                    if let PageImage::Free { .. } = image {
-                        free.push(PageId(id));
-                    } else {
-                        live_pages += 1;
-                    }
-                    image.locs().try_for_each(&mut count)?;
-                }
-                Peek::Empty => free.push(PageId(id)),
-            }
-        }
-        self.counters.live_pages.fetch_add(live_pages, Ordering::Relaxed);
-        for stream in Stream::ALL {
-            let index = stream.index();
-            for (segment, bytes) in segments.segments(stream).iter().zip(&live[index]) {
-                self.live.set(stream, segment.id, *bytes);
-            }
-        }
-        *crate::sync::lock(&self.free_ids) = free;
-        Ok(())
+        let checkpoint_ids = u64::try_from(checkpoint.pages.len()).unwrap_or(u64::MAX);
+        let mut ids: Vec<PageId> = free
+            .iter()
+            .copied()
+            .filter(|id| !replayed.touched.contains(id))
+            .chain((checkpoint_ids..replayed.id_count).filter(|id| !replayed.touched.contains(id)))
+            .chain(replayed.touched.iter().copied().filter(|&id| {
+                self.table.existing(PageId(id)).is_none_or(|slot| {
+                    slot.load(&guard).state().is_none_or(|state| state.live.is_none())
+                })
+            }))
+            .map(PageId)
+            .collect();
+        // Popped from the end: lowest id first.
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        *crate::sync::lock(&self.free_ids) = ids;
     }
 }

@@ -113,11 +113,29 @@ pub(crate) struct Pages {
     body: Vec<u8>,
     /// Where each page id's slot starts in `body`.
     offsets: Vec<u32>,
+    /// What opening needs to know about all entries, kept as they are added, so that an
+    /// open makes one pass over a checkpoint, not two.
+    summary: Summary,
+}
+
+/// Totals over the entries of a [`Pages`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Summary {
+    /// Free ids (version 0 included), in increasing order.
+    pub(crate) free: Vec<u64>,
+    /// Live pages.
+    pub(crate) live: u64,
+    /// Per stream, the end (LSN plus length) of the furthest record an entry names.
+    pub(crate) ends: [u64; 2],
 }
 
 impl Pages {
     pub(crate) fn with_capacity(pages: usize) -> Pages {
-        Pages { body: Vec::with_capacity(pages.saturating_mul(12)), offsets: Vec::new() }
+        Pages {
+            body: Vec::with_capacity(pages.saturating_mul(12)),
+            offsets: Vec::new(),
+            summary: Summary::default(),
+        }
     }
 
     /// Appends a free id's entry. Returns `false` (appending nothing) once the body would
@@ -126,6 +144,7 @@ impl Pages {
         let Ok(offset) = u32::try_from(self.body.len()) else {
             return false;
         };
+        self.summary.free.push(u64::try_from(self.offsets.len()).unwrap_or(u64::MAX));
         self.offsets.push(offset);
         self.body.push(TAG_FREE);
         put_varint(&mut self.body, version);
@@ -144,19 +163,26 @@ impl Pages {
             return false;
         };
         self.offsets.push(offset);
+        self.summary.live += 1;
         self.body.push(TAG_LIVE);
         put_varint(&mut self.body, version);
         put_loc(&mut self.body, base);
+        self.summary.reach(base);
         put_varint(&mut self.body, u64::try_from(frags.len()).unwrap_or(u64::MAX));
         for frag in frags {
             put_loc(&mut self.body, frag);
+            self.summary.reach(frag);
         }
         true
     }
 
-    /// Checks a body holding exactly `pages` slots and indexes it. On error returns the
-    /// offset in `body` and what is wrong there.
-    pub(crate) fn decode(body: Vec<u8>, pages: u64) -> Result<Pages, (usize, String)> {
+    /// Checks that `body` starts with exactly `pages` slots and indexes them; returns them
+    /// and the bytes after them. On error returns the offset in `body` and what is wrong
+    /// there.
+    pub(crate) fn decode(
+        mut body: Vec<u8>,
+        pages: u64,
+    ) -> Result<(Pages, Vec<u8>), (usize, String)> {
         let most = body.len() / MIN_SLOT_LEN;
         let count =
             usize::try_from(pages).ok().filter(|&count| count <= most).ok_or_else(|| {
@@ -166,18 +192,27 @@ impl Pages {
             return Err((0, format!("a body of {} bytes is over 4 GiB", body.len())));
         }
         let mut offsets = Vec::with_capacity(count);
+        let mut summary = Summary::default();
         let mut reader = Reader { bytes: &body, at: 0 };
         for page in 0..count {
             offsets.push(u32::try_from(reader.at).unwrap_or(u32::MAX));
-            reader.slot().map_err(|(at, reason)| (at, format!("page {page}: {reason}")))?;
+            let slot =
+                reader.slot().map_err(|(at, reason)| (at, format!("page {page}: {reason}")))?;
+            match slot {
+                PageImage::Free { .. } => summary.free.push(u64::try_from(page).unwrap_or(0)),
+                PageImage::Live { .. } => {
+                    summary.live += 1;
+                    slot.locs().for_each(|loc| summary.reach(loc));
+                }
+            }
         }
-        if reader.at != body.len() {
-            return Err((
-                reader.at,
-                format!("{} bytes after the last page", body.len() - reader.at),
-            ));
-        }
-        Ok(Pages { body, offsets })
+        let rest = body.split_off(reader.at);
+        Ok((Pages { body, offsets, summary }, rest))
+    }
+
+    /// Totals over the entries.
+    pub(crate) fn summary(&self) -> &Summary {
+        &self.summary
     }
 
     /// The encoded slots: a checkpoint's body.
@@ -209,6 +244,31 @@ impl Pages {
     }
 }
 
+impl Summary {
+    fn reach(&mut self, loc: Loc) {
+        let end = loc.lsn.get().saturating_add(u64::from(loc.len));
+        let furthest = &mut self.ends[loc.stream.index()];
+        *furthest = (*furthest).max(end);
+    }
+}
+
+/// Appends a varint (for the sections a checkpoint adds after the slots).
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(low_seven_bits(value) | 0x80);
+        value >>= 7;
+    }
+    out.push(low_seven_bits(value));
+}
+
+/// Reads what [`put_varint`] wrote at `*at`, advancing it.
+pub(crate) fn get_varint(bytes: &[u8], at: &mut usize) -> Result<u64, (usize, String)> {
+    let mut reader = Reader { bytes, at: *at };
+    let value = reader.varint()?;
+    *at = reader.at;
+    Ok(value)
+}
+
 fn put_loc(out: &mut Vec<u8>, loc: Loc) {
     out.push(match loc.stream {
         Stream::Delta => 0,
@@ -216,14 +276,6 @@ fn put_loc(out: &mut Vec<u8>, loc: Loc) {
     });
     put_varint(out, loc.lsn.0);
     put_varint(out, u64::from(loc.len));
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(low_seven_bits(value) | 0x80);
-        value >>= 7;
-    }
-    out.push(low_seven_bits(value));
 }
 
 fn low_seven_bits(value: u64) -> u8 {
@@ -384,9 +436,13 @@ mod tests {
         assert_eq!(pages.images(), images);
         assert_eq!(pages.get(1).unwrap().locs().count(), 3);
         assert!(pages.get(4).is_none());
-        let decoded = Pages::decode(pages.body().to_vec(), 4).unwrap();
+        let (decoded, rest) = Pages::decode(pages.body().to_vec(), 4).unwrap();
         assert_eq!(decoded, pages);
+        assert!(rest.is_empty());
         assert!(Pages::decode(pages.body().to_vec(), 5).is_err());
+        assert_eq!(pages.summary().free, [0, 2]);
+        assert_eq!(pages.summary().live, 2);
+        assert_eq!(pages.summary().ends, [0, 309]);
     }
 
     #[test]
