@@ -99,6 +99,12 @@ pub enum Error {
     #[error("the log is closed")]
     Closed,
 
+    /// An integrity check (`PageCache::check`) found in-memory bookkeeping that disagrees
+    /// with the pages themselves. This is a bug in Grove: please report it with the
+    /// message; reopening rebuilds the bookkeeping from the files.
+    #[error("integrity check failed: {0}")]
+    Inconsistent(String),
+
     /// The configuration is inconsistent; the message says which setting to change.
     #[error("invalid configuration: {0}")]
     Config(String),

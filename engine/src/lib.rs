@@ -45,7 +45,7 @@ pub use config::{LogConfig, PageCacheConfig};
 pub use error::{Error, Result};
 pub use ids::{Lsn, PageId, SegmentId};
 pub use log::{Log, LogStats, OwnedRecord, Record, RecordKind, Reservation, SegmentInfo};
-pub use pagecache::{Materializer, Outcome, Page, PageCache, PageCacheStats};
+pub use pagecache::{CheckReport, Materializer, Outcome, Page, PageCache, PageCacheStats};
 pub use storage::{
     Fault, FaultKind, FaultOp, FileStorage, MemStorage, SimStorage, Storage, StorageFile,
 };

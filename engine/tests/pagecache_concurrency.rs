@@ -157,12 +157,14 @@ fn run(writers: u32, per_writer: u32) {
         assert_eq!(all, expected, "every update exactly once");
     };
     check(&cache);
+    cache.check().unwrap();
     let stats = cache.stats();
     assert!(stats.evictions > 0 && stats.cold_reads > 0, "{stats:?}");
     assert!(stats.checkpoints > 0, "{stats:?}");
     cache.close().unwrap();
     let cache = PageCache::open(storage, config(), Arc::new(Concat)).unwrap();
     check(&cache);
+    cache.check().unwrap();
 }
 
 #[test]

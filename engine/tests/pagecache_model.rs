@@ -135,11 +135,15 @@ fn run_case(seed: u64, seen: &mut Seen) {
                 history.clear();
             }
             90..92 => cache.checkpoint().unwrap(),
-            92..94 => cache.clean().unwrap(),
+            92..93 => cache.clean().unwrap(),
+            93..94 => {
+                cache.check().unwrap();
+            }
             94..97 => {
                 seen.add(&cache.stats());
                 cache.close().unwrap();
                 cache = open(&storage, &config);
+                cache.check().unwrap();
                 assert_eq!(contents(&cache), model, "after a clean restart");
                 history.clear();
             }
@@ -148,6 +152,7 @@ fn run_case(seed: u64, seen: &mut Seen) {
                 storage.crash();
                 drop(cache);
                 cache = open(&storage, &config);
+                cache.check().unwrap();
                 let recovered = contents(&cache);
                 seen.crashes += 1;
                 if recovered != model {
@@ -169,6 +174,7 @@ fn run_case(seed: u64, seen: &mut Seen) {
         history.push(model.clone());
     }
     assert_eq!(contents(&cache), model, "at the end");
+    cache.check().unwrap();
     seen.add(&cache.stats());
 }
 

@@ -304,10 +304,9 @@ impl Inner {
                 }
                 _ => PageState::live(version, Part::resident(loc, bytes.clone()), Vec::new()),
             };
-            match self.table.install(slot, current, new, &guard) {
-                Ok(installed) => {
+            match self.install(slot, current, new, &guard) {
+                Ok(_) => {
                     reservation.complete();
-                    self.account(current.state(), installed.state());
                     break;
                 }
                 Err((_, now)) => {
@@ -329,13 +328,43 @@ impl Inner {
         Ok(Outcome::Installed { version })
     }
 
-    /// Keeps the liveness counters and page counts in step with one install (the table
-    /// keeps the memory figure itself).
-    pub(crate) fn account(&self, old: Option<&PageState>, new: Option<&PageState>) {
-        if let Some(new) = new {
-            self.live.replaced(&self.logs, old, new);
+    /// Installs `new` in place of `current` (see [`PageTable::install`]), keeping the
+    /// liveness counters and page counts in step.
+    ///
+    /// Records the new state gains are counted *before* the compare-and-swap and those it
+    /// drops after it: whoever later replaces the new state subtracts its records only
+    /// after loading it, hence after they were added, so no counter dips below its true
+    /// value (which would make a live segment look dead to the cleaner).
+    pub(crate) fn install<'g>(
+        &self,
+        slot: &Slot,
+        current: Current<'g>,
+        new: PageState,
+        guard: &'g epoch::Guard,
+    ) -> Result<Current<'g>, (PageState, Current<'g>)> {
+        let old = current.state();
+        let gained: Vec<Loc> =
+            new.locs().filter(|l| old.is_none_or(|o| !o.locs().any(|x| x == *l))).collect();
+        for &loc in &gained {
+            self.live.adjust(&self.logs, loc, true);
         }
-        self.counters.note_install(old, new);
+        match self.table.install(slot, current, new, guard) {
+            Ok(installed) => {
+                if let (Some(old), Some(new)) = (old, installed.state()) {
+                    for loc in old.locs().filter(|l| !new.locs().any(|x| x == *l)) {
+                        self.live.adjust(&self.logs, loc, false);
+                    }
+                }
+                self.counters.note_install(old, installed.state());
+                Ok(installed)
+            }
+            Err(lost) => {
+                for &loc in &gained {
+                    self.live.adjust(&self.logs, loc, false);
+                }
+                Err(lost)
+            }
+        }
     }
 
     /// Evicts if over budget, and runs maintenance if a checkpoint is due.
@@ -377,9 +406,7 @@ impl Inner {
             self.counters.cold_reads.fetch_add(1, Ordering::Relaxed);
             // If the install loses a race, the page read is still the version it was at
             // the moment we loaded the slot, which is a correct answer for this call.
-            if let Ok(installed) = self.table.install(slot, current, loaded, &guard) {
-                self.account(current.state(), installed.state());
-            }
+            let _ = self.install(slot, current, loaded, &guard);
             drop(guard);
             self.evict_if_over_budget();
             return Ok(page);
@@ -404,7 +431,7 @@ impl Inner {
 
     /// Reads one record of page `id` back from the log and checks that it is what the
     /// page table says it is.
-    fn read_part(&self, id: PageId, loc: Loc) -> Result<Arc<[u8]>> {
+    pub(crate) fn read_part(&self, id: PageId, loc: Loc) -> Result<Arc<[u8]>> {
         let record = self.log(loc.stream).read(loc.lsn, loc.len)?;
         let what = || format!("{} stream at {}", loc.stream.name(), loc.lsn);
         let body = record::decode(&record.body, what)?;
@@ -472,10 +499,9 @@ impl Inner {
         let reservation = self.log(Stream::Base).reserve(record::BASE, &body)?;
         let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
         let new = PageState::live(state.version, Part::resident(loc, Arc::from(image)), Vec::new());
-        match self.table.install(slot, current, new, &guard) {
-            Ok(installed) => {
+        match self.install(slot, current, new, &guard) {
+            Ok(_) => {
                 reservation.complete();
-                self.account(current.state(), installed.state());
                 let counter = if relocate {
                     &self.counters.relocations
                 } else {
@@ -559,8 +585,7 @@ impl Inner {
         if unwritten {
             return;
         }
-        if let Ok(installed) = self.table.install(slot, current, state.paged_out(), &guard) {
-            self.account(current.state(), installed.state());
+        if self.install(slot, current, state.paged_out(), &guard).is_ok() {
             self.counters.evictions.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -8,7 +8,6 @@
 use super::{
     loc::{Loc, Stream},
     slots::Slots,
-    state::PageState,
 };
 use crate::{
     ids::SegmentId,
@@ -20,29 +19,15 @@ use crate::{
 #[derive(Debug, Default)]
 pub(crate) struct Liveness {
     /// Indexed by segment id. Owner: every thread that installs a state; add and subtract
-    /// only, through `adjust`. Relaxed: the counts order nothing, and the cleaner acts on
-    /// a zero only for sealed segments, which no install can make live again.
+    /// only, through `adjust`, a record's add always before its subtract. Relaxed: the
+    /// counts order nothing, and the cleaner acts on a zero only for sealed segments, which
+    /// no install can make live again.
     by_stream: [Slots<AtomicU64>; 2],
 }
 
 impl Liveness {
     pub(crate) fn new() -> Liveness {
         Liveness::default()
-    }
-
-    /// Accounts for replacing `old` by `new` on one page.
-    pub(crate) fn replaced(&self, logs: &[Log; 2], old: Option<&PageState>, new: &PageState) {
-        let old_locs: Vec<Loc> = old.map(|s| s.locs().collect()).unwrap_or_default();
-        for loc in new.locs() {
-            if !old_locs.contains(&loc) {
-                self.adjust(logs, loc, true);
-            }
-        }
-        for loc in old_locs {
-            if !new.locs().any(|l| l == loc) {
-                self.adjust(logs, loc, false);
-            }
-        }
     }
 
     /// Adds (or subtracts) one record.
@@ -52,14 +37,12 @@ impl Liveness {
         };
         let counter = self.by_stream[loc.stream.index()].get(segment.0);
         let len = u64::from(loc.len);
+        // Callers add a record before it can be seen and subtract it only after, so the
+        // count never goes below zero (see `Inner::install`).
         if add {
             counter.fetch_add(len, Ordering::Relaxed);
         } else {
-            // Saturating: a count can only go below zero through a bug, and a wrapped count
-            // would keep a dead segment forever.
-            let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                Some(c.saturating_sub(len))
-            });
+            counter.fetch_sub(len, Ordering::Relaxed);
         }
     }
 

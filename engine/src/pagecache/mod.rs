@@ -7,6 +7,7 @@
 //! never key order. Start at [`PageCache`].
 
 mod cache;
+mod check;
 mod checkpoint;
 mod live;
 mod loc;
@@ -21,6 +22,7 @@ mod stats;
 mod table;
 
 pub use cache::PageCache;
+pub use check::CheckReport;
 pub use page::{Materializer, Outcome, Page};
 pub use stats::PageCacheStats;
 

@@ -117,7 +117,7 @@ impl PageCache {
             maintenance: Mutex::new(maintenance),
             counters,
         };
-        inner.account_recovered(&checkpoint, &summary.free, replayed);
+        inner.account_recovered(&checkpoint, checkpoint_ids, &summary.free, replayed);
         inner.schedule_checkpoint([checkpoint.delta_from, checkpoint.base_from]);
         Ok(PageCache { inner: Arc::new(inner) })
     }
@@ -243,7 +243,13 @@ fn newest_seq_on_disk(storage: &dyn Storage) -> Result<u64> {
 impl Inner {
     /// Rebuilds the liveness counters and the free-id list from the checkpoint's figures
     /// and what replay changed: no pass over every page.
-    fn account_recovered(&self, checkpoint: &Checkpoint, free: &[u64], replayed: Replayed) {
+    fn account_recovered(
+        &self,
+        checkpoint: &Checkpoint,
+        checkpoint_ids: u64,
+        free: &[u64],
+        replayed: Replayed,
+    ) {
         for entry in &checkpoint.live {
             self.live.set(entry.stream, entry.segment, entry.bytes);
         }
@@ -251,7 +257,6 @@ impl Inner {
             self.live.adjust(&self.logs, loc, add);
         }
         let guard = epoch::pin();
-        let checkpoint_ids = u64::try_from(checkpoint.pages.len()).unwrap_or(u64::MAX);
         let mut ids: Vec<PageId> = free
             .iter()
             .copied()
