@@ -8,3 +8,5 @@ mod loc;
 )]
 mod slots;
 
+#[cfg(all(test, loom))]
+mod slot_loom;
