@@ -51,6 +51,13 @@ pub(crate) use std::sync::OnceLock;
 /// protocol too.
 pub(crate) mod epoch {
     pub(crate) use crossbeam_epoch::{Atomic, Guard, Owned, Shared, pin, unprotected};
+
+    /// For loom models only: under loom a thread's local destructors run after `join` has
+    /// returned, so a model thread that pins through [`pin`]'s thread-local handle retires
+    /// its epoch record unseen by the joiner, which may then never advance the epoch. Model
+    /// threads register a handle they drop before they end instead.
+    #[cfg(all(test, loom))]
+    pub(crate) use crossbeam_epoch::{LocalHandle, default_collector};
 }
 
 /// Locks `mutex`, recovering the guard if another thread panicked while holding it.

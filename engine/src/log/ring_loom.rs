@@ -37,7 +37,7 @@
 //! Run with:
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" cargo test -p grove-engine --release --lib log::ring_loom -- --nocapture
+//! RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test -p grove-engine --release --lib log::ring_loom -- --nocapture
 //! ```
 
 use std::time::Duration;
