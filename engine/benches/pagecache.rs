@@ -25,9 +25,10 @@
 //!    minus the RSS right after open and for peak RSS itself. The log's write buffers
 //!    (`2 * buffer_size * buffer_count`) are outside the budget and shown beside it.
 //! 3. **Open time.** One child writes 100 MB of pages (plus a fragment or so on one page in
-//!    16, so that replay meets fragments) with the default configuration and drops the
-//!    cache without `close` (dropping flushes the log, but writes no checkpoint: open
-//!    replays the log since the last periodic one, as after a crash). Then five fresh
+//!    16, so that replay meets fragments) with the default configuration, checkpoints,
+//!    overwrites 32 MiB of pages and drops the cache without `close` (dropping flushes the
+//!    log, but writes no checkpoint: open replays the 32 MiB, as after a crash; the same
+//!    tail at both sizes shows what the data's size costs). Then five fresh
 //!    children each time one `PageCache::open`; median and max. The same for 1 GB. The
 //!    segment files are in the OS page cache (warm opens). Target: the 1 GB open within 2x
 //!    the 100 MB open.
@@ -81,6 +82,9 @@ const DATA_OVER_BUDGET: u64 = 10;
 const RSS_EVERY: u64 = 1000;
 /// Scenario 3 times this many opens per data set.
 const OPENS: usize = 5;
+/// Scenario 3 overwrites this many bytes of pages after a checkpoint, before the drop: the
+/// log every open replays, the same at both sizes (half of the default `checkpoint_every`).
+const OPEN_TAIL: u64 = 32 * MIB;
 /// Scenario 3 links fragments onto one page in this many allocations.
 const LINK_ONE_IN: u64 = 16;
 /// Targets from the issue.
@@ -255,9 +259,9 @@ fn open_scenario(dir: &Path, size: u64) -> BenchResult<(u64, Figures, Vec<Figure
     }
     println!();
     println!(
-        "Open replays the delta log written since the last periodic checkpoint \
-         (`checkpoint_age_bytes`); how much that is depends on where the data set ends \
-         between two checkpoints, not on its size. The files are in the OS page cache."
+        "Open replays the delta log written since the last checkpoint \
+         (`checkpoint_age_bytes`): the same 32 MiB tail of overwrites at both sizes. The \
+         files are in the OS page cache."
     );
     println!();
     std::fs::remove_dir_all(dir)?;
@@ -756,17 +760,31 @@ fn open_write_child(dir: &Path, bytes: u64) -> BenchResult<()> {
         }
     }
     let elapsed = start.elapsed();
+    // The same log to replay at either size: a checkpoint, then OPEN_TAIL bytes of page
+    // overwrites, so that the comparison shows what the data's size costs, not where it
+    // happened to end between two periodic checkpoints.
+    cache.checkpoint()?;
+    let mut tail = 0_u64;
+    while tail < OPEN_TAIL {
+        let target = rng.u64(0..pages);
+        let slot = usize::try_from(target)?;
+        let outcome =
+            cache.replace(PageId(target), versions[slot], &image(&mut rng, PageId(target)))?;
+        versions[slot] = installed(outcome, PageId(target))?;
+        tail += u64::try_from(PAGE)?;
+    }
     let stats = cache.stats();
     drop(cache);
     let files = DirSize::of(dir)?;
     println!(
         "Wrote {pages} pages ({}) and {links} fragments in {:.2} s ({:.0} MB/s of page images), \
-         then dropped the cache without `close()`. At the drop: {} checkpoints written, \
-         checkpoint_age_bytes {}, live_bytes {}, directory {}. Config: default \
-         (checkpoint_every {}).",
+         checkpointed, overwrote {} of pages, then dropped the cache without `close()`. At the \
+         drop: {} checkpoints written, checkpoint_age_bytes {}, live_bytes {}, directory {}. \
+         Config: default (checkpoint_every {}).",
         show_size(pages * u64::try_from(PAGE)?),
         elapsed.as_secs_f64(),
         count_f64(pages * u64::try_from(PAGE)?) / count_f64(MB) / elapsed.as_secs_f64(),
+        show_bytes(OPEN_TAIL),
         stats.checkpoints,
         show_bytes(stats.checkpoint_age_bytes),
         show_bytes(stats.live_bytes),

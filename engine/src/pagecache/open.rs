@@ -6,7 +6,7 @@
 //! is thus the checkpoint's size plus the replay, both bounded by `checkpoint_every`, not
 //! by the size of the database.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
 use super::{
     cache::{Inner, PageCache},
@@ -128,8 +128,8 @@ impl PageCache {
 struct Replayed {
     /// One more than the highest page id seen, in the checkpoint or the log.
     id_count: u64,
-    /// Page ids a replayed record changed.
-    touched: BTreeSet<u64>,
+    /// Page ids a replayed record changed (with repeats, until sorted after replay).
+    touched: Vec<u64>,
     /// Records that became live (`true`) or dead (`false`), in order.
     live_changes: Vec<(Loc, bool)>,
 }
@@ -198,7 +198,7 @@ fn replay(
         Err(_) => return Err(Error::Config(format!("{} changed during recovery", body.id))),
     };
     counters.note_install(old, installed.state());
-    replayed.touched.insert(body.id.get());
+    replayed.touched.push(body.id.get());
     replayed.id_count = replayed.id_count.max(body.id.get() + 1);
     Ok(())
 }
@@ -248,8 +248,11 @@ impl Inner {
         checkpoint: &Checkpoint,
         checkpoint_ids: u64,
         free: &[u64],
-        replayed: Replayed,
+        mut replayed: Replayed,
     ) {
+        replayed.touched.sort_unstable();
+        replayed.touched.dedup();
+        let touched = |id: &u64| replayed.touched.binary_search(id).is_ok();
         for entry in &checkpoint.live {
             self.live.set(entry.stream, entry.segment, entry.bytes);
         }
@@ -260,8 +263,8 @@ impl Inner {
         let mut ids: Vec<PageId> = free
             .iter()
             .copied()
-            .filter(|id| !replayed.touched.contains(id))
-            .chain((checkpoint_ids..replayed.id_count).filter(|id| !replayed.touched.contains(id)))
+            .filter(|id| !touched(id))
+            .chain((checkpoint_ids..replayed.id_count).filter(|id| !touched(id)))
             .chain(replayed.touched.iter().copied().filter(|&id| {
                 self.table.existing(PageId(id)).is_none_or(|slot| {
                     slot.load(&guard).state().is_none_or(|state| state.live.is_none())

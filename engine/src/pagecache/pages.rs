@@ -309,6 +309,12 @@ impl<'a> Reader<'a> {
     // reads the slice directly, and every error is built out of line.
     fn varint(&mut self) -> Result<u64, (usize, String)> {
         let start = self.at;
+        if let Some(&byte) = self.bytes.get(start)
+            && byte < 0x80
+        {
+            self.at = start + 1;
+            return Ok(u64::from(byte));
+        }
         let mut value = 0u64;
         for i in 0..MAX_VARINT_LEN {
             let Some(&byte) = self.bytes.get(start + i) else {
