@@ -237,6 +237,11 @@ fn run_scenario<T>(
 /// Scenario 3 for one size: write, then time [`OPENS`] opens, each in a fresh child.
 fn open_scenario(dir: &Path, size: u64) -> BenchResult<(u64, Figures, Vec<Figures>)> {
     let written = run_child("open-write", dir, size)?;
+    // Let the kernel finish writing the data back first, so that its writeback does not
+    // compete with the timed opens (the files stay in the page cache: warm opens).
+    for entry in std::fs::read_dir(dir)? {
+        std::fs::File::open(entry?.path())?.sync_all()?;
+    }
     let mut opens = Vec::with_capacity(OPENS);
     for _ in 0..OPENS {
         opens.push(run_child("open-time", dir, size)?);

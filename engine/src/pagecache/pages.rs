@@ -196,14 +196,13 @@ impl Pages {
         let mut reader = Reader { bytes: &body, at: 0 };
         for page in 0..count {
             offsets.push(u32::try_from(reader.at).unwrap_or(u32::MAX));
-            let slot =
-                reader.slot().map_err(|(at, reason)| (at, format!("page {page}: {reason}")))?;
-            match slot {
-                PageImage::Free { .. } => summary.free.push(u64::try_from(page).unwrap_or(0)),
-                PageImage::Live { .. } => {
-                    summary.live += 1;
-                    slot.locs().for_each(|loc| summary.reach(loc));
-                }
+            let live = reader
+                .slot_with(|loc| summary.reach(loc))
+                .map_err(|(at, reason)| (at, format!("page {page}: {reason}")))?;
+            if live {
+                summary.live += 1;
+            } else {
+                summary.free.push(u64::try_from(page).unwrap_or(0));
             }
         }
         let rest = body.split_off(reader.at);
@@ -334,6 +333,37 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads one slot; its fragments are checked here and decoded again as iterated.
+    /// Checks one slot, handing each of its locations to `each` (decoded once: this is the
+    /// loop that opening runs over every page). Returns whether the page is live.
+    fn slot_with(&mut self, mut each: impl FnMut(Loc)) -> Result<bool, (usize, String)> {
+        let at = self.at;
+        match self.byte()? {
+            TAG_FREE => {
+                self.varint()?;
+                Ok(false)
+            }
+            TAG_LIVE => {
+                self.varint()?;
+                each(self.loc()?);
+                for _ in 0..self.frag_count()? {
+                    each(self.loc()?);
+                }
+                Ok(true)
+            }
+            tag => Err((at, format!("unknown slot tag {tag:#04x}"))),
+        }
+    }
+
+    /// Reads a fragment count, which must fit in the bytes left.
+    fn frag_count(&mut self) -> Result<usize, (usize, String)> {
+        let count_at = self.at;
+        let count = self.varint()?;
+        usize::try_from(count)
+            .ok()
+            .filter(|&n| n <= self.left() / MIN_LOC_LEN)
+            .ok_or_else(|| (count_at, format!("{count} fragments in {} bytes", self.left())))
+    }
+
     fn slot(&mut self) -> Result<PageImage<'a>, (usize, String)> {
         let at = self.at;
         match self.byte()? {
@@ -341,14 +371,7 @@ impl<'a> Reader<'a> {
             TAG_LIVE => {
                 let version = self.varint()?;
                 let base = self.loc()?;
-                let count_at = self.at;
-                let count = self.varint()?;
-                let count = usize::try_from(count)
-                    .ok()
-                    .filter(|&n| n <= self.left() / MIN_LOC_LEN)
-                    .ok_or_else(|| {
-                        (count_at, format!("{count} fragments in {} bytes", self.left()))
-                    })?;
+                let count = self.frag_count()?;
                 let frags = Frags { reader: *self, left: count };
                 for _ in 0..count {
                     self.loc()?;
