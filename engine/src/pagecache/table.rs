@@ -191,7 +191,9 @@ impl PageTable {
         id: PageId,
         guard: &'g Guard,
     ) -> Option<(&'t Slot, Current<'g>)> {
-        if self.cold(id).is_none() {
+        // A length check, not a decode: this is on every read and update.
+        let in_checkpoint = usize::try_from(id.get()).is_ok_and(|index| index < self.cold.len());
+        if !in_checkpoint {
             let slot = self.slots.get_existing(id.get())?;
             return Some((slot, slot.load(guard)));
         }
