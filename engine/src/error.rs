@@ -105,6 +105,13 @@ pub enum Error {
     #[error("integrity check failed: {0}")]
     Inconsistent(String),
 
+    /// `Config::create_new` was set, but the directory already holds files.
+    #[error("{path:?} already exists and is not empty (Config::create_new was set)")]
+    AlreadyExists {
+        /// The directory.
+        path: String,
+    },
+
     /// The configuration is inconsistent; the message says which setting to change.
     #[error("invalid configuration: {0}")]
     Config(String),

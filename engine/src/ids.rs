@@ -52,3 +52,21 @@ impl fmt::Display for PageId {
         write!(f, "page {}", self.0)
     }
 }
+
+/// The identity of one tree (an ordered map) in a database; every node of a tree carries it,
+/// so that a node reached through a damaged pointer is noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct TreeId(pub u64);
+
+impl TreeId {
+    /// The raw number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for TreeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tree {}", self.0)
+    }
+}

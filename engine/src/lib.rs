@@ -34,18 +34,26 @@
 //! ```
 
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod ids;
 pub mod log;
 pub mod pagecache;
 pub mod storage;
 pub(crate) mod sync;
+pub mod tree;
+pub(crate) mod varint;
 
 pub use config::{LogConfig, PageCacheConfig};
+pub use db::{Batch, Config, DEFAULT_TREE, Db, DbCheckReport, open};
 pub use error::{Error, Result};
-pub use ids::{Lsn, PageId, SegmentId};
+pub use ids::{Lsn, PageId, SegmentId, TreeId};
 pub use log::{Log, LogStats, OwnedRecord, Record, RecordKind, Reservation, SegmentInfo};
-pub use pagecache::{CheckReport, Materializer, Outcome, Page, PageCache, PageCacheStats};
+pub use pagecache::{
+    Change, CheckReport, GroupOutcome, GroupUpdate, Materializer, Outcome, Page, PageCache,
+    PageCacheStats,
+};
 pub use storage::{
     Fault, FaultKind, FaultOp, FileStorage, MemStorage, SimStorage, Storage, StorageFile,
 };
+pub use tree::{Bytes, CompareAndSwapError, Iter, Tree};

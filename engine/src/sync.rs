@@ -120,6 +120,17 @@ pub(crate) fn spin_hint() {
     std::hint::spin_loop();
 }
 
+/// Sleeps for `duration` (under loom, yields: loom has no clock).
+pub(crate) fn sleep(duration: std::time::Duration) {
+    #[cfg(loom)]
+    {
+        let _ = duration;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    std::thread::sleep(duration);
+}
+
 /// Spawns a named thread (loom ignores the name).
 pub(crate) fn spawn<F>(name: &str, f: F) -> std::io::Result<thread::JoinHandle<()>>
 where

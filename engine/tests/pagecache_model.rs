@@ -2,7 +2,8 @@
 //! link, replace, free, read, flush, checkpoint, clean, restart and crash, in a tiny
 //! configuration where eviction, consolidation, checkpoints and cleaning happen all the
 //! time. After a crash the pages must equal the model at some point at or after the last
-//! completed flush.
+//! completed flush. Group updates change several pages at once: a crash keeps all of a
+//! group or none of it.
 
 #![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
@@ -13,7 +14,8 @@ use support::Concat;
 use std::{collections::BTreeMap, sync::Arc};
 
 use grove_engine::{
-    Outcome, PageCache, PageCacheConfig, PageCacheStats, PageId, SimStorage, Storage,
+    Change, GroupOutcome, GroupUpdate, Outcome, PageCache, PageCacheConfig, PageCacheStats, PageId,
+    SimStorage, Storage,
 };
 
 type Model = BTreeMap<PageId, Vec<u8>>;
@@ -58,6 +60,7 @@ struct Seen {
     checkpoints: u64,
     relocations: u64,
     deleted_segments: u64,
+    groups: u64,
 }
 
 impl Seen {
@@ -88,7 +91,7 @@ fn run_case(seed: u64, seen: &mut Seen) {
     for _ in 0..steps {
         let live: Vec<PageId> = model.keys().copied().collect();
         let pick = |rng: &mut fastrand::Rng| live[rng.usize(..live.len())];
-        match rng.u32(..100) {
+        match rng.u32(..110) {
             0..20 => {
                 let image = bytes(&mut rng, 1..200);
                 let (id, _) = cache.allocate(&image).unwrap();
@@ -169,6 +172,7 @@ fn run_case(seed: u64, seen: &mut Seen) {
                 model = recovered;
                 history.clear();
             }
+            100..110 if !live.is_empty() => group(&cache, &mut model, &live, &mut rng, seen),
             _ => {}
         }
         history.push(model.clone());
@@ -176,6 +180,75 @@ fn run_case(seed: u64, seen: &mut Seen) {
     assert_eq!(contents(&cache), model, "at the end");
     cache.check().unwrap();
     seen.add(&cache.stats());
+}
+
+/// A group update over a few live pages and maybe a new one: links, replaces, frees and an
+/// allocation, applied to the model at once (so a crash must keep all of it or none). One
+/// time in four, one expected version is wrong and nothing may change.
+fn group(
+    cache: &PageCache,
+    model: &mut Model,
+    live: &[PageId],
+    rng: &mut fastrand::Rng,
+    seen: &mut Seen,
+) {
+    let mut ids: Vec<PageId> = live.to_vec();
+    rng.shuffle(&mut ids);
+    ids.truncate(rng.usize(1..=4));
+    let fresh = rng.bool().then(|| cache.reserve_id().unwrap());
+    let stale = rng.u8(..4) == 0;
+    let mut payloads: Vec<(PageId, Option<u64>, u8, Vec<u8>)> = Vec::new();
+    for (i, &id) in ids.iter().enumerate() {
+        let mut version = version_of(cache, id);
+        if stale && i == 0 {
+            version += 1;
+        }
+        let image = &model[&id];
+        let (change, payload) = match rng.u8(..3) {
+            0 if image.len() + 40 <= MAX_IMAGE => (0, bytes(rng, 1..40)),
+            0 | 1 => (1, bytes(rng, 1..200)),
+            _ => (2, Vec::new()),
+        };
+        payloads.push((id, Some(version), change, payload));
+    }
+    if let Some(id) = fresh {
+        payloads.push((id, None, 1, bytes(rng, 1..200)));
+    }
+    let updates: Vec<GroupUpdate<'_>> = payloads
+        .iter()
+        .map(|(id, version, change, payload)| GroupUpdate {
+            id: *id,
+            version: *version,
+            change: match change {
+                0 => Change::Link(payload),
+                1 => Change::Replace(payload),
+                _ => Change::Free,
+            },
+        })
+        .collect();
+    let outcome = cache.apply_group(&updates).unwrap();
+    if stale {
+        assert_eq!(outcome, GroupOutcome::Stale, "a group with a wrong version applied");
+        if let Some(id) = fresh {
+            cache.release_id(id);
+        }
+        return;
+    }
+    assert_eq!(outcome, GroupOutcome::Installed);
+    seen.groups += 1;
+    for (id, _, change, payload) in payloads {
+        match change {
+            0 => model.get_mut(&id).unwrap().extend_from_slice(&payload),
+            1 => {
+                model.insert(id, payload);
+            }
+            _ => {
+                model.remove(&id);
+            }
+        }
+        let read = cache.get(id).unwrap().map(|p| p.materialize(&Concat));
+        assert_eq!(read.as_ref(), model.get(&id), "read of {id} after its group");
+    }
 }
 
 #[test]
@@ -190,5 +263,6 @@ fn pages_match_the_model_across_restarts_and_crashes() {
         assert!(seen.evictions > 0 && seen.cold_reads > 0, "{seen:?}");
         assert!(seen.consolidations > 0 && seen.checkpoints > 0, "{seen:?}");
         assert!(seen.relocations > 0 && seen.deleted_segments > 0, "{seen:?}");
+        assert!(seen.groups > 0, "{seen:?}");
     }
 }

@@ -3,6 +3,7 @@
 use std::{fmt, sync::Arc};
 
 use super::{
+    group::InFlight,
     live::Liveness,
     loc::{Loc, Stream},
     maintenance::Maintenance,
@@ -100,6 +101,8 @@ pub(crate) struct Inner {
     /// thread (stores); writers load it. Relaxed: a late checkpoint is harmless.
     pub(crate) checkpoint_due: [AtomicU64; 2],
     pub(crate) counters: Counters,
+    /// Group updates between their first record and their last install.
+    pub(crate) in_flight: InFlight,
 }
 
 impl fmt::Debug for PageCache {
@@ -142,14 +145,7 @@ impl PageCache {
     pub fn allocate(&self, image: &[u8]) -> Result<(PageId, u64)> {
         let inner = &*self.inner;
         loop {
-            let popped = sync::lock(&inner.free_ids).pop();
-            let id = match popped {
-                Some(id) => id,
-                None => PageId(inner.next_id.fetch_add(1, Ordering::Relaxed)),
-            };
-            if id.get() >= record::MAX_PAGE_ID {
-                return Err(Error::Config(format!("the page table is full ({id})")));
-            }
+            let id = inner.take_id()?;
             // The id is ours alone, so this only fails if an earlier holder of the id is
             // still mid-free; take another id in that case.
             match inner.update(id, Expect::Free, record::REPLACE, image)? {
@@ -255,6 +251,19 @@ impl PageCache {
 }
 
 impl Inner {
+    /// A free id: the lowest freed one, or a new one.
+    pub(crate) fn take_id(&self) -> Result<PageId> {
+        let popped = sync::lock(&self.free_ids).pop();
+        let id = match popped {
+            Some(id) => id,
+            None => PageId(self.next_id.fetch_add(1, Ordering::Relaxed)),
+        };
+        if id.get() >= record::MAX_PAGE_ID {
+            return Err(Error::Config(format!("the page table is full ({id})")));
+        }
+        Ok(id)
+    }
+
     pub(crate) fn log(&self, stream: Stream) -> &Log {
         &self.logs[stream.index()]
     }
@@ -269,6 +278,9 @@ impl Inner {
     /// The state is read *before* the record is reserved, so for any two updates of one
     /// page the later one has the larger LSN: replaying the delta stream in LSN order
     /// replays each page's updates in the order they were installed.
+    ///
+    /// A page held by a group update (see `group.rs`) is waited for: the group will change
+    /// its version, or release it unchanged.
     fn update(
         &self,
         id: PageId,
@@ -276,16 +288,35 @@ impl Inner {
         kind: RecordKind,
         payload: &[u8],
     ) -> Result<Outcome> {
+        loop {
+            match self.try_update(id, expect, kind, payload)? {
+                Some(outcome) => return Ok(outcome),
+                None => self.wait_unclaimed(id),
+            }
+        }
+    }
+
+    /// One attempt of [`Inner::update`]; `None` if a group holds the page.
+    fn try_update(
+        &self,
+        id: PageId,
+        expect: Expect,
+        kind: RecordKind,
+        payload: &[u8],
+    ) -> Result<Option<Outcome>> {
         let guard = epoch::pin();
         let (slot, mut current) = match expect {
             Expect::Free => self.table.load_or_create(id, &guard),
             Expect::Live(_) => match self.table.load(id, &guard) {
                 Some(found) => found,
-                None => return Ok(Outcome::Stale),
+                None => return Ok(Some(Outcome::Stale)),
             },
         };
+        if current.state().is_some_and(PageState::is_claimed) {
+            return Ok(None);
+        }
         if !expect.matches(&current) {
-            return Ok(Outcome::Stale);
+            return Ok(Some(Outcome::Stale));
         }
         let version = current.version() + 1;
         let body = record::encode(id, version, payload);
@@ -311,10 +342,13 @@ impl Inner {
                 }
                 Err((_, now)) => {
                     // A consolidation, eviction or load changes the slot but not the
-                    // version; only a logical change makes the update stale.
-                    if !expect.matches(&now) || now.version() + 1 != version {
+                    // version; only a logical change makes the update stale. A group that
+                    // claimed the page meanwhile will write records after ours: ours must
+                    // not be installed after its claim, so the attempt is given up.
+                    let claimed = now.state().is_some_and(PageState::is_claimed);
+                    if claimed || !expect.matches(&now) || now.version() + 1 != version {
                         reservation.abort();
-                        return Ok(Outcome::Stale);
+                        return Ok((!claimed).then_some(Outcome::Stale));
                     }
                     current = now;
                 }
@@ -325,7 +359,7 @@ impl Inner {
         }
         drop(guard);
         self.after_write(loc);
-        Ok(Outcome::Installed { version })
+        Ok(Some(Outcome::Installed { version }))
     }
 
     /// Installs `new` in place of `current` (see [`PageTable::install`]), keeping the
@@ -385,6 +419,11 @@ impl Inner {
             let Some(state) = current.state() else {
                 return Ok(None);
             };
+            if let Some(claim) = &state.claim
+                && let Some(page) = claim.committed_page(id, state.version + 1)
+            {
+                return Ok(page);
+            }
             if state.live.is_none() {
                 return Ok(None);
             }
@@ -403,6 +442,8 @@ impl Inner {
                 Err(error) => return Err(error),
             };
             let page = loaded.page(id);
+            // A load keeps the version, so it keeps a group's claim too.
+            let loaded = loaded.with_claim(state.claim.clone());
             self.counters.cold_reads.fetch_add(1, Ordering::Relaxed);
             // If the install loses a race, the page read is still the version it was at
             // the moment we loaded the slot, which is a correct answer for this call.
@@ -436,7 +477,10 @@ impl Inner {
         let what = || format!("{} stream at {}", loc.stream.name(), loc.lsn);
         let body = record::decode(&record.body, what)?;
         let kind_ok = match loc.stream {
-            Stream::Delta => record.kind == record::REPLACE || record.kind == record::LINK,
+            Stream::Delta => {
+                [record::REPLACE, record::LINK, record::GROUP_REPLACE, record::GROUP_LINK]
+                    .contains(&record.kind)
+            }
             Stream::Base => record.kind == record::BASE,
         };
         if !kind_ok || body.id != id {
@@ -453,7 +497,7 @@ impl Inner {
         Ok(Arc::from(body.payload))
     }
 
-    fn consolidate_if_long(&self, id: PageId) {
+    pub(crate) fn consolidate_if_long(&self, id: PageId) {
         let guard = epoch::pin();
         let long = self.table.load(id, &guard).is_some_and(|(_, current)| {
             current
@@ -482,7 +526,8 @@ impl Inner {
         let Some(live) = &state.live else {
             return Ok(false);
         };
-        if live.frags.is_empty() && !relocate {
+        // A claimed page changes when its group installs; it is left to that.
+        if (live.frags.is_empty() && !relocate) || state.is_claimed() {
             return Ok(false);
         }
         let full = match self.load_parts(id, state) {
@@ -570,7 +615,8 @@ impl Inner {
         let Some(live) = &state.live else {
             return;
         };
-        if !state.holds_bytes() {
+        // A claimed page must stay in memory: readers of its group's result read it there.
+        if !state.holds_bytes() || state.is_claimed() {
             return;
         }
         if live.frags.len() >= 2 {

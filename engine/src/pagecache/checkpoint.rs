@@ -56,14 +56,12 @@
 //! failing any check but the version is skipped for the one before it; a newer version is
 //! an error, since falling back past it would lose data.
 
-use super::{
-    loc::Stream,
-    pages::{Pages, get_varint, put_varint},
-};
+use super::{loc::Stream, pages::Pages};
 use crate::{
     error::{Error, Result},
     ids::{Lsn, SegmentId},
     storage::Storage,
+    varint,
 };
 
 /// Magic number at the start of every checkpoint file.
@@ -415,11 +413,11 @@ fn header_crc(bytes: &[u8]) -> u32 {
 /// The live-bytes section: a count, then `stream segment bytes` per segment.
 fn encode_live(live: &[SegmentLive]) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 + live.len() * 8);
-    put_varint(&mut out, to_u64(live.len()));
+    varint::put(&mut out, to_u64(live.len()));
     for entry in live {
         out.push(u8::try_from(entry.stream.index()).unwrap_or(0));
-        put_varint(&mut out, entry.segment.0);
-        put_varint(&mut out, entry.bytes);
+        varint::put(&mut out, entry.segment.0);
+        varint::put(&mut out, entry.bytes);
     }
     out
 }
@@ -427,7 +425,7 @@ fn encode_live(live: &[SegmentLive]) -> Vec<u8> {
 /// Decodes the live-bytes section, which must fill `bytes`.
 fn decode_live(bytes: &[u8]) -> Result<Vec<SegmentLive>, (usize, String)> {
     let mut at = 0;
-    let count = get_varint(bytes, &mut at)?;
+    let count = varint::get(bytes, &mut at)?;
     let count = usize::try_from(count)
         .ok()
         .filter(|&n| n <= bytes.len() / 3)
@@ -438,8 +436,8 @@ fn decode_live(bytes: &[u8]) -> Result<Vec<SegmentLive>, (usize, String)> {
         let stream =
             Stream::from_tag(tag).ok_or_else(|| (at, format!("unknown stream {tag:#04x}")))?;
         at += 1;
-        let segment = SegmentId(get_varint(bytes, &mut at)?);
-        let bytes_live = get_varint(bytes, &mut at)?;
+        let segment = SegmentId(varint::get(bytes, &mut at)?);
+        let bytes_live = varint::get(bytes, &mut at)?;
         live.push(SegmentLive { stream, segment, bytes: bytes_live });
     }
     if at != bytes.len() {

@@ -55,7 +55,10 @@ pub(crate) struct Maintenance {
 
 impl Inner {
     pub(crate) fn checkpoint(&self, maintenance: &mut Maintenance) -> Result<()> {
-        let delta_from = self.log(Stream::Delta).flush()?;
+        let flushed = self.log(Stream::Delta).flush()?;
+        // A group update between its first record and its last install may be caught half
+        // installed by the snapshot: replay must cover all of its records (`group.rs`).
+        let delta_from = self.in_flight.oldest().map_or(flushed, |oldest| oldest.min(flushed));
         // Read after the flush: an id handed out later is allocated by a record at or
         // after `delta_from`, which replay will find.
         let count = self.next_id.load(Ordering::Relaxed);

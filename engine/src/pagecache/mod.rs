@@ -9,6 +9,7 @@
 mod cache;
 mod check;
 mod checkpoint;
+mod group;
 mod live;
 mod loc;
 mod maintenance;
@@ -23,6 +24,7 @@ mod table;
 
 pub use cache::PageCache;
 pub use check::CheckReport;
+pub use group::{Change, GroupOutcome, GroupUpdate};
 pub use page::{Materializer, Outcome, Page};
 pub use stats::PageCacheStats;
 

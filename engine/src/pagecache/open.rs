@@ -6,11 +6,12 @@
 //! is thus the checkpoint's size plus the replay, both bounded by `checkpoint_every`, not
 //! by the size of the database.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use super::{
     cache::{Inner, PageCache},
     checkpoint::{self, Checkpoint},
+    group::InFlight,
     live::Liveness,
     loc::{Loc, Stream},
     maintenance::{Kept, Maintenance},
@@ -25,7 +26,7 @@ use crate::{
     config::PageCacheConfig,
     error::{Error, Result},
     ids::{Lsn, PageId},
-    log::{Log, Record},
+    log::{Log, Record, RecordKind},
     storage::Storage,
     sync::{AtomicU64, Mutex, Ordering, epoch},
 };
@@ -77,7 +78,7 @@ impl PageCache {
             config.log.clone(),
             Stream::Delta.name(),
             checkpoint.delta_from,
-            |record| replay(&table, &counters, &record, &mut replayed),
+            |record| replay(&table, &counters, &record, checkpoint.delta_from, &mut replayed),
         )?;
         let logs = [delta, base];
         check_within(&logs, &checkpoint, summary.ends)?;
@@ -116,6 +117,7 @@ impl PageCache {
             evictor: Mutex::new(0),
             maintenance: Mutex::new(maintenance),
             counters,
+            in_flight: InFlight::default(),
         };
         inner.account_recovered(&checkpoint, checkpoint_ids, &summary.free, replayed);
         inner.schedule_checkpoint([checkpoint.delta_from, checkpoint.base_from]);
@@ -132,17 +134,60 @@ struct Replayed {
     touched: Vec<u64>,
     /// Records that became live (`true`) or dead (`false`), in order.
     live_changes: Vec<(Loc, bool)>,
+    /// Group members waiting for their commit record, by LSN: kind (as the single-page
+    /// kind it acts as), length on disk, body. Those left at the end never committed.
+    members: BTreeMap<Lsn, (RecordKind, u32, Vec<u8>)>,
 }
 
-/// Applies one delta-stream record, unless the page already has its version.
+/// Replays one delta-stream record: applies an update, keeps a group member until its
+/// commit record, applies a committed group's members.
 fn replay(
     table: &PageTable,
     counters: &Counters,
     record: &Record<'_>,
+    from: Lsn,
     replayed: &mut Replayed,
 ) -> Result<()> {
+    if let Some(kind) = record::member_as_single(record.kind) {
+        replayed.members.insert(record.lsn, (kind, record.len, record.body.to_vec()));
+        return Ok(());
+    }
+    if record.kind != record::GROUP_COMMIT {
+        let loc = Loc { stream: Stream::Delta, lsn: record.lsn, len: record.len };
+        return apply(table, counters, record.kind, loc, record.body, replayed);
+    }
     let what = || format!("delta stream record at {}", record.lsn);
-    let body = record::decode(record.body, what)?;
+    for lsn in record::decode_commit(record.body, what)? {
+        match replayed.members.remove(&lsn) {
+            Some((kind, len, body)) => {
+                let loc = Loc { stream: Stream::Delta, lsn, len };
+                apply(table, counters, kind, loc, &body, replayed)?;
+            }
+            // Written before the checkpoint started: the checkpoint holds it.
+            None if lsn < from => {}
+            None => {
+                return Err(Error::corruption(
+                    what(),
+                    0,
+                    format!("the group's member at {lsn} is missing from the log"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies one update to its page, unless the page already has its version.
+fn apply(
+    table: &PageTable,
+    counters: &Counters,
+    kind: RecordKind,
+    loc: Loc,
+    body: &[u8],
+    replayed: &mut Replayed,
+) -> Result<()> {
+    let what = || format!("delta stream record at {}", loc.lsn);
+    let body = record::decode(body, what)?;
     let guard = epoch::pin();
     let (slot, current) = table.load_or_create(body.id, &guard);
     let version = current.version();
@@ -159,9 +204,8 @@ fn replay(
             ),
         ));
     }
-    let loc = Loc { stream: Stream::Delta, lsn: record.lsn, len: record.len };
     let live = current.state().and_then(|s| s.live.as_ref());
-    let new = match (record.kind, live) {
+    let new = match (kind, live) {
         (record::REPLACE, _) => PageState::live(body.version, Part::cold(loc), Vec::new()),
         (record::LINK, Some(live)) => {
             let mut frags = live.frags.to_vec();

@@ -22,7 +22,7 @@
 //! `stream` and the slot tag are single bytes.
 
 use super::loc::{Loc, Stream};
-use crate::ids::Lsn;
+use crate::{ids::Lsn, varint};
 
 /// Slot tag of a free page id.
 const TAG_FREE: u8 = 0;
@@ -33,8 +33,6 @@ const TAG_LIVE: u8 = 1;
 const MIN_SLOT_LEN: usize = 2;
 /// The fewest body bytes a `loc` takes (stream, lsn and len of one byte each).
 const MIN_LOC_LEN: usize = 3;
-/// The longest varint: ten 7-bit groups hold 64 bits.
-const MAX_VARINT_LEN: usize = 10;
 
 /// One page id's entry in a checkpoint, as an owned value, for tests.
 #[cfg(test)]
@@ -147,7 +145,7 @@ impl Pages {
         self.summary.free.push(u64::try_from(self.offsets.len()).unwrap_or(u64::MAX));
         self.offsets.push(offset);
         self.body.push(TAG_FREE);
-        put_varint(&mut self.body, version);
+        varint::put(&mut self.body, version);
         true
     }
 
@@ -165,10 +163,10 @@ impl Pages {
         self.offsets.push(offset);
         self.summary.live += 1;
         self.body.push(TAG_LIVE);
-        put_varint(&mut self.body, version);
+        varint::put(&mut self.body, version);
         put_loc(&mut self.body, base);
         self.summary.reach(base);
-        put_varint(&mut self.body, u64::try_from(frags.len()).unwrap_or(u64::MAX));
+        varint::put(&mut self.body, u64::try_from(frags.len()).unwrap_or(u64::MAX));
         for frag in frags {
             put_loc(&mut self.body, frag);
             self.summary.reach(frag);
@@ -251,35 +249,13 @@ impl Summary {
     }
 }
 
-/// Appends a varint (for the sections a checkpoint adds after the slots).
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(low_seven_bits(value) | 0x80);
-        value >>= 7;
-    }
-    out.push(low_seven_bits(value));
-}
-
-/// Reads what [`put_varint`] wrote at `*at`, advancing it.
-pub(crate) fn get_varint(bytes: &[u8], at: &mut usize) -> Result<u64, (usize, String)> {
-    let mut reader = Reader { bytes, at: *at };
-    let value = reader.varint()?;
-    *at = reader.at;
-    Ok(value)
-}
-
 fn put_loc(out: &mut Vec<u8>, loc: Loc) {
     out.push(match loc.stream {
         Stream::Delta => 0,
         Stream::Base => 1,
     });
-    put_varint(out, loc.lsn.0);
-    put_varint(out, u64::from(loc.len));
-}
-
-fn low_seven_bits(value: u64) -> u8 {
-    // The mask leaves seven bits, which always fit.
-    u8::try_from(value & 0x7f).unwrap_or(0)
+    varint::put(out, loc.lsn.0);
+    varint::put(out, u64::from(loc.len));
 }
 
 /// A cursor over an encoded body; every method checks what it reads.
@@ -304,32 +280,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    // Open time is mostly this function (a checkpoint is ~3 varints a page): the loop
-    // reads the slice directly, and every error is built out of line.
     fn varint(&mut self) -> Result<u64, (usize, String)> {
-        let start = self.at;
-        if let Some(&byte) = self.bytes.get(start)
-            && byte < 0x80
-        {
-            self.at = start + 1;
-            return Ok(u64::from(byte));
-        }
-        let mut value = 0u64;
-        for i in 0..MAX_VARINT_LEN {
-            let Some(&byte) = self.bytes.get(start + i) else {
-                return Err(ends_early(start + i));
-            };
-            let bits = u64::from(byte & 0x7f);
-            value |= bits << (7 * i);
-            if byte & 0x80 == 0 {
-                self.at = start + i + 1;
-                if (byte == 0 && i > 0) || (i == MAX_VARINT_LEN - 1 && bits > 1) {
-                    return Err(bad_varint(start, byte));
-                }
-                return Ok(value);
-            }
-        }
-        Err(bad_varint(start, 0x80))
+        varint::get(self.bytes, &mut self.at)
     }
 
     /// Reads one slot; its fragments are checked here and decoded again as iterated.
@@ -403,18 +355,6 @@ fn ends_early(at: usize) -> (usize, String) {
     (at, "body ends early".to_owned())
 }
 
-#[cold]
-fn bad_varint(at: usize, last: u8) -> (usize, String) {
-    let reason = if last & 0x80 != 0 {
-        "varint longer than 10 bytes"
-    } else if last == 0 {
-        "varint not in its shortest form"
-    } else {
-        "varint overflows 64 bits"
-    };
-    (at, reason.to_owned())
-}
-
 #[cfg(test)]
 impl From<Vec<SlotImage>> for Pages {
     fn from(images: Vec<SlotImage>) -> Pages {
@@ -472,18 +412,5 @@ mod tests {
         assert_eq!(pages.summary().free, [0, 2]);
         assert_eq!(pages.summary().live, 2);
         assert_eq!(pages.summary().ends, [0, 309]);
-    }
-
-    #[test]
-    fn varints_round_trip_at_every_width() {
-        for shift in 0..64 {
-            for value in [1u64 << shift, (1u64 << shift) - 1, u64::MAX >> shift] {
-                let mut out = Vec::new();
-                put_varint(&mut out, value);
-                let mut reader = Reader { bytes: &out, at: 0 };
-                assert_eq!(reader.varint().unwrap(), value);
-                assert_eq!(reader.at, out.len());
-            }
-        }
     }
 }

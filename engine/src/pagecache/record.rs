@@ -13,10 +13,12 @@
 //! stream the only kind is [`BASE`]: an image the page cache wrote on its own (a
 //! consolidation or a relocation), found only through a checkpoint or the page table.
 
+use super::loc::Loc;
 use crate::{
     error::{Error, Result},
-    ids::PageId,
+    ids::{Lsn, PageId},
     log::RecordKind,
+    varint,
 };
 
 /// Delta stream: a whole new image for the page (also how a page is allocated).
@@ -25,6 +27,17 @@ pub(crate) const REPLACE: RecordKind = kind(16);
 pub(crate) const LINK: RecordKind = kind(17);
 /// Delta stream: the page is freed; its id may be reused.
 pub(crate) const FREE: RecordKind = kind(18);
+/// Delta stream: a member of a group update (see `group.rs`), replaced image. Applied at
+/// recovery only if the group's commit record follows.
+pub(crate) const GROUP_REPLACE: RecordKind = kind(19);
+/// Delta stream: a member of a group update, linked fragment.
+pub(crate) const GROUP_LINK: RecordKind = kind(20);
+/// Delta stream: a member of a group update, freed page.
+pub(crate) const GROUP_FREE: RecordKind = kind(21);
+/// Delta stream: a group's commit record: the LSNs of its members. Its body is a varint
+/// count, then each member's LSN as a varint (the first whole, the rest as the
+/// difference to the previous one; members are written in increasing LSN order).
+pub(crate) const GROUP_COMMIT: RecordKind = kind(22);
 /// Base stream: a consolidated or relocated image; the version is unchanged by it.
 pub(crate) const BASE: RecordKind = kind(32);
 
@@ -77,6 +90,56 @@ pub(crate) fn decode<'a>(body: &'a [u8], what: impl FnOnce() -> String) -> Resul
         return Err(Error::corruption(what(), 8, "page version 0 is never written"));
     }
     Ok(Body { id: PageId(id), version, payload: &body[PREFIX_LEN..] })
+}
+
+/// Whether `kind` is a group member's kind, and the single-page kind it acts as.
+pub(crate) fn member_as_single(kind: RecordKind) -> Option<RecordKind> {
+    match kind {
+        GROUP_REPLACE => Some(REPLACE),
+        GROUP_LINK => Some(LINK),
+        GROUP_FREE => Some(FREE),
+        _ => None,
+    }
+}
+
+/// Encodes a commit record's body.
+pub(crate) fn encode_commit(members: &[Loc]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(2 + 4 * members.len());
+    varint::put(&mut body, u64::try_from(members.len()).unwrap_or(u64::MAX));
+    let mut previous = 0;
+    for loc in members {
+        varint::put(&mut body, loc.lsn.get() - previous);
+        previous = loc.lsn.get();
+    }
+    body
+}
+
+/// Decodes a commit record's body into its members' LSNs.
+pub(crate) fn decode_commit(body: &[u8], what: impl Fn() -> String) -> Result<Vec<Lsn>> {
+    let bad = |(offset, reason): (usize, String)| {
+        Error::corruption(what(), u64::try_from(offset).unwrap_or(u64::MAX), reason)
+    };
+    let mut at = 0;
+    let count = varint::get(body, &mut at).map_err(bad)?;
+    // Each member takes at least one byte: a count beyond that is damage, not data.
+    if count > u64::try_from(body.len()).unwrap_or(u64::MAX) {
+        return Err(bad((
+            0,
+            format!("commit record lists {count} members in {} bytes", body.len()),
+        )));
+    }
+    let mut members = Vec::new();
+    let mut lsn = 0u64;
+    for _ in 0..count {
+        lsn = lsn
+            .checked_add(varint::get(body, &mut at).map_err(bad)?)
+            .ok_or_else(|| bad((at, "member lsn overflows".into())))?;
+        members.push(Lsn(lsn));
+    }
+    if at != body.len() {
+        return Err(bad((at, "trailing bytes after the commit record's members".into())));
+    }
+    Ok(members)
 }
 
 fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {

@@ -7,7 +7,7 @@
 
 use std::{mem::size_of, sync::Arc};
 
-use super::loc::Loc;
+use super::{group::Claim, loc::Loc};
 use crate::ids::PageId;
 
 /// One record of a page: where it is in the log, and its payload if it is in memory.
@@ -46,15 +46,34 @@ pub(crate) struct PageState {
     pub(crate) version: u64,
     /// `None` while the id is free.
     pub(crate) live: Option<Live>,
+    /// Set while a group update holds the page (see `group.rs`): other updates wait, and
+    /// readers see the group's result once it commits. Kept by every change that keeps the
+    /// version (a load from disk); the changes that would drop it (consolidation, eviction,
+    /// relocation) skip claimed pages.
+    pub(crate) claim: Option<Arc<Claim>>,
 }
 
 impl PageState {
     pub(crate) fn free(version: u64) -> PageState {
-        PageState { version, live: None }
+        PageState { version, live: None, claim: None }
     }
 
     pub(crate) fn live(version: u64, base: Part, frags: Vec<Part>) -> PageState {
-        PageState { version, live: Some(Live { base, frags: frags.into_boxed_slice() }) }
+        PageState {
+            version,
+            live: Some(Live { base, frags: frags.into_boxed_slice() }),
+            claim: None,
+        }
+    }
+
+    /// The same state, held by `claim` (or released, with `None`).
+    pub(crate) fn with_claim(&self, claim: Option<Arc<Claim>>) -> PageState {
+        PageState { version: self.version, live: self.live.clone(), claim }
+    }
+
+    /// Whether a group update holds the page.
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.claim.is_some()
     }
 
     /// Every record this state refers to.
@@ -71,13 +90,20 @@ impl PageState {
         })
     }
 
+    /// Whether every payload is in memory (a live page) or there is none (a free one).
+    pub(crate) fn holds_all(&self) -> bool {
+        self.live.as_ref().is_none_or(|live| {
+            live.base.bytes.is_some() && live.frags.iter().all(|f| f.bytes.is_some())
+        })
+    }
+
     /// The same version with every payload dropped: what a paged-out page keeps.
     pub(crate) fn paged_out(&self) -> PageState {
         let live = self.live.as_ref().map(|live| Live {
             base: Part::cold(live.base.loc),
             frags: live.frags.iter().map(|f| Part::cold(f.loc)).collect(),
         });
-        PageState { version: self.version, live }
+        PageState { version: self.version, live, claim: self.claim.clone() }
     }
 
     /// The page as the caller sees it, if every payload is in memory.

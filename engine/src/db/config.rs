@@ -1,0 +1,159 @@
+//! [`Config`]: how to open a database.
+
+use std::{path::PathBuf, sync::Arc};
+
+use super::Db;
+use crate::{
+    config::{LogConfig, PageCacheConfig},
+    error::{Error, Result},
+    storage::Storage,
+};
+
+/// How to open a [`Db`]: a builder. `Config::new().path("app.grove").open()` is the usual
+/// start; [`crate::open`] is the same with every default.
+///
+/// # Example
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let db = grove_engine::Config::new()
+///     .path(dir.path().join("app.grove"))
+///     .cache_capacity(64 << 20)
+///     .flush_every_ms(Some(100))
+///     .open()?;
+/// db.insert(b"hello", b"world")?;
+/// # Ok::<(), grove_engine::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    pub(crate) path: Option<PathBuf>,
+    pub(crate) storage: Option<Arc<dyn Storage>>,
+    pub(crate) cache: PageCacheConfig,
+    pub(crate) node_bytes: usize,
+    pub(crate) temporary: bool,
+    pub(crate) create_new: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("path", &self.path)
+            .field("storage", &self.storage.as_ref().map(|s| s.describe("")))
+            .field("cache", &self.cache)
+            .field("node_bytes", &self.node_bytes)
+            .field("temporary", &self.temporary)
+            .field("create_new", &self.create_new)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            path: None,
+            storage: None,
+            cache: PageCacheConfig::default(),
+            node_bytes: 4096,
+            temporary: false,
+            create_new: false,
+        }
+    }
+}
+
+impl Config {
+    /// The defaults: no path yet, a 256 MiB cache, a flush every 500 ms, 4 KiB nodes.
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    /// Tiny sizes for tests, so that splits, eviction, checkpoints and cleaning happen
+    /// constantly: 256-byte nodes and [`PageCacheConfig::tiny`].
+    pub fn tiny() -> Config {
+        Config { cache: PageCacheConfig::tiny(), node_bytes: 256, ..Config::default() }
+    }
+
+    /// The directory of the database; created if missing.
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Config {
+        self.path = Some(path.into());
+        self
+    }
+
+    /// Store the database in `storage` instead of a directory (for tests: a
+    /// [`crate::SimStorage`] or [`crate::MemStorage`]).
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Config {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// Memory the page cache may hold, in bytes. Default 256 MiB.
+    pub fn cache_capacity(mut self, bytes: u64) -> Config {
+        self.cache.cache_bytes = bytes;
+        self
+    }
+
+    /// Writes become durable on their own within this many milliseconds; `None` leaves
+    /// durability to [`Db::flush`]. Default 500.
+    pub fn flush_every_ms(mut self, every: Option<u64>) -> Config {
+        self.cache.log.flush_every_ms = every;
+        self
+    }
+
+    /// zstd compression of large log records at this level; `None` (the default) stores
+    /// them as they are.
+    pub fn compression(mut self, level: Option<i32>) -> Config {
+        self.cache.log.compression_level = level;
+        self
+    }
+
+    /// The size of one log segment file, in bytes. Default 8 MiB.
+    pub fn segment_size(mut self, bytes: u64) -> Config {
+        self.cache.log.segment_size = bytes;
+        self
+    }
+
+    /// Nodes split when they would grow past this many bytes. Default 4 KiB.
+    pub fn node_bytes(mut self, bytes: usize) -> Config {
+        self.node_bytes = bytes;
+        self
+    }
+
+    /// Delete the database's directory when the [`Db`] is dropped. Without a path, a new
+    /// directory under the system's temporary directory is used.
+    pub fn temporary(mut self, temporary: bool) -> Config {
+        self.temporary = temporary;
+        self
+    }
+
+    /// Fail with [`Error::AlreadyExists`] if the directory already holds a database.
+    pub fn create_new(mut self, create_new: bool) -> Config {
+        self.create_new = create_new;
+        self
+    }
+
+    /// Every page cache and log setting, for fine tuning.
+    pub fn page_cache(mut self, config: PageCacheConfig) -> Config {
+        self.cache = config;
+        self
+    }
+
+    /// The log settings in effect.
+    pub fn log(&self) -> &LogConfig {
+        &self.cache.log
+    }
+
+    /// Opens the database.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyOpen`] if another handle holds the directory; [`Error::AlreadyExists`]
+    /// with `create_new`; [`Error::NotGrove`], [`Error::UnsupportedVersion`] or
+    /// [`Error::Corruption`] for a directory that is not a usable Grove database (left
+    /// unmodified); [`Error::Config`] for inconsistent settings; [`Error::Io`].
+    pub fn open(self) -> Result<Db> {
+        if self.node_bytes < 128 {
+            return Err(Error::Config(format!(
+                "node_bytes {} is below the minimum of 128",
+                self.node_bytes
+            )));
+        }
+        Db::open_config(self)
+    }
+}

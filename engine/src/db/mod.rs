@@ -1,0 +1,14 @@
+//! The database: named trees in a catalog, atomic batches across trees, ids, checks.
+
+mod batch;
+mod check;
+mod config;
+mod handle;
+mod meta;
+
+pub use batch::Batch;
+pub use check::DbCheckReport;
+pub use config::Config;
+pub use handle::{DEFAULT_TREE, Db, open};
+
+pub(crate) use check::DbCheckReport as CheckReport;

@@ -1,0 +1,400 @@
+//! Group updates: changes to several pages that are applied all together or not at all,
+//! both as other threads see them and after a crash.
+//!
+//! The tree uses them for splits (a new page, the split page and its parent change as one)
+//! and the database for batches that span trees. No lock is taken that other groups or
+//! readers of other pages wait on; a group holds only the pages it changes, briefly.
+//!
+//! # Protocol
+//! 1. **Claim** every page, in page-id order (so two groups never wait on each other in a
+//!    cycle): install a copy of the page's state that carries a [`Claim`], after checking
+//!    the version the caller expects and loading the page's payloads into memory. The
+//!    claim holds what the page becomes if the group commits. Single-page updates and other
+//!    groups that meet a claimed page wait for it to be released; consolidation, eviction
+//!    and relocation skip it. A page at an unexpected version releases every claim and the
+//!    group is [`GroupOutcome::Stale`].
+//! 2. **Log**: one member record per page (kinds `GROUP_*`, bodies like the single-page
+//!    kinds), then a commit record listing the members' LSNs. Recovery applies the members
+//!    of a group only when it finds the commit record (see `open.rs`), so a crash keeps all
+//!    of a group or none of it. The members' LSNs are larger than every earlier update of
+//!    their pages (those were installed before the claim) and smaller than every later one
+//!    (those wait for the claim), so replaying in LSN order replays each page's history.
+//! 3. **Commit**: one store to the group's shared flag. From then on a reader of any of the
+//!    group's pages sees the group's result, so no reader sees part of a group.
+//! 4. **Install** each page's new state (version + 1, its member record as its location),
+//!    which drops the claim.
+//!
+//! While a group is between claiming and installing, a checkpoint starts its replay no
+//! later than where the group's records start (the registry below), so that a snapshot
+//! that caught the group half installed is completed by replay.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use super::{
+    cache::{Inner, PageCache},
+    loc::{Loc, Stream},
+    record,
+    state::{PageState, Part},
+};
+use crate::{
+    error::{Error, Result},
+    ids::{Lsn, PageId},
+    log::RecordKind,
+    sync::{self, AtomicBool, Mutex, Ordering, epoch},
+};
+
+/// What a group does to one page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<'a> {
+    /// Link a fragment onto the page.
+    Link(&'a [u8]),
+    /// Replace the page's image (or, on a free id, allocate the page with this image).
+    Replace(&'a [u8]),
+    /// Free the page.
+    Free,
+}
+
+/// One page's part of a group update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupUpdate<'a> {
+    /// The page.
+    pub id: PageId,
+    /// The version the caller read, or `None` for an id that must be free (a new page,
+    /// from [`PageCache::reserve_id`]).
+    pub version: Option<u64>,
+    /// What to do.
+    pub change: Change<'a>,
+}
+
+/// What became of a group update.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a stale group did nothing: read the pages again and retry"]
+pub enum GroupOutcome {
+    /// Every change is installed; each page's version grew by one.
+    Installed,
+    /// Some page was not at the version the caller read (or a new id was not free):
+    /// nothing was changed.
+    Stale,
+}
+
+/// A group's hold on one page.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    /// Shared by every page of the group.
+    group: Arc<GroupFlag>,
+    /// What the page becomes when the group commits: `None` if it is freed.
+    next: Option<Contents>,
+}
+
+/// A page's base image and fragments, in memory.
+type Contents = (Arc<[u8]>, Vec<Arc<[u8]>>);
+
+/// Whether a group has committed.
+#[derive(Debug, Default)]
+struct GroupFlag {
+    /// Owner: the group's thread, which sets it once, after writing the commit record.
+    /// Release/acquire: a reader that sees it set sees every page's `next` (they were
+    /// published by the claims' compare-and-swaps, before the store).
+    committed: AtomicBool,
+}
+
+impl Claim {
+    /// The page as readers see it once the group committed (version `version`), or `None`
+    /// before the commit. `Some(None)`: the group frees the page.
+    pub(crate) fn committed_page(
+        &self,
+        id: PageId,
+        version: u64,
+    ) -> Option<Option<crate::pagecache::Page>> {
+        if !self.group.committed.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.next.as_ref().map(|(base, fragments)| crate::pagecache::Page {
+            id,
+            version,
+            base: base.clone(),
+            fragments: fragments.clone(),
+        }))
+    }
+}
+
+/// The groups between their first record and their last install, by ticket: each with an
+/// LSN at or below its first record. A checkpoint replays from no later than the oldest.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    /// A lock held for one insert or remove per group (and one read per checkpoint).
+    groups: Mutex<BTreeMap<u64, Lsn>>,
+    /// The next ticket. Owner: `register` (under the lock).
+    next: Mutex<u64>,
+}
+
+impl InFlight {
+    fn register(&self, lower_bound: Lsn) -> u64 {
+        let ticket = {
+            let mut next = sync::lock(&self.next);
+            *next += 1;
+            *next
+        };
+        sync::lock(&self.groups).insert(ticket, lower_bound);
+        ticket
+    }
+
+    fn unregister(&self, ticket: u64) {
+        sync::lock(&self.groups).remove(&ticket);
+    }
+
+    /// The lowest LSN a group in flight may have written at.
+    pub(crate) fn oldest(&self) -> Option<Lsn> {
+        sync::lock(&self.groups).values().min().copied()
+    }
+}
+
+impl PageCache {
+    /// Hands out a free page id for a group update to allocate (with `version: None`).
+    /// Give it back with [`PageCache::release_id`] if the group does not use it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the page table is full.
+    pub fn reserve_id(&self) -> Result<PageId> {
+        self.inner.take_id()
+    }
+
+    /// Gives back an id from [`PageCache::reserve_id`] that no group allocated.
+    pub fn release_id(&self, id: PageId) {
+        let mut free = sync::lock(&self.inner.free_ids);
+        free.push(id);
+        // Keep the list popping lowest first.
+        free.sort_unstable_by(|a, b| b.cmp(a));
+    }
+
+    /// Applies `updates` (each to a different page) all together or not at all, both as
+    /// other threads see them and after a crash. See the module docs for how.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if two updates name the same page; the log's errors (then
+    /// nothing was applied).
+    pub fn apply_group(&self, updates: &[GroupUpdate<'_>]) -> Result<GroupOutcome> {
+        let mut order: Vec<&GroupUpdate<'_>> = updates.iter().collect();
+        order.sort_by_key(|u| u.id);
+        if let Some(pair) = order.windows(2).find(|w| w[0].id == w[1].id) {
+            return Err(Error::Config(format!("a group update names {} twice", pair[0].id)));
+        }
+        let inner = &*self.inner;
+        let ticket = inner.in_flight.register(inner.log(Stream::Delta).written_lsn());
+        let result = inner.run_group(&order);
+        inner.in_flight.unregister(ticket);
+        let Some(commit) = result? else {
+            return Ok(GroupOutcome::Stale);
+        };
+        {
+            for update in &order {
+                match update.change {
+                    Change::Free => sync::lock(&inner.free_ids).push(update.id),
+                    Change::Link(_) => inner.consolidate_if_long(update.id),
+                    Change::Replace(_) => inner.table.touch(update.id),
+                }
+            }
+            inner.after_write(commit);
+        }
+        Ok(GroupOutcome::Installed)
+    }
+}
+
+impl Inner {
+    /// Claims, logs, commits and installs; returns the commit record's location, or `None`
+    /// if the group was stale.
+    fn run_group(&self, order: &[&GroupUpdate<'_>]) -> Result<Option<Loc>> {
+        let flag = Arc::new(GroupFlag::default());
+        let mut claimed: Vec<(PageId, Arc<Claim>)> = Vec::with_capacity(order.len());
+        for update in order {
+            match self.claim(update, &flag) {
+                Ok(Some(claim)) => claimed.push((update.id, claim)),
+                Ok(None) => {
+                    self.release(&claimed);
+                    return Ok(None);
+                }
+                Err(error) => {
+                    self.release(&claimed);
+                    return Err(error);
+                }
+            }
+        }
+        let (locs, commit) = match self.write_group(order) {
+            Ok(written) => written,
+            Err(error) => {
+                self.release(&claimed);
+                return Err(error);
+            }
+        };
+        flag.committed.store(true, Ordering::Release);
+        for ((update, (_, claim)), loc) in order.iter().zip(&claimed).zip(locs) {
+            self.install_member(update, claim, loc);
+        }
+        Ok(Some(commit))
+    }
+
+    /// Claims one page for the group: `None` if it is not at the expected version.
+    fn claim(&self, update: &GroupUpdate<'_>, flag: &Arc<GroupFlag>) -> Result<Option<Arc<Claim>>> {
+        loop {
+            let guard = epoch::pin();
+            let (slot, current) = match update.version {
+                None => self.table.load_or_create(update.id, &guard),
+                Some(_) => match self.table.load(update.id, &guard) {
+                    Some(found) => found,
+                    None => return Ok(None),
+                },
+            };
+            let state = current.state();
+            if state.is_some_and(PageState::is_claimed) {
+                drop(guard);
+                self.wait_unclaimed(update.id);
+                continue;
+            }
+            let live = state.and_then(|s| s.live.as_ref());
+            let expected = match update.version {
+                None => live.is_none(),
+                Some(version) => live.is_some() && current.version() == version,
+            };
+            if !expected {
+                return Ok(None);
+            }
+            // Readers must be able to see the page's next contents from memory alone, so
+            // the page is loaded first (and eviction skips it while it is claimed).
+            let loaded = match state {
+                Some(state) if !state.holds_all() => match self.load_parts(update.id, state) {
+                    Ok(loaded) => loaded,
+                    Err(_) if !slot.load(&guard).is(&current) => continue,
+                    Err(error) => return Err(error),
+                },
+                Some(state) => state.clone(),
+                None => PageState::free(0),
+            };
+            let next = match update.change {
+                Change::Free => None,
+                Change::Replace(image) => Some((Arc::from(image), Vec::new())),
+                Change::Link(fragment) => {
+                    let page = loaded.page(update.id);
+                    let Some(page) = page else {
+                        // A link needs a live page; `expected` checked that.
+                        return Ok(None);
+                    };
+                    let mut fragments = page.fragments;
+                    fragments.push(Arc::from(fragment));
+                    Some((page.base, fragments))
+                }
+            };
+            let claim = Arc::new(Claim { group: flag.clone(), next });
+            let held = loaded.with_claim(Some(claim.clone()));
+            if self.install(slot, current, held, &guard).is_ok() {
+                return Ok(Some(claim));
+            }
+        }
+    }
+
+    /// Writes the members' records and the commit record; returns the members' locations
+    /// and the commit record's.
+    fn write_group(&self, order: &[&GroupUpdate<'_>]) -> Result<(Vec<Loc>, Loc)> {
+        let delta = self.log(Stream::Delta);
+        let guard = epoch::pin();
+        let mut locs = Vec::with_capacity(order.len());
+        for update in order {
+            let version =
+                self.table.load(update.id, &guard).map_or(0, |(_, current)| current.version()) + 1;
+            let (kind, payload): (RecordKind, &[u8]) = match update.change {
+                Change::Link(fragment) => (record::GROUP_LINK, fragment),
+                Change::Replace(image) => (record::GROUP_REPLACE, image),
+                Change::Free => (record::GROUP_FREE, &[]),
+            };
+            let body = record::encode(update.id, version, payload);
+            let reservation = delta.reserve(kind, &body)?;
+            locs.push(Loc {
+                stream: Stream::Delta,
+                lsn: reservation.lsn(),
+                len: reservation.len(),
+            });
+            // Inert until the commit record: completing it at once keeps no buffer waiting.
+            reservation.complete();
+        }
+        let commit = delta.reserve(record::GROUP_COMMIT, &record::encode_commit(&locs))?;
+        let loc = Loc { stream: Stream::Delta, lsn: commit.lsn(), len: commit.len() };
+        commit.complete();
+        Ok((locs, loc))
+    }
+
+    /// Installs one member's new state in place of its claimed one.
+    fn install_member(&self, update: &GroupUpdate<'_>, claim: &Arc<Claim>, loc: Loc) {
+        loop {
+            let guard = epoch::pin();
+            let Some((slot, current)) = self.table.load(update.id, &guard) else {
+                return;
+            };
+            let Some(state) = current.state() else {
+                return;
+            };
+            if !state.claim.as_ref().is_some_and(|c| Arc::ptr_eq(c, claim)) {
+                return; // Only this thread releases its claims; nothing else to do.
+            }
+            let version = state.version + 1;
+            let new = match (update.change, state.live.as_ref()) {
+                (Change::Free, _) => PageState::free(version),
+                (Change::Replace(image), _) => {
+                    PageState::live(version, Part::resident(loc, Arc::from(image)), Vec::new())
+                }
+                (Change::Link(fragment), Some(live)) => {
+                    let mut frags = live.frags.to_vec();
+                    frags.push(Part::resident(loc, Arc::from(fragment)));
+                    PageState::live(version, live.base.clone(), frags)
+                }
+                // A claimed link always holds a live page (`claim` checked it).
+                (Change::Link(_), None) => PageState::free(state.version),
+            };
+            if self.install(slot, current, new, &guard).is_ok() {
+                return;
+            }
+        }
+    }
+
+    /// Releases the claims of a group that did not commit.
+    fn release(&self, claimed: &[(PageId, Arc<Claim>)]) {
+        for (id, claim) in claimed {
+            loop {
+                let guard = epoch::pin();
+                let Some((slot, current)) = self.table.load(*id, &guard) else {
+                    break;
+                };
+                let Some(state) = current.state() else {
+                    break;
+                };
+                if !state.claim.as_ref().is_some_and(|c| Arc::ptr_eq(c, claim)) {
+                    break;
+                }
+                if self.install(slot, current, state.with_claim(None), &guard).is_ok() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Waits until page `id` is not claimed. Groups hold pages for a few log appends, so
+    /// this spins briefly, then yields, then sleeps in short steps.
+    pub(crate) fn wait_unclaimed(&self, id: PageId) {
+        for round in 0u32.. {
+            {
+                let guard = epoch::pin();
+                let claimed = self
+                    .table
+                    .load(id, &guard)
+                    .and_then(|(_, current)| current.state())
+                    .is_some_and(PageState::is_claimed);
+                if !claimed {
+                    return;
+                }
+            }
+            match round {
+                0..64 => sync::spin_hint(),
+                64..128 => sync::thread::yield_now(),
+                _ => sync::sleep(Duration::from_micros(50)),
+            }
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! [`Tree`]: an ordered map from byte strings to byte strings, and its operations.
+
+use std::{fmt, ops::RangeBounds, sync::Arc};
+
+use super::{
+    Bytes,
+    iter::Iter,
+    node::{Entry, Node, Op, Value},
+    plan::Plan,
+    walk::{self, Descent, Target, TreePage},
+};
+use crate::{
+    error::{Error, Result},
+    ids::{PageId, TreeId},
+    pagecache::{Change, GroupOutcome, GroupUpdate, PageCache},
+};
+
+/// What every tree of one database shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) cache: PageCache,
+    /// Nodes are split when they would grow past this many bytes.
+    pub(crate) node_bytes: usize,
+}
+
+/// An ordered map from byte strings to byte strings, stored in the database's pages.
+///
+/// Keys are ordered by their bytes (lexicographically, as `[u8]` compares). Reads take no
+/// lock; writes are compare-and-swaps on the page of the leaf they change, and splits are
+/// installed atomically with their parent, so the tree is never half split.
+///
+/// `Tree` is a handle: cheap to clone, `Send` and `Sync`. Get one from
+/// [`Db::open_tree`](crate::Db::open_tree); the [`Db`](crate::Db) itself dereferences to
+/// its default tree.
+///
+/// # Durability
+/// A write is durable once a [`Tree::flush`] (or [`Db::flush`](crate::Db::flush)) that
+/// started after it returns, and within the database's `flush_every_ms` in any case.
+#[derive(Clone)]
+pub struct Tree {
+    pub(crate) inner: Arc<TreeInner>,
+}
+
+pub(crate) struct TreeInner {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) id: TreeId,
+    pub(crate) root: PageId,
+    pub(crate) name: Bytes,
+}
+
+impl fmt::Debug for Tree {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tree")
+            .field("name", &self.inner.name)
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The current value did not match the expected one: what
+/// [`Tree::compare_and_swap`] returns instead of swapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompareAndSwapError {
+    /// The value the key has now (`None`: absent).
+    pub current: Option<Bytes>,
+    /// The value that was not written.
+    pub proposed: Option<Bytes>,
+}
+
+impl fmt::Display for CompareAndSwapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "compare and swap failed: the current value is {:?}", self.current)
+    }
+}
+
+impl std::error::Error for CompareAndSwapError {}
+
+impl Tree {
+    pub(crate) fn new(shared: Arc<Shared>, id: TreeId, root: PageId, name: Bytes) -> Tree {
+        Tree { inner: Arc::new(TreeInner { shared, id, root, name }) }
+    }
+
+    pub(crate) fn cache(&self) -> &PageCache {
+        &self.inner.shared.cache
+    }
+
+    /// The tree's name.
+    pub fn name(&self) -> Bytes {
+        self.inner.name.clone()
+    }
+
+    /// The value of `key`, if present.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if a page read is damaged; [`Error::Io`].
+    ///
+    /// # Example
+    /// ```
+    /// let db = grove_engine::Config::new().temporary(true).open()?;
+    /// db.insert(b"k", b"v")?;
+    /// assert_eq!(db.get(b"k")?.as_deref(), Some(&b"v"[..]));
+    /// assert_eq!(db.get(b"other")?, None);
+    /// # Ok::<(), grove_engine::Error>(())
+    /// ```
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let key = key.as_ref();
+        let descent = self.descend(Target::Key(key))?;
+        match descent.leaf.lookup(key)? {
+            Some(value) => Ok(Some(self.value_bytes(&value)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `key` is present.
+    ///
+    /// # Errors
+    /// As [`Tree::get`].
+    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
+        let key = key.as_ref();
+        Ok(self.descend(Target::Key(key))?.leaf.lookup(key)?.is_some())
+    }
+
+    /// Sets `key` to `value`; returns the previous value.
+    ///
+    /// # Errors
+    /// [`Error::RecordTooLarge`] if the key and value do not fit in a page; the log's
+    /// errors ([`Error::LogFailed`]); as [`Tree::get`].
+    pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let value = value.as_ref();
+        let (old, _) = self.modify(key.as_ref(), |_| Some(value.to_vec()))?;
+        Ok(old)
+    }
+
+    /// Removes `key`; returns its value if it was present.
+    ///
+    /// # Errors
+    /// As [`Tree::insert`].
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let (old, _) = self.modify(key.as_ref(), |_| None)?;
+        Ok(old)
+    }
+
+    /// Sets `key` to `new` (`None`: removes it) if its value is `old` (`None`: absent).
+    /// The outer `Result` is for errors; the inner one says whether the swap happened.
+    ///
+    /// # Errors
+    /// As [`Tree::insert`].
+    ///
+    /// # Example
+    /// ```
+    /// let db = grove_engine::Config::new().temporary(true).open()?;
+    /// assert!(db.compare_and_swap(b"k", None::<&[u8]>, Some(b"1"))?.is_ok());
+    /// let failed = db.compare_and_swap(b"k", None::<&[u8]>, Some(b"2"))?.unwrap_err();
+    /// assert_eq!(failed.current.as_deref(), Some(&b"1"[..]));
+    /// # Ok::<(), grove_engine::Error>(())
+    /// ```
+    pub fn compare_and_swap<O, N>(
+        &self,
+        key: impl AsRef<[u8]>,
+        old: Option<O>,
+        new: Option<N>,
+    ) -> Result<Result<(), CompareAndSwapError>>
+    where
+        O: AsRef<[u8]>,
+        N: AsRef<[u8]>,
+    {
+        let old = old.as_ref().map(AsRef::as_ref);
+        let new = new.as_ref().map(|n| n.as_ref().to_vec());
+        let mut matched = false;
+        let (current, _) = self.modify_if(key.as_ref(), |current| {
+            matched = current.map(|c| &**c) == old;
+            matched.then(|| new.clone())
+        })?;
+        if matched {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(CompareAndSwapError { current, proposed: new.map(Bytes::from) }))
+        }
+    }
+
+    /// Sets `key` to `f(current value)` (`None` in or out: absent) and returns the new
+    /// value. `f` may run more than once if other writers change the key meanwhile.
+    ///
+    /// # Errors
+    /// As [`Tree::insert`].
+    pub fn update_and_fetch<F>(&self, key: impl AsRef<[u8]>, mut f: F) -> Result<Option<Bytes>>
+    where
+        F: FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+    {
+        let (_, new) = self.modify(key.as_ref(), |current| f(current.map(|c| &**c)))?;
+        Ok(new)
+    }
+
+    /// As [`Tree::update_and_fetch`], but returns the value before the update.
+    ///
+    /// # Errors
+    /// As [`Tree::insert`].
+    pub fn fetch_and_update<F>(&self, key: impl AsRef<[u8]>, mut f: F) -> Result<Option<Bytes>>
+    where
+        F: FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
+    {
+        let (old, _) = self.modify(key.as_ref(), |current| f(current.map(|c| &**c)))?;
+        Ok(old)
+    }
+
+    /// Every entry, in key order; double-ended.
+    pub fn iter(&self) -> Iter {
+        self.range::<&[u8], _>(..)
+    }
+
+    /// The entries whose keys lie in `range`, in key order; double-ended.
+    ///
+    /// # Example
+    /// ```
+    /// let db = grove_engine::Config::new().temporary(true).open()?;
+    /// for key in [b"a", b"b", b"c", b"d"] {
+    ///     db.insert(key, b"")?;
+    /// }
+    /// let keys: Vec<_> = db.range(&b"b"[..]..&b"d"[..]).map(|e| e.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    /// assert_eq!(keys, [b"b", b"c"]);
+    /// let last = db.range(&b"b"[..]..).next_back().transpose()?;
+    /// assert_eq!(last.map(|(k, _)| k), Some(b"d".into()));
+    /// # Ok::<(), grove_engine::Error>(())
+    /// ```
+    pub fn range<K, R>(&self, range: R) -> Iter
+    where
+        K: AsRef<[u8]>,
+        R: RangeBounds<K>,
+    {
+        let own = |bound: std::ops::Bound<&K>| bound.map(|k| k.as_ref().to_vec());
+        Iter::new(self.clone(), own(range.start_bound()), own(range.end_bound()))
+    }
+
+    /// The entries whose keys start with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
+        let prefix = prefix.as_ref().to_vec();
+        let end = prefix_end(&prefix);
+        let start = std::ops::Bound::Included(prefix);
+        Iter::new(
+            self.clone(),
+            start,
+            end.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded),
+        )
+    }
+
+    /// The entry with the smallest key.
+    ///
+    /// # Errors
+    /// As [`Tree::get`].
+    pub fn first(&self) -> Result<Option<(Bytes, Bytes)>> {
+        self.iter().next().transpose()
+    }
+
+    /// The entry with the largest key.
+    ///
+    /// # Errors
+    /// As [`Tree::get`].
+    pub fn last(&self) -> Result<Option<(Bytes, Bytes)>> {
+        self.iter().next_back().transpose()
+    }
+
+    /// The entry with the largest key below `key`.
+    ///
+    /// # Errors
+    /// As [`Tree::get`].
+    pub fn get_lt(&self, key: impl AsRef<[u8]>) -> Result<Option<(Bytes, Bytes)>> {
+        self.range::<&[u8], _>(..key.as_ref()).next_back().transpose()
+    }
+
+    /// The entry with the smallest key above `key`.
+    ///
+    /// # Errors
+    /// As [`Tree::get`].
+    pub fn get_gt(&self, key: impl AsRef<[u8]>) -> Result<Option<(Bytes, Bytes)>> {
+        let start = std::ops::Bound::Excluded(key.as_ref());
+        self.range::<&[u8], _>((start, std::ops::Bound::Unbounded)).next().transpose()
+    }
+
+    /// Removes and returns the entry with the smallest key.
+    ///
+    /// # Errors
+    /// As [`Tree::insert`].
+    pub fn pop_first(&self) -> Result<Option<(Bytes, Bytes)>> {
+        self.pop(|tree| tree.first())
+    }
+
+    /// Removes and returns the entry with the largest key.
+    ///
+    /// # Errors
+    /// As [`Tree::insert`].
+    pub fn pop_last(&self) -> Result<Option<(Bytes, Bytes)>> {
+        self.pop(|tree| tree.last())
+    }
+
+    fn pop(
+        &self,
+        find: impl Fn(&Tree) -> Result<Option<(Bytes, Bytes)>>,
+    ) -> Result<Option<(Bytes, Bytes)>> {
+        loop {
+            let Some((key, value)) = find(self)? else {
+                return Ok(None);
+            };
+            if self.compare_and_swap(&key, Some(&value), None::<&[u8]>)?.is_ok() {
+                return Ok(Some((key, value)));
+            }
+        }
+    }
+
+    /// The number of entries. This walks the leaves (it does not read values stored out
+    /// of line).
+    ///
+    /// # Errors
+    /// As [`Tree::get`].
+    pub fn len(&self) -> Result<usize> {
+        let mut count = 0;
+        for entry in self.iter() {
+            entry?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Whether the tree has no entries.
+    ///
+    /// # Errors
+    /// As [`Tree::get`].
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.first()?.is_none())
+    }
+
+    /// Removes every entry, atomically: a reader sees all of them or none, and so does the
+    /// database after a crash. The tree's pages are given back.
+    ///
+    /// # Errors
+    /// As [`Tree::insert`].
+    pub fn clear(&self) -> Result<()> {
+        loop {
+            let pages = self.pages()?;
+            let empty = Node::empty(self.inner.id, 0).encode();
+            let updates: Vec<GroupUpdate<'_>> = pages
+                .iter()
+                .map(|&(id, version)| GroupUpdate {
+                    id,
+                    version: Some(version),
+                    change: if id == self.inner.root {
+                        Change::Replace(&empty)
+                    } else {
+                        Change::Free
+                    },
+                })
+                .collect();
+            if self.cache().apply_group(&updates)? == GroupOutcome::Installed {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Makes every write made before this call durable.
+    ///
+    /// # Errors
+    /// [`Error::LogFailed`] if the log could not write or sync.
+    pub fn flush(&self) -> Result<()> {
+        self.cache().flush()
+    }
+
+    /// A CRC-32 over every key and value in order: equal trees have equal checksums.
+    ///
+    /// # Errors
+    /// As [`Tree::get`].
+    pub fn checksum(&self) -> Result<u32> {
+        let mut hasher = crc32fast::Hasher::new();
+        for entry in self.iter() {
+            let (key, value) = entry?;
+            hasher.update(&u64::try_from(key.len()).unwrap_or(u64::MAX).to_le_bytes());
+            hasher.update(&key);
+            hasher.update(&u64::try_from(value.len()).unwrap_or(u64::MAX).to_le_bytes());
+            hasher.update(&value);
+        }
+        Ok(hasher.finalize())
+    }
+
+    pub(crate) fn descend(&self, target: Target<'_>) -> Result<Descent> {
+        walk::descend(self.cache(), self.inner.id, self.inner.root, target)
+    }
+
+    /// The bytes of a stored value.
+    pub(crate) fn value_bytes(&self, value: &Value) -> Result<Bytes> {
+        match value {
+            Value::Inline(bytes) => Ok(Bytes::copy_from(bytes)),
+            Value::Blob { page, len } => {
+                let blob = walk::read_page(self.cache(), *page)?;
+                let bytes = blob.base();
+                if u64::try_from(bytes.len()).ok() != Some(*len) {
+                    return Err(Error::corruption(
+                        format!("tree {page}"),
+                        0,
+                        format!("a value of {len} bytes is stored as {} bytes", bytes.len()),
+                    ));
+                }
+                Ok(Bytes::copy_from(bytes))
+            }
+        }
+    }
+
+    /// Sets `key` to `f(current)`; returns the value before and after.
+    fn modify(
+        &self,
+        key: &[u8],
+        mut f: impl FnMut(Option<&Bytes>) -> Option<Vec<u8>>,
+    ) -> Result<(Option<Bytes>, Option<Bytes>)> {
+        self.modify_if(key, |current| Some(f(current)))
+    }
+
+    /// As `modify`, where `f` returning `None` means "leave it as it is".
+    fn modify_if(
+        &self,
+        key: &[u8],
+        mut f: impl FnMut(Option<&Bytes>) -> Option<Option<Vec<u8>>>,
+    ) -> Result<(Option<Bytes>, Option<Bytes>)> {
+        loop {
+            let descent = self.descend(Target::Key(key))?;
+            let current = match descent.leaf.lookup(key)? {
+                Some(value) => Some(self.value_bytes(&value)?),
+                None => None,
+            };
+            let Some(new) = f(current.as_ref()) else {
+                return Ok((current.clone(), current));
+            };
+            let op = match &new {
+                Some(value) => Op::Put { key: key.to_vec(), value: Value::Inline(value.clone()) },
+                None if current.is_none() => return Ok((None, None)),
+                None => Op::Remove { key: key.to_vec() },
+            };
+            let mut plan = Plan::new(self.inner.shared.node_bytes);
+            plan.add(descent, op);
+            if plan.install(self.cache())? {
+                return Ok((current, new.map(Bytes::from)));
+            }
+        }
+    }
+
+    /// Every page of the tree with its version, root first.
+    pub(crate) fn pages(&self) -> Result<Vec<(PageId, u64)>> {
+        let mut pages = Vec::new();
+        let mut todo = vec![self.inner.root];
+        while let Some(id) = todo.pop() {
+            let page: TreePage = walk::read_page(self.cache(), id)?;
+            pages.push((id, page.version()));
+            let node = page.materialize()?;
+            for (_, entry) in &node.entries {
+                match entry {
+                    Entry::Child(child) => todo.push(*child),
+                    Entry::Value(Value::Blob { page, .. }) => {
+                        let blob = walk::read_page(self.cache(), *page)?;
+                        pages.push((*page, blob.version()));
+                    }
+                    Entry::Value(Value::Inline(_)) => {}
+                }
+            }
+        }
+        Ok(pages)
+    }
+}
+
+/// The smallest byte string greater than every string that starts with `prefix`, or
+/// `None` if there is none (the prefix is all `0xff`).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}

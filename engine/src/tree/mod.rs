@@ -1,0 +1,18 @@
+//! The tree: an ordered map over byte strings, stored as B-link tree nodes in pages.
+//!
+//! Nodes are pages of the page cache: a base image plus fragments (small deltas). The tree
+//! knows key order; it never sees files, segments or log positions. Start at [`Tree`].
+
+mod bytes;
+mod handle;
+mod iter;
+pub(crate) mod node;
+mod plan;
+pub(crate) mod walk;
+
+pub use bytes::Bytes;
+pub use handle::{CompareAndSwapError, Tree};
+pub use iter::Iter;
+
+pub(crate) use handle::Shared;
+pub(crate) use plan::Plan;

@@ -1,0 +1,1958 @@
+//! Tree nodes: the byte layout of a node image and of the fragments linked onto it, and the
+//! forms the tree works with: [`Node`] (owned, decoded), [`NodeRef`] (a zero-copy view of an
+//! image, for reads) and [`Op`] (one leaf change, the content of fragments).
+//!
+//! A node is a page: a base image plus fragments, oldest first. Leaves get fragments (small
+//! batches of puts and removes); index nodes are always rewritten whole. [`TreeMaterializer`]
+//! folds a leaf's fragments into a new image for the page cache.
+//!
+//! # Node image (format tag 1)
+//!
+//! Little-endian; varints are unsigned LEB128 in their shortest form ([`crate::varint`]).
+//!
+//! ```text
+//! 0   u8    format tag: 1
+//! 1   u8    level (0 = leaf)
+//! 2   u8    flags: bit 0 high fence present, bit 1 right sibling present (others 0)
+//! 3   u8    reserved, 0
+//! 4   u32   entry count n
+//! 8   u64   tree id
+//! 16  u64   right sibling page id (0 when absent)
+//! 24        varint low-fence length, low-fence bytes
+//!           varint high-fence length, high-fence bytes         (only when present)
+//!           varint prefix length p
+//!           n x u32 entry offsets, from the start of the image
+//!           n entries: varint suffix length, suffix bytes, then
+//!             leaf:  u8 value tag: 0 inline (varint length, bytes)
+//!                                | 1 blob (u64 page id, u64 length)
+//!             index: u64 child page id
+//! ```
+//!
+//! Key `i` is `low[..p] ++ suffix_i`. With a high fence, `p` is the length of the common
+//! prefix of the two fences (every key `k` of the node has `low <= k < high`, so every key
+//! starts with it); without one, `p` is 0.
+//!
+//! Readers accept exactly what [`Node::encode`] writes, so an image that parses re-encodes
+//! to its own bytes: the entries follow the offset table back to back, each offset is where
+//! the previous entry ended, and the last entry ends the image; keys are strictly increasing,
+//! the first key is at least the low fence (equal to it in an index node), the last is below
+//! the high fence, and the low fence is below the high fence; an index node has an entry;
+//! the right sibling field is 0 without its flag. The low fence is inclusive and the high
+//! fence exclusive; the leftmost node of a level has the empty low fence and the rightmost
+//! has no high fence.
+//!
+//! # Fragment (format tag 2)
+//!
+//! ```text
+//! 0   u8    format tag: 2
+//! 1         varint op count (at least 1)
+//!           ops: u8 op (0 put, 1 remove), varint key length, key bytes (the whole key),
+//!                then for a put the value, as in leaf entries (u8 tag, then its fields)
+//! ```
+//!
+//! Ops apply in order: a put inserts or overwrites, a remove deletes the key if present.
+//! Every key of a fragment lies within the fences of the leaf it is linked onto.
+
+use std::{cmp::Ordering, collections::BTreeMap};
+
+use crate::{
+    ids::{PageId, TreeId},
+    pagecache::Materializer,
+    varint,
+};
+
+/// Format tag of a node image.
+const NODE_TAG: u8 = 1;
+/// Format tag of a fragment.
+const FRAGMENT_TAG: u8 = 2;
+/// Header flag: a high fence follows the low fence.
+const FLAG_HIGH: u8 = 1;
+/// Header flag: the right sibling field holds a page id.
+const FLAG_RIGHT: u8 = 2;
+/// Bytes before the low fence.
+const HEADER_LEN: usize = 24;
+/// Bytes of one entry offset.
+const OFFSET_LEN: usize = 4;
+/// Value tag: the value's bytes follow.
+const VALUE_INLINE: u8 = 0;
+/// Value tag: the value is in its own page.
+const VALUE_BLOB: u8 = 1;
+/// Bytes of a blob value after its tag: page id and length.
+const BLOB_LEN: usize = 16;
+/// Bytes of an index entry's child after its key.
+const CHILD_LEN: usize = 8;
+/// Fragment op: put.
+const OP_PUT: u8 = 0;
+/// Fragment op: remove.
+const OP_REMOVE: u8 = 1;
+/// The fewest bytes an op takes (a remove of the empty key), which bounds the op count a
+/// fragment of a given length can hold.
+const MIN_OP_LEN: usize = 2;
+
+/// What is wrong with the bytes of a node image or fragment. The tree reports it as
+/// [`crate::Error::Corruption`] naming the page.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at byte {offset}: {reason}")]
+pub(crate) struct Malformed {
+    /// Where in the image (or in the fragment that `reason` names) the damage is.
+    pub(crate) offset: usize,
+    /// What was expected and what was found.
+    pub(crate) reason: String,
+}
+
+impl Malformed {
+    #[cold]
+    fn new(offset: usize, reason: impl Into<String>) -> Malformed {
+        Malformed { offset, reason: reason.into() }
+    }
+
+    /// Says which of a page's fragments the error is in (its offset is within that fragment).
+    #[cold]
+    fn in_fragment(self, index: usize) -> Malformed {
+        Malformed { offset: self.offset, reason: format!("fragment {index}: {}", self.reason) }
+    }
+}
+
+/// How a leaf stores a value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Value {
+    /// The value's bytes, in the leaf.
+    Inline(Vec<u8>),
+    /// A large value, stored out of line in its own page.
+    Blob {
+        /// The page holding the value.
+        page: PageId,
+        /// The value's length in bytes.
+        len: u64,
+    },
+}
+
+impl Value {
+    /// A borrowed view of the value.
+    pub(crate) fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Inline(bytes) => ValueRef::Inline(bytes),
+            &Value::Blob { page, len } => ValueRef::Blob { page, len },
+        }
+    }
+}
+
+/// A value as it lies in an image or fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ValueRef<'a> {
+    /// The value's bytes.
+    Inline(&'a [u8]),
+    /// A value stored in its own page.
+    Blob {
+        /// The page holding the value.
+        page: PageId,
+        /// The value's length in bytes.
+        len: u64,
+    },
+}
+
+impl ValueRef<'_> {
+    /// The owned value.
+    pub(crate) fn to_value(self) -> Value {
+        match self {
+            ValueRef::Inline(bytes) => Value::Inline(bytes.to_vec()),
+            ValueRef::Blob { page, len } => Value::Blob { page, len },
+        }
+    }
+
+    /// Bytes of the encoded value, tag included.
+    fn encoded_len(self) -> usize {
+        1 + match self {
+            ValueRef::Inline(bytes) => bytes_len(bytes),
+            ValueRef::Blob { .. } => BLOB_LEN,
+        }
+    }
+
+    fn encode_into(self, out: &mut Vec<u8>) {
+        match self {
+            ValueRef::Inline(bytes) => {
+                out.push(VALUE_INLINE);
+                put_bytes(out, bytes);
+            }
+            ValueRef::Blob { page, len } => {
+                out.push(VALUE_BLOB);
+                out.extend_from_slice(&page.get().to_le_bytes());
+                out.extend_from_slice(&len.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// One change to a leaf: what a fragment holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Op {
+    /// Sets `key` to `value`, inserting or overwriting.
+    Put {
+        /// The whole key.
+        key: Vec<u8>,
+        /// The new value.
+        value: Value,
+    },
+    /// Deletes `key` if present.
+    Remove {
+        /// The whole key.
+        key: Vec<u8>,
+    },
+}
+
+impl Op {
+    /// The key the op changes.
+    pub(crate) fn key(&self) -> &[u8] {
+        match self {
+            Op::Put { key, .. } | Op::Remove { key } => key,
+        }
+    }
+}
+
+/// An op as it lies in a fragment.
+#[derive(Debug, Clone, Copy)]
+struct OpRef<'a> {
+    key: &'a [u8],
+    /// The value put, or `None` for a remove.
+    value: Option<ValueRef<'a>>,
+}
+
+impl OpRef<'_> {
+    fn to_op(self) -> Op {
+        let key = self.key.to_vec();
+        match self.value {
+            Some(value) => Op::Put { key, value: value.to_value() },
+            None => Op::Remove { key },
+        }
+    }
+}
+
+/// What every node says about itself, besides its entries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Header {
+    /// The tree the node belongs to.
+    pub(crate) tree: TreeId,
+    /// 0 for a leaf; an index node's children are one level lower.
+    pub(crate) level: u8,
+    /// The inclusive low fence: no key of the node is smaller. Empty in the leftmost node of
+    /// a level.
+    pub(crate) low: Vec<u8>,
+    /// The exclusive high fence: every key of the node is smaller. `None` (+infinity) in the
+    /// rightmost node of a level.
+    pub(crate) high: Option<Vec<u8>>,
+    /// The next node to the right at the same level, whose low fence is this node's high
+    /// fence.
+    pub(crate) right: Option<PageId>,
+}
+
+impl Header {
+    /// The length of the prefix every key of the node shares and the image stores once.
+    fn prefix_len(&self) -> usize {
+        prefix_len(&self.low, self.high.as_deref())
+    }
+}
+
+/// What a key maps to in a node.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Entry {
+    /// In a leaf: the key's value.
+    Value(Value),
+    /// In an index node: the child that covers keys from this entry's key up to the next
+    /// entry's key (or the node's high fence).
+    Child(PageId),
+}
+
+/// An entry as it lies in an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum EntryRef<'a> {
+    /// In a leaf: the key's value.
+    Value(ValueRef<'a>),
+    /// In an index node: the child.
+    Child(PageId),
+}
+
+impl EntryRef<'_> {
+    /// The owned entry.
+    pub(crate) fn to_entry(self) -> Entry {
+        match self {
+            EntryRef::Value(value) => Entry::Value(value.to_value()),
+            EntryRef::Child(page) => Entry::Child(page),
+        }
+    }
+}
+
+/// A key as an image stores it: the node's shared prefix, then the entry's own suffix.
+/// Compares with a whole key without joining the two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct KeyRef<'a> {
+    prefix: &'a [u8],
+    suffix: &'a [u8],
+}
+
+impl KeyRef<'_> {
+    /// How this key orders against `other`.
+    pub(crate) fn compare(self, other: &[u8]) -> Ordering {
+        let (head, tail) = other.split_at(other.len().min(self.prefix.len()));
+        // `head` is shorter than the prefix only when `other` is; the slice order then
+        // already puts this (longer) key after it, unless they differ first.
+        self.prefix.cmp(head).then_with(|| self.suffix.cmp(tail))
+    }
+
+    /// The whole key.
+    pub(crate) fn to_vec(self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(self.len());
+        key.extend_from_slice(self.prefix);
+        key.extend_from_slice(self.suffix);
+        key
+    }
+
+    /// The key's length in bytes.
+    pub(crate) fn len(self) -> usize {
+        self.prefix.len() + self.suffix.len()
+    }
+
+    /// Whether the key is the empty key.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the tests' and tools' view"))]
+    pub(crate) fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A decoded node: its header and its entries, sorted by key, keys unique.
+///
+/// In a leaf (level 0) every entry is an [`Entry::Value`]; in an index node every entry is
+/// an [`Entry::Child`], there is at least one, and the first key equals the low fence (entry
+/// `i`'s key is the smallest key child `i` covers). Every key lies within the fences. The
+/// tree keeps these invariants; [`Node::encode`] assumes them and the decoders check them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Node {
+    /// Tree, level, fences and right sibling.
+    pub(crate) header: Header,
+    /// The entries, in key order.
+    pub(crate) entries: Vec<(Vec<u8>, Entry)>,
+}
+
+impl Node {
+    /// A node of tree `tree` at `level` with no entries, covering every key: the root of a
+    /// new tree when `level` is 0. An index node must get an entry (whose key is the empty
+    /// low fence) before it is encoded.
+    pub(crate) fn empty(tree: TreeId, level: u8) -> Node {
+        Node {
+            header: Header { tree, level, low: Vec::new(), high: None, right: None },
+            entries: Vec::new(),
+        }
+    }
+
+    /// Whether the node is a leaf.
+    pub(crate) fn is_leaf(&self) -> bool {
+        self.header.level == 0
+    }
+
+    /// Whether `key` lies within the node's fences: `low <= key` and `key < high`.
+    pub(crate) fn covers(&self, key: &[u8]) -> bool {
+        covers(&self.header.low, self.header.high.as_deref(), key)
+    }
+
+    /// Decodes an image without fragments.
+    ///
+    /// # Errors
+    /// [`Malformed`] if the bytes are not a node image (see the module docs for every check).
+    #[cfg_attr(not(test), expect(dead_code, reason = "the tests' and tools' view"))]
+    pub(crate) fn decode(image: &[u8]) -> Result<Node, Malformed> {
+        NodeRef::parse(image)?.to_node()
+    }
+
+    /// The exact length of [`Node::encode`]'s output, computed without encoding.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let prefix = self.header.prefix_len();
+        let fences = bytes_len(&self.header.low) + self.header.high.as_deref().map_or(0, bytes_len);
+        let entries: usize = self
+            .entries
+            .iter()
+            .map(|(key, entry)| entry_len(key.len().saturating_sub(prefix), entry))
+            .sum();
+        HEADER_LEN + fences + varint::len(to_u64(prefix)) + entries
+    }
+
+    /// The node's image.
+    ///
+    /// # Panics
+    /// If the image would pass 4 GiB, which its 32-bit entry offsets cannot address. The tree
+    /// keeps nodes near a page in size; a value that large is a blob.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        match self.try_encode() {
+            Some(image) => image,
+            None => panic!("a node image of {} bytes passes 4 GiB", self.encoded_len()),
+        }
+    }
+
+    /// The node's image, or `None` if it would pass 4 GiB.
+    fn try_encode(&self) -> Option<Vec<u8>> {
+        let len = self.encoded_len();
+        u32::try_from(len).ok()?;
+        let count = u32::try_from(self.entries.len()).ok()?;
+        let header = &self.header;
+        let prefix = header.prefix_len();
+        let mut flags = 0;
+        if header.high.is_some() {
+            flags |= FLAG_HIGH;
+        }
+        if header.right.is_some() {
+            flags |= FLAG_RIGHT;
+        }
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&[NODE_TAG, header.level, flags, 0]);
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&header.tree.get().to_le_bytes());
+        out.extend_from_slice(&header.right.map_or(0, PageId::get).to_le_bytes());
+        put_bytes(&mut out, &header.low);
+        if let Some(high) = &header.high {
+            put_bytes(&mut out, high);
+        }
+        varint::put(&mut out, to_u64(prefix));
+        let table = out.len();
+        out.resize(table + OFFSET_LEN * self.entries.len(), 0);
+        for (i, (key, entry)) in self.entries.iter().enumerate() {
+            // Below `len`, which fits in a u32.
+            let offset = u32::try_from(out.len()).ok()?;
+            let slot = table + OFFSET_LEN * i;
+            out.get_mut(slot..slot + OFFSET_LEN)?.copy_from_slice(&offset.to_le_bytes());
+            debug_assert!(
+                key.starts_with(header.low.get(..prefix).unwrap_or_default()),
+                "key outside the fences"
+            );
+            debug_assert_eq!(matches!(entry, Entry::Value(_)), self.is_leaf(), "entry kind");
+            put_bytes(&mut out, key.get(prefix..).unwrap_or_default());
+            match entry {
+                Entry::Value(value) => value.as_ref().encode_into(&mut out),
+                Entry::Child(page) => out.extend_from_slice(&page.get().to_le_bytes()),
+            }
+        }
+        debug_assert_eq!(out.len(), len);
+        Some(out)
+    }
+
+    /// Decodes `base` and applies every op of `fragments` (oldest first) in order.
+    ///
+    /// The ops of all fragments are gathered in one ordered overlay (the newest op on a key
+    /// wins) and merged with the base's entries in one pass, rather than inserted one by one.
+    ///
+    /// # Errors
+    /// [`Malformed`] if the base or a fragment is malformed, if there are fragments on an
+    /// index node, or if an op's key lies outside the leaf's fences. An error in a fragment
+    /// names it, and its offset is within it.
+    pub(crate) fn materialize(base: &[u8], fragments: &[&[u8]]) -> Result<Node, Malformed> {
+        let node = NodeRef::parse(base)?;
+        if fragments.is_empty() {
+            return node.to_node();
+        }
+        if !node.is_leaf() {
+            return Err(Malformed::new(
+                1,
+                format!("{} fragments on an index node (level {})", fragments.len(), node.level()),
+            ));
+        }
+        let mut overlay: BTreeMap<&[u8], Option<ValueRef<'_>>> = BTreeMap::new();
+        for (index, fragment) in fragments.iter().enumerate() {
+            scan_fragment(fragment, |at, op| {
+                if !node.covers(op.key) {
+                    return Err(Malformed::new(at, "an op on a key outside the leaf's fences"));
+                }
+                overlay.insert(op.key, op.value);
+                Ok(())
+            })
+            .map_err(|error| error.in_fragment(index))?;
+        }
+
+        let mut entries = Vec::with_capacity(node.len() + overlay.len());
+        let mut changes = overlay.into_iter().peekable();
+        // A change that removes the key puts nothing.
+        fn put(entries: &mut Vec<(Vec<u8>, Entry)>, key: &[u8], value: Option<ValueRef<'_>>) {
+            if let Some(value) = value {
+                entries.push((key.to_vec(), Entry::Value(value.to_value())));
+            }
+        }
+        for i in 0..node.len() {
+            let (key, entry) = node.entry(i)?;
+            while let Some(&(changed, value)) = changes.peek()
+                && key.compare(changed) == Ordering::Greater
+            {
+                put(&mut entries, changed, value);
+                changes.next();
+            }
+            if let Some(&(changed, value)) = changes.peek()
+                && key.compare(changed) == Ordering::Equal
+            {
+                put(&mut entries, changed, value);
+                changes.next();
+            } else {
+                entries.push((key.to_vec(), entry.to_entry()));
+            }
+        }
+        for (changed, value) in changes {
+            put(&mut entries, changed, value);
+        }
+        Ok(Node { header: node.header(), entries })
+    }
+
+    /// Applies one op to a leaf: a put inserts or overwrites, a remove deletes if present.
+    /// The key should lie within the fences (the tree routes it here because it does).
+    pub(crate) fn apply(&mut self, op: &Op) {
+        debug_assert!(self.is_leaf(), "ops apply to leaves");
+        let at = self.entries.binary_search_by(|(key, _)| key.as_slice().cmp(op.key()));
+        match (op, at) {
+            (Op::Put { value, .. }, Ok(i)) => {
+                if let Some((_, entry)) = self.entries.get_mut(i) {
+                    *entry = Entry::Value(value.clone());
+                }
+            }
+            (Op::Put { key, value }, Err(i)) => {
+                self.entries.insert(i, (key.clone(), Entry::Value(value.clone())));
+            }
+            (Op::Remove { .. }, Ok(i)) => {
+                self.entries.remove(i);
+            }
+            (Op::Remove { .. }, Err(_)) => {}
+        }
+    }
+
+    /// In an index node, points the keys from `low` on at `child` (up to the next entry's
+    /// key): inserts the entry, or replaces the child of an entry with that key. This is how
+    /// a parent learns of a split child's new right half, whose low fence is `low`.
+    pub(crate) fn apply_child(&mut self, low: Vec<u8>, child: PageId) {
+        debug_assert!(!self.is_leaf(), "children go in index nodes");
+        match self.entries.binary_search_by(|(key, _)| key.cmp(&low)) {
+            Ok(i) => {
+                if let Some((_, entry)) = self.entries.get_mut(i) {
+                    *entry = Entry::Child(child);
+                }
+            }
+            Err(i) => self.entries.insert(i, (low, Entry::Child(child))),
+        }
+    }
+
+    /// Splits the node into a left and a right half of about equal encoded size.
+    ///
+    /// The separator becomes the left's high fence and the right's low fence. In an index
+    /// node it is the right's first key; in a leaf it is the shortest prefix of the right's
+    /// first key that is still greater than the left's last key (suffix truncation: shorter
+    /// separators make smaller index nodes). The left keeps the low fence; the right takes
+    /// the high fence and the right sibling. Both keep tree and level.
+    ///
+    /// The left's `right` is left as it was: the caller sets it to the page id it gives the
+    /// right half once that page exists.
+    ///
+    /// # Panics
+    /// If the node has fewer than 2 entries: it cannot be split, and the tree splits only
+    /// nodes that outgrew a page.
+    pub(crate) fn split(mut self) -> (Node, Node) {
+        let count = self.entries.len();
+        assert!(count >= 2, "splitting a node of {count} entries");
+        let prefix = self.header.prefix_len();
+        let sizes: Vec<usize> = self
+            .entries
+            .iter()
+            .map(|(key, entry)| entry_len(key.len().saturating_sub(prefix), entry))
+            .collect();
+        let total: usize = sizes.iter().sum();
+        // The cut `at` (entries before it go left) with the left's bytes closest to half.
+        let (mut at, mut best, mut left) = (1, usize::MAX, 0);
+        for (i, size) in sizes.iter().enumerate().take(count - 1) {
+            left += size;
+            let gap = (2 * left).abs_diff(total);
+            if gap < best {
+                (at, best) = (i + 1, gap);
+            }
+        }
+        let right_entries = self.entries.split_off(at);
+        let separator = match (self.entries.last(), right_entries.first()) {
+            (Some((last, _)), Some((first, _))) if self.is_leaf() => {
+                shortest_separator(last, first)
+            }
+            (_, Some((first, _))) => first.clone(),
+            // `at` is in 1..count, so both halves have entries.
+            (_, None) => Vec::new(),
+        };
+        let right = Node {
+            header: Header {
+                tree: self.header.tree,
+                level: self.header.level,
+                low: separator.clone(),
+                high: self.header.high.take(),
+                right: self.header.right,
+            },
+            entries: right_entries,
+        };
+        self.header.high = Some(separator);
+        (self, right)
+    }
+}
+
+/// A node image, checked once and then read in place: for the reads that must not decode
+/// the whole node (a get, a descent through an index node).
+///
+/// [`NodeRef::parse`] checks everything the module docs list, so the accessors fail only if
+/// asked for an entry past the end or for the wrong kind of entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NodeRef<'a> {
+    image: &'a [u8],
+    tree: TreeId,
+    level: u8,
+    right: Option<PageId>,
+    low: &'a [u8],
+    high: Option<&'a [u8]>,
+    /// The length of the prefix all keys share: `low[..prefix_len]`.
+    prefix_len: usize,
+    /// The entry count.
+    len: usize,
+    /// Where the entry offsets start.
+    table: usize,
+}
+
+impl<'a> NodeRef<'a> {
+    /// Checks `image` and returns a view of it. O(entries) with no allocation.
+    ///
+    /// # Errors
+    /// [`Malformed`] if the bytes are not a node image exactly as [`Node::encode`] writes one.
+    pub(crate) fn parse(image: &'a [u8]) -> Result<NodeRef<'a>, Malformed> {
+        let mut reader = Reader { bytes: image, at: 0 };
+        let tag = reader.u8()?;
+        if tag != NODE_TAG {
+            return Err(Malformed::new(
+                0,
+                format!("format tag {tag:#04x}, not a node ({NODE_TAG})"),
+            ));
+        }
+        let level = reader.u8()?;
+        let flags = reader.u8()?;
+        if flags & !(FLAG_HIGH | FLAG_RIGHT) != 0 {
+            return Err(Malformed::new(2, format!("unknown flags {flags:#04x}")));
+        }
+        let reserved = reader.u8()?;
+        if reserved != 0 {
+            return Err(Malformed::new(3, format!("reserved byte is {reserved:#04x}, not 0")));
+        }
+        let count = reader.u32()?;
+        let tree = TreeId(reader.u64()?);
+        let right = match (flags & FLAG_RIGHT != 0, reader.u64()?) {
+            (true, page) => Some(PageId(page)),
+            (false, 0) => None,
+            (false, page) => {
+                return Err(Malformed::new(16, format!("right sibling {page} without its flag")));
+            }
+        };
+        let low = reader.bytes("low fence")?;
+        let high_at = reader.at;
+        let high = if flags & FLAG_HIGH != 0 { Some(reader.bytes("high fence")?) } else { None };
+        if let Some(high) = high
+            && high <= low
+        {
+            return Err(Malformed::new(high_at, "high fence not above the low fence"));
+        }
+        let prefix_at = reader.at;
+        let prefix = reader.varint()?;
+        let prefix_len = prefix_len(low, high);
+        if prefix != to_u64(prefix_len) {
+            return Err(Malformed::new(
+                prefix_at,
+                format!("prefix length {prefix}, but the fences share {prefix_len} bytes"),
+            ));
+        }
+        let table = reader.at;
+        let len = usize::try_from(count)
+            .ok()
+            .filter(|&n| n.checked_mul(OFFSET_LEN).is_some_and(|bytes| bytes <= reader.left()))
+            .ok_or_else(|| {
+                Malformed::new(4, format!("{count} entries in {} bytes", reader.left()))
+            })?;
+        if level > 0 && len == 0 {
+            return Err(Malformed::new(4, format!("index node (level {level}) without entries")));
+        }
+        let node = NodeRef { image, tree, level, right, low, high, prefix_len, len, table };
+        node.check_entries()?;
+        Ok(node)
+    }
+
+    /// Checks the offsets, that every entry decodes and ends where the next starts, and key
+    /// order against each other and the fences.
+    fn check_entries(&self) -> Result<(), Malformed> {
+        // Every key starts with the prefix the fences share, so comparing suffixes with the
+        // fences' rests is comparing keys with the fences.
+        let low = self.low.get(self.prefix_len..).unwrap_or_default();
+        let high = self.high.map(|high| high.get(self.prefix_len..).unwrap_or_default());
+        let mut expected = self.table + OFFSET_LEN * self.len;
+        let mut previous: Option<&[u8]> = None;
+        for i in 0..self.len {
+            let slot = self.table + OFFSET_LEN * i;
+            let offset = Reader { bytes: self.image, at: slot }.u32()?;
+            if usize::try_from(offset).ok() != Some(expected) {
+                return Err(Malformed::new(
+                    slot,
+                    format!(
+                        "entry {i} at offset {offset}, but the entry before it ends at {expected}"
+                    ),
+                ));
+            }
+            let mut reader = Reader { bytes: self.image, at: expected };
+            let suffix = reader.bytes("key")?;
+            self.entry_body(&mut reader)?;
+            match previous {
+                None if self.is_leaf() && suffix < low => {
+                    return Err(Malformed::new(expected, "first key below the low fence"));
+                }
+                None if !self.is_leaf() && suffix != low => {
+                    return Err(Malformed::new(
+                        expected,
+                        "index node's first key is not its low fence",
+                    ));
+                }
+                Some(previous) if suffix <= previous => {
+                    return Err(Malformed::new(
+                        expected,
+                        format!("key {i} not above key {}", i - 1),
+                    ));
+                }
+                _ => {}
+            }
+            previous = Some(suffix);
+            expected = reader.at;
+        }
+        if let (Some(last), Some(high)) = (previous, high)
+            && last >= high
+        {
+            return Err(Malformed::new(self.table, "last key not below the high fence"));
+        }
+        if expected != self.image.len() {
+            return Err(Malformed::new(
+                expected,
+                format!("{} bytes after the last entry", self.image.len().saturating_sub(expected)),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The tree the node belongs to.
+    pub(crate) fn tree(&self) -> TreeId {
+        self.tree
+    }
+
+    /// 0 for a leaf.
+    pub(crate) fn level(&self) -> u8 {
+        self.level
+    }
+
+    /// Whether the node is a leaf.
+    pub(crate) fn is_leaf(&self) -> bool {
+        self.level == 0
+    }
+
+    /// The inclusive low fence.
+    pub(crate) fn low(&self) -> &'a [u8] {
+        self.low
+    }
+
+    /// The exclusive high fence; `None` is +infinity.
+    pub(crate) fn high(&self) -> Option<&'a [u8]> {
+        self.high
+    }
+
+    /// The right sibling.
+    pub(crate) fn right(&self) -> Option<PageId> {
+        self.right
+    }
+
+    /// The prefix every key of the node starts with, stored once.
+    pub(crate) fn prefix(&self) -> &'a [u8] {
+        self.low.get(..self.prefix_len).unwrap_or_default()
+    }
+
+    /// The owned header.
+    pub(crate) fn header(&self) -> Header {
+        Header {
+            tree: self.tree,
+            level: self.level,
+            low: self.low.to_vec(),
+            high: self.high.map(<[u8]>::to_vec),
+            right: self.right,
+        }
+    }
+
+    /// The number of entries.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the node has no entries (only a leaf can be empty).
+    #[cfg_attr(not(test), expect(dead_code, reason = "the tests' and tools' view"))]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `key` lies within the node's fences: `low <= key` and `key < high`.
+    pub(crate) fn covers(&self, key: &[u8]) -> bool {
+        covers(self.low, self.high, key)
+    }
+
+    /// A reader at entry `i`.
+    fn entry_reader(&self, i: usize) -> Result<Reader<'a>, Malformed> {
+        if i >= self.len {
+            return Err(Malformed::new(self.table, format!("no entry {i} of {}", self.len)));
+        }
+        let offset = Reader { bytes: self.image, at: self.table + OFFSET_LEN * i }.u32()?;
+        let at = usize::try_from(offset)
+            .map_err(|_| Malformed::new(self.table, format!("offset {offset} past usize")))?;
+        Ok(Reader { bytes: self.image, at })
+    }
+
+    /// Reads what follows an entry's key.
+    fn entry_body(&self, reader: &mut Reader<'a>) -> Result<EntryRef<'a>, Malformed> {
+        if self.is_leaf() {
+            Ok(EntryRef::Value(reader.value()?))
+        } else {
+            Ok(EntryRef::Child(PageId(reader.u64()?)))
+        }
+    }
+
+    /// Entry `i`'s key suffix.
+    fn suffix(&self, i: usize) -> Result<&'a [u8], Malformed> {
+        self.entry_reader(i)?.bytes("key")
+    }
+
+    /// Entry `i`'s key.
+    ///
+    /// # Errors
+    /// If there is no entry `i`.
+    #[cfg_attr(not(test), expect(dead_code, reason = "the tests' and tools' view"))]
+    pub(crate) fn key(&self, i: usize) -> Result<KeyRef<'a>, Malformed> {
+        Ok(KeyRef { prefix: self.prefix(), suffix: self.suffix(i)? })
+    }
+
+    /// Entry `i`: its key and what it maps to.
+    ///
+    /// # Errors
+    /// If there is no entry `i`.
+    pub(crate) fn entry(&self, i: usize) -> Result<(KeyRef<'a>, EntryRef<'a>), Malformed> {
+        let mut reader = self.entry_reader(i)?;
+        let suffix = reader.bytes("key")?;
+        Ok((KeyRef { prefix: self.prefix(), suffix }, self.entry_body(&mut reader)?))
+    }
+
+    /// Entry `i`'s value, in a leaf.
+    ///
+    /// # Errors
+    /// If there is no entry `i`, or the node is an index node.
+    pub(crate) fn value(&self, i: usize) -> Result<ValueRef<'a>, Malformed> {
+        match self.entry(i)?.1 {
+            EntryRef::Value(value) => Ok(value),
+            EntryRef::Child(_) => Err(self.not_a(i, "leaf")),
+        }
+    }
+
+    /// Entry `i`'s child, in an index node.
+    ///
+    /// # Errors
+    /// If there is no entry `i`, or the node is a leaf.
+    pub(crate) fn child(&self, i: usize) -> Result<PageId, Malformed> {
+        match self.entry(i)?.1 {
+            EntryRef::Child(page) => Ok(page),
+            EntryRef::Value(_) => Err(self.not_a(i, "index node")),
+        }
+    }
+
+    #[cold]
+    fn not_a(&self, i: usize, what: &str) -> Malformed {
+        Malformed::new(1, format!("entry {i}: level {} is not a {what}", self.level))
+    }
+
+    /// Binary search for `key`, as [`slice::binary_search`]: `Ok(i)` if entry `i` has the
+    /// key, else `Err(i)` with `i` where it would be inserted. Allocates nothing: the key is
+    /// compared with the shared prefix once, then with suffixes.
+    ///
+    /// # Errors
+    /// Only if the image changed under a parsed view, which it cannot; kept so that no read
+    /// of an image can panic.
+    pub(crate) fn search(&self, key: &[u8]) -> Result<Result<usize, usize>, Malformed> {
+        let prefix = self.prefix();
+        let Some(rest) = key.strip_prefix(prefix) else {
+            // Every key here starts with the prefix; a key that does not sorts before all of
+            // them or after all of them.
+            return Ok(Err(if key < prefix { 0 } else { self.len }));
+        };
+        let (mut low, mut high) = (0, self.len);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            match self.suffix(mid)?.cmp(rest) {
+                Ordering::Less => low = mid + 1,
+                Ordering::Greater => high = mid,
+                Ordering::Equal => return Ok(Ok(mid)),
+            }
+        }
+        Ok(Err(low))
+    }
+
+    /// In an index node, the child whose range holds `key`: the last entry whose key is at
+    /// most `key`. Check [`NodeRef::covers`] first: for a key at or past the high fence this
+    /// is the last child (the key belongs to a right sibling), and for a key below the low
+    /// fence it is the first.
+    ///
+    /// # Errors
+    /// If the node is a leaf.
+    pub(crate) fn child_for(&self, key: &[u8]) -> Result<PageId, Malformed> {
+        if self.is_leaf() {
+            return Err(Malformed::new(1, "a leaf has no children"));
+        }
+        let i = match self.search(key)? {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        self.child(i)
+    }
+
+    /// The owned node.
+    ///
+    /// # Errors
+    /// Only if the image changed under a parsed view, which it cannot.
+    pub(crate) fn to_node(self) -> Result<Node, Malformed> {
+        // `len` was checked against the image's length, so this allocation is bounded by it.
+        let mut entries = Vec::with_capacity(self.len);
+        for i in 0..self.len {
+            let (key, entry) = self.entry(i)?;
+            entries.push((key.to_vec(), entry.to_entry()));
+        }
+        Ok(Node { header: self.header(), entries })
+    }
+}
+
+/// A fragment holding `ops`, in order.
+///
+/// `ops` should not be empty: a fragment holds at least one op, and decoders reject an empty
+/// one.
+pub(crate) fn encode_fragment(ops: &[Op]) -> Vec<u8> {
+    debug_assert!(!ops.is_empty(), "an empty fragment");
+    let len: usize = ops
+        .iter()
+        .map(|op| {
+            1 + bytes_len(op.key())
+                + match op {
+                    Op::Put { value, .. } => value.as_ref().encoded_len(),
+                    Op::Remove { .. } => 0,
+                }
+        })
+        .sum();
+    let mut out = Vec::with_capacity(1 + varint::len(to_u64(ops.len())) + len);
+    out.push(FRAGMENT_TAG);
+    varint::put(&mut out, to_u64(ops.len()));
+    for op in ops {
+        match op {
+            Op::Put { key, value } => {
+                out.push(OP_PUT);
+                put_bytes(&mut out, key);
+                value.as_ref().encode_into(&mut out);
+            }
+            Op::Remove { key } => {
+                out.push(OP_REMOVE);
+                put_bytes(&mut out, key);
+            }
+        }
+    }
+    out
+}
+
+/// The ops of a fragment, in order.
+///
+/// # Errors
+/// [`Malformed`] if the bytes are not a fragment exactly as [`encode_fragment`] writes one.
+#[cfg_attr(not(test), expect(dead_code, reason = "the tests' and tools' view"))]
+pub(crate) fn decode_fragment(fragment: &[u8]) -> Result<Vec<Op>, Malformed> {
+    let mut ops = Vec::new();
+    scan_fragment(fragment, |_, op| {
+        ops.push(op.to_op());
+        Ok(())
+    })?;
+    Ok(ops)
+}
+
+/// What `fragment` says about `key`: `Some(Some(value))` if its last op on the key is a put,
+/// `Some(None)` if it is a remove, `None` if no op names the key. Allocates only the value
+/// found.
+///
+/// # Errors
+/// [`Malformed`] if the bytes are not a fragment (all of it is checked, not only up to the
+/// key).
+pub(crate) fn fragment_lookup(
+    fragment: &[u8],
+    key: &[u8],
+) -> Result<Option<Option<Value>>, Malformed> {
+    let mut found = None;
+    scan_fragment(fragment, |_, op| {
+        if op.key == key {
+            found = Some(op.value);
+        }
+        Ok(())
+    })?;
+    Ok(found.map(|value| value.map(ValueRef::to_value)))
+}
+
+/// The value of `key` in the leaf made of `base` and `fragments` (oldest first), without
+/// materializing it: the newest fragment that names the key answers, else a binary search
+/// of the base does. A fragment's answer is returned without reading the base.
+///
+/// # Errors
+/// [`Malformed`] if a fragment read is malformed, or the base is when it is read (or is not
+/// a leaf). An error in a fragment names it.
+pub(crate) fn leaf_lookup(
+    base: &[u8],
+    fragments: &[&[u8]],
+    key: &[u8],
+) -> Result<Option<Value>, Malformed> {
+    for (index, fragment) in fragments.iter().enumerate().rev() {
+        if let Some(found) = fragment_lookup(fragment, key).map_err(|e| e.in_fragment(index))? {
+            return Ok(found);
+        }
+    }
+    let node = NodeRef::parse(base)?;
+    if !node.is_leaf() {
+        return Err(Malformed::new(1, format!("level {}: not a leaf", node.level())));
+    }
+    match node.search(key)? {
+        Ok(i) => Ok(Some(node.value(i)?.to_value())),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The tree's [`Materializer`]: decodes a leaf, applies its fragments and encodes the result.
+///
+/// If the base or a fragment is malformed, `merge` returns the base unchanged. The page cache
+/// calls it only on images it wrote or read back with their checksums verified, so damage
+/// here is a bug, not the disk; and `merge` cannot fail. Returning the base drops nothing
+/// silently for good: the tree decodes the page itself on every read and reports the damage
+/// as corruption naming the page. The law (associativity over fragment runs) holds for
+/// well-formed pages, since the encoding is canonical and applying ops in order is
+/// associative.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TreeMaterializer;
+
+impl Materializer for TreeMaterializer {
+    fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8> {
+        Node::materialize(base, fragments)
+            .ok()
+            .and_then(|node| node.try_encode())
+            .unwrap_or_else(|| base.to_vec())
+    }
+}
+
+/// Reads each op of `fragment` and hands it to `each` with its offset; checks the whole
+/// fragment, including that nothing follows the last op.
+fn scan_fragment<'a>(
+    fragment: &'a [u8],
+    mut each: impl FnMut(usize, OpRef<'a>) -> Result<(), Malformed>,
+) -> Result<(), Malformed> {
+    let mut reader = Reader { bytes: fragment, at: 0 };
+    let tag = reader.u8()?;
+    if tag != FRAGMENT_TAG {
+        return Err(Malformed::new(
+            0,
+            format!("format tag {tag:#04x}, not a fragment ({FRAGMENT_TAG})"),
+        ));
+    }
+    let count_at = reader.at;
+    let count = reader.varint()?;
+    let count = usize::try_from(count)
+        .ok()
+        .filter(|&n| n >= 1 && n <= reader.left() / MIN_OP_LEN)
+        .ok_or_else(|| {
+            Malformed::new(count_at, format!("{count} ops in {} bytes", reader.left()))
+        })?;
+    for _ in 0..count {
+        let at = reader.at;
+        let op = reader.u8()?;
+        let key = reader.bytes("key")?;
+        let value = match op {
+            OP_PUT => Some(reader.value()?),
+            OP_REMOVE => None,
+            _ => return Err(Malformed::new(at, format!("unknown op {op:#04x}"))),
+        };
+        each(at, OpRef { key, value })?;
+    }
+    if reader.left() != 0 {
+        return Err(Malformed::new(
+            reader.at,
+            format!("{} bytes after the last op", reader.left()),
+        ));
+    }
+    Ok(())
+}
+
+/// A cursor over an image or fragment; every read is checked.
+#[derive(Debug, Clone, Copy)]
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn left(&self) -> usize {
+        self.bytes.len().saturating_sub(self.at)
+    }
+
+    /// The next `len` bytes.
+    fn take(&mut self, len: usize) -> Result<&'a [u8], Malformed> {
+        let taken = self.at.checked_add(len).and_then(|end| self.bytes.get(self.at..end));
+        let Some(taken) = taken else {
+            return Err(Malformed::new(
+                self.at,
+                format!("{len} bytes wanted, {} left", self.left()),
+            ));
+        };
+        self.at += len;
+        Ok(taken)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Malformed> {
+        let at = self.at;
+        let bytes = self.take(N)?;
+        bytes.try_into().map_err(|_| Malformed::new(at, "short read"))
+    }
+
+    fn u8(&mut self) -> Result<u8, Malformed> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, Malformed> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, Malformed> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn varint(&mut self) -> Result<u64, Malformed> {
+        varint::get(self.bytes, &mut self.at)
+            .map_err(|(offset, reason)| Malformed { offset, reason })
+    }
+
+    /// A varint length, then that many bytes.
+    fn bytes(&mut self, what: &str) -> Result<&'a [u8], Malformed> {
+        let at = self.at;
+        let len = self.varint()?;
+        match usize::try_from(len) {
+            Ok(len) if len <= self.left() => self.take(len),
+            _ => Err(Malformed::new(at, format!("{what} of {len} bytes, {} left", self.left()))),
+        }
+    }
+
+    /// A value: its tag, then its fields.
+    fn value(&mut self) -> Result<ValueRef<'a>, Malformed> {
+        let at = self.at;
+        match self.u8()? {
+            VALUE_INLINE => Ok(ValueRef::Inline(self.bytes("value")?)),
+            VALUE_BLOB => Ok(ValueRef::Blob { page: PageId(self.u64()?), len: self.u64()? }),
+            tag => Err(Malformed::new(at, format!("unknown value tag {tag:#04x}"))),
+        }
+    }
+}
+
+/// Whether `key` lies in `[low, high)`, with `None` for +infinity.
+fn covers(low: &[u8], high: Option<&[u8]>, key: &[u8]) -> bool {
+    low <= key && high.is_none_or(|high| key < high)
+}
+
+/// The length of the key prefix a node with these fences stores once.
+fn prefix_len(low: &[u8], high: Option<&[u8]>) -> usize {
+    high.map_or(0, |high| common_prefix_len(low, high))
+}
+
+fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// The shortest prefix of `right` greater than `left`, for `left < right`: up to and
+/// including the first byte where they differ (or, if `left` is a prefix of `right`, the
+/// byte after it).
+fn shortest_separator(left: &[u8], right: &[u8]) -> Vec<u8> {
+    let len = (common_prefix_len(left, right) + 1).min(right.len());
+    right.get(..len).unwrap_or(right).to_vec()
+}
+
+/// Bytes of an entry whose key suffix is `suffix_len` long, its offset included.
+fn entry_len(suffix_len: usize, entry: &Entry) -> usize {
+    OFFSET_LEN
+        + varint::len(to_u64(suffix_len))
+        + suffix_len
+        + match entry {
+            Entry::Value(value) => value.as_ref().encoded_len(),
+            Entry::Child(_) => CHILD_LEN,
+        }
+}
+
+/// Bytes of a length-prefixed byte string.
+fn bytes_len(bytes: &[u8]) -> usize {
+    varint::len(to_u64(bytes.len())) + bytes.len()
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    varint::put(out, to_u64(bytes.len()));
+    out.extend_from_slice(bytes);
+}
+
+fn to_u64(n: usize) -> u64 {
+    // usize is at most 64 bits on every target Grove builds for.
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeSet, fmt::Write as _};
+
+    use fastrand::Rng;
+
+    use super::*;
+
+    /// Seeds for each randomized test; a failure names its seed.
+    const SEEDS: u64 = 300;
+
+    fn inline(bytes: &[u8]) -> Value {
+        Value::Inline(bytes.to_vec())
+    }
+
+    fn header(level: u8, low: &[u8], high: Option<&[u8]>, right: Option<u64>) -> Header {
+        Header {
+            tree: TreeId(7),
+            level,
+            low: low.to_vec(),
+            high: high.map(<[u8]>::to_vec),
+            right: right.map(PageId),
+        }
+    }
+
+    fn leaf(
+        low: &[u8],
+        high: Option<&[u8]>,
+        right: Option<u64>,
+        entries: &[(&[u8], Value)],
+    ) -> Node {
+        Node {
+            header: header(0, low, high, right),
+            entries: entries.iter().map(|(k, v)| (k.to_vec(), Entry::Value(v.clone()))).collect(),
+        }
+    }
+
+    fn index(level: u8, low: &[u8], high: Option<&[u8]>, children: &[(&[u8], u64)]) -> Node {
+        Node {
+            header: header(level, low, high, None),
+            entries: children.iter().map(|(k, c)| (k.to_vec(), Entry::Child(PageId(*c)))).collect(),
+        }
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        let mut out = String::new();
+        for line in bytes.chunks(16) {
+            for byte in line {
+                write!(out, "{byte:02x} ").unwrap();
+            }
+            out.pop();
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Encodes `node` and checks every way of reading the image back.
+    fn assert_round_trips(node: &Node) -> Vec<u8> {
+        let image = node.encode();
+        assert_eq!(image.len(), node.encoded_len(), "{node:?}");
+        assert_eq!(Node::decode(&image).unwrap(), *node);
+        let view = NodeRef::parse(&image).unwrap();
+        assert_eq!(view.header(), node.header);
+        assert_eq!(
+            (view.tree(), view.level(), view.low(), view.high(), view.right()),
+            (
+                node.header.tree,
+                node.header.level,
+                &node.header.low[..],
+                node.header.high.as_deref(),
+                node.header.right
+            )
+        );
+        assert_eq!((view.len(), view.is_empty()), (node.entries.len(), node.entries.is_empty()));
+        for (i, (key, entry)) in node.entries.iter().enumerate() {
+            let found = view.key(i).unwrap();
+            assert_eq!(found.to_vec(), *key);
+            assert_eq!((found.len(), found.is_empty()), (key.len(), key.is_empty()));
+            assert_eq!(found.compare(key), Ordering::Equal);
+            assert_eq!(view.search(key).unwrap(), Ok(i));
+            assert!(view.covers(key) && node.covers(key));
+            match entry {
+                Entry::Value(value) => {
+                    assert_eq!(view.value(i).unwrap().to_value(), *value);
+                    assert!(view.child(i).is_err());
+                    assert_eq!(leaf_lookup(&image, &[], key).unwrap().as_ref(), Some(value));
+                }
+                Entry::Child(page) => {
+                    assert_eq!(view.child(i).unwrap(), *page);
+                    assert_eq!(view.child_for(key).unwrap(), *page);
+                    assert!(view.value(i).is_err());
+                }
+            }
+        }
+        assert!(view.key(node.entries.len()).is_err());
+        assert_eq!(TreeMaterializer.merge(&image, &[]), image);
+        image
+    }
+
+    #[test]
+    fn leaves_and_index_nodes_round_trip() {
+        let blob = Value::Blob { page: PageId(u64::MAX), len: u64::MAX };
+        let big = vec![0xab; 300];
+        let nodes = [
+            leaf(b"", None, None, &[]),
+            leaf(b"", None, Some(0), &[(b"", inline(b""))]),
+            leaf(b"", Some(b"m"), Some(9), &[(b"", inline(b"empty key")), (b"a", blob.clone())]),
+            leaf(b"k", Some(b"ka"), None, &[(b"k", inline(&big)), (b"k\0", inline(b""))]),
+            leaf(b"abc", Some(b"abd"), Some(3), &[(b"abc", blob), (b"abc\xff\xff", inline(b"v"))]),
+            leaf(&big, None, None, &[(&big, inline(b"x"))]),
+            index(1, b"", None, &[(b"", 4), (b"m", 5)]),
+            index(255, b"q", Some(b"qz"), &[(b"q", 0), (b"qa", u64::MAX), (b"qy\xff", 2)]),
+        ];
+        for node in &nodes {
+            assert_round_trips(node);
+        }
+    }
+
+    #[test]
+    fn fences_with_a_common_prefix_store_it_once() {
+        let entries: [(&[u8], Value); 2] = [
+            (b"user/17/b", inline(b"x")),
+            (b"user/17/cc", Value::Blob { page: PageId(1), len: 2 }),
+        ];
+        let node = leaf(b"user/17/a", Some(b"user/17/q"), None, &entries);
+        // Header 24, fences 10 + 10, prefix length 1, offsets 8; entries: suffix "b" (2),
+        // inline "x" (3); suffix "cc" (3), blob (17).
+        assert_eq!(node.encoded_len(), 24 + 10 + 10 + 1 + 8 + (2 + 3) + (3 + 17));
+        let image = assert_round_trips(&node);
+        assert_eq!(NodeRef::parse(&image).unwrap().prefix(), b"user/17/");
+        // The same entries under fences that share nothing cost the prefix on every key.
+        let wide = leaf(b"user/", Some(b"v"), None, &entries);
+        assert_eq!(wide.encoded_len(), node.encoded_len() - 10 + 6 - 8 + 2 * 8);
+    }
+
+    #[test]
+    fn encoding_does_not_drift() {
+        let node = leaf(
+            b"ab",
+            Some(b"ad"),
+            Some(5),
+            &[(b"ab", inline(b"v")), (b"ac", Value::Blob { page: PageId(3), len: 1000 })],
+        );
+        insta::assert_snapshot!(hex(&node.encode()), @r"
+        01 00 03 00 02 00 00 00 07 00 00 00 00 00 00 00
+        05 00 00 00 00 00 00 00 02 61 62 02 61 64 01 27
+        00 00 00 2c 00 00 00 01 62 00 01 76 01 63 01 03
+        00 00 00 00 00 00 00 e8 03 00 00 00 00 00 00
+        ");
+        let ops = [
+            Op::Put { key: b"ab".to_vec(), value: inline(b"w") },
+            Op::Remove { key: b"ac".to_vec() },
+        ];
+        let fragment = hex(&encode_fragment(&ops));
+        insta::assert_snapshot!(fragment, @"02 02 00 02 61 62 00 01 77 01 02 61 63");
+    }
+
+    /// A byte string shared by most keys of one test node, so that fences and keys share
+    /// long prefixes.
+    fn random_stem(rng: &mut Rng) -> Vec<u8> {
+        let len = [0, 1, 8, 24][rng.usize(..4)];
+        (0..len).map(|_| rng.u8(b'a'..b'd')).collect()
+    }
+
+    /// A key: usually the stem or part of it, then a few bytes from a small alphabet (with
+    /// 0x00 and 0xff, the edges of the order).
+    fn random_key(rng: &mut Rng, stem: &[u8]) -> Vec<u8> {
+        let mut key = match rng.u8(..4) {
+            0 => Vec::new(),
+            1 => stem[..rng.usize(..=stem.len())].to_vec(),
+            _ => stem.to_vec(),
+        };
+        for _ in 0..rng.usize(..5) {
+            key.push([0, 1, b'a', b'b', 0xff][rng.usize(..5)]);
+        }
+        key
+    }
+
+    fn random_value(rng: &mut Rng) -> Value {
+        if rng.u8(..8) == 0 {
+            Value::Blob { page: PageId(rng.u64(..)), len: rng.u64(..) }
+        } else {
+            Value::Inline((0..rng.usize(..12)).map(|_| rng.u8(..)).collect())
+        }
+    }
+
+    /// Random fences and sorted unique keys within them: the empty low fence or (2 times in
+    /// 3) the smallest key drawn, no high fence or (2 times in 3) the largest.
+    fn random_keys(rng: &mut Rng, stem: &[u8], most: usize) -> (Header, Vec<Vec<u8>>) {
+        // Half the nodes hold only keys that start with the whole stem, so that their fences
+        // share it.
+        let narrow = rng.bool();
+        let mut keys: BTreeSet<Vec<u8>> = (0..rng.usize(..=most) + 2)
+            .map(|_| {
+                let key = random_key(rng, stem);
+                if narrow && !key.starts_with(stem) { [stem, &key].concat() } else { key }
+            })
+            .collect();
+        let low = if rng.u8(..3) == 0 { Vec::new() } else { keys.pop_first().unwrap_or_default() };
+        let high = if rng.u8(..3) == 0 { None } else { keys.pop_last().filter(|high| *high > low) };
+        let header = Header {
+            tree: TreeId(rng.u64(..)),
+            level: 0,
+            low,
+            high,
+            right: rng.bool().then(|| PageId(rng.u64(..))),
+        };
+        let keys = keys.into_iter().filter(|key| covers(&header.low, header.high.as_deref(), key));
+        let keys = keys.collect();
+        (header, keys)
+    }
+
+    fn random_leaf(rng: &mut Rng, stem: &[u8], most: usize) -> Node {
+        let (header, keys) = random_keys(rng, stem, most);
+        let entries = keys.into_iter().map(|key| (key, Entry::Value(random_value(rng)))).collect();
+        Node { header, entries }
+    }
+
+    fn random_index(rng: &mut Rng, stem: &[u8], most: usize) -> Node {
+        let (mut header, mut keys) = random_keys(rng, stem, most);
+        header.level = rng.u8(1..);
+        if keys.first() != Some(&header.low) {
+            keys.insert(0, header.low.clone());
+        }
+        let entries = keys.into_iter().map(|key| (key, Entry::Child(PageId(rng.u64(..)))));
+        Node { header, entries: entries.collect() }
+    }
+
+    /// A key the node covers: often one it holds, else a random one, else its low fence.
+    fn covered_key(rng: &mut Rng, stem: &[u8], node: &Node) -> Vec<u8> {
+        if !node.entries.is_empty() && rng.bool() {
+            return node.entries[rng.usize(..node.entries.len())].0.clone();
+        }
+        (0..8)
+            .map(|_| random_key(rng, stem))
+            .find(|key| node.covers(key))
+            .unwrap_or_else(|| node.header.low.clone())
+    }
+
+    fn model_of(node: &Node) -> BTreeMap<Vec<u8>, Value> {
+        let values = node.entries.iter().map(|(key, entry)| match entry {
+            Entry::Value(value) => (key.clone(), value.clone()),
+            Entry::Child(_) => panic!("a child in a leaf"),
+        });
+        values.collect()
+    }
+
+    /// Keys to probe a node with: its keys, their neighbours, its fences, random keys.
+    fn probes(rng: &mut Rng, stem: &[u8], node: &Node) -> Vec<Vec<u8>> {
+        let mut probes = vec![node.header.low.clone(), Vec::new(), vec![0xff; 30]];
+        probes.extend(node.header.high.clone());
+        for (key, _) in &node.entries {
+            probes.push(key.clone());
+            let mut after = key.clone();
+            after.push(0);
+            probes.push(after);
+            probes.push(key[..key.len().saturating_sub(1)].to_vec());
+        }
+        probes.extend((0..20).map(|_| random_key(rng, stem)));
+        probes
+    }
+
+    #[test]
+    fn random_leaves_match_a_btreemap_model() {
+        let mut long_prefixes = 0;
+        for seed in 0..SEEDS {
+            let mut rng = Rng::with_seed(seed);
+            let stem = random_stem(&mut rng);
+            let node = random_leaf(&mut rng, &stem, 60);
+            let base = assert_round_trips(&node);
+            let mut model = model_of(&node);
+            let mut applied = node.clone();
+            let mut fragments = Vec::new();
+            let count = if rng.bool() { rng.usize(..4) } else { rng.usize(..=64) };
+            for _ in 0..count {
+                let ops: Vec<Op> = (0..rng.usize(1..5))
+                    .map(|_| {
+                        let key = covered_key(&mut rng, &stem, &node);
+                        if rng.u8(..3) == 0 {
+                            Op::Remove { key }
+                        } else {
+                            Op::Put { key, value: random_value(&mut rng) }
+                        }
+                    })
+                    .collect();
+                for op in &ops {
+                    applied.apply(op);
+                    match op {
+                        Op::Put { key, value } => model.insert(key.clone(), value.clone()),
+                        Op::Remove { key } => model.remove(key),
+                    };
+                }
+                let fragment = encode_fragment(&ops);
+                assert_eq!(decode_fragment(&fragment).unwrap(), ops, "seed {seed}");
+                fragments.push(fragment);
+            }
+            let fragments: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();
+
+            if NodeRef::parse(&base).unwrap().prefix().len() >= 8 {
+                long_prefixes += 1;
+            }
+            let merged = Node::materialize(&base, &fragments).unwrap();
+            assert_eq!(merged, applied, "seed {seed}");
+            assert_eq!(model_of(&merged), model, "seed {seed}");
+            let image = assert_round_trips(&merged);
+            let view = NodeRef::parse(&image).unwrap();
+            for probe in probes(&mut rng, &stem, &merged) {
+                let want = model.get(&probe);
+                let got = leaf_lookup(&base, &fragments, &probe).unwrap();
+                assert_eq!(got.as_ref(), want, "seed {seed}, key {probe:?}");
+                let rank = model.range(..probe.clone()).count();
+                let found = view.search(&probe).unwrap();
+                assert_eq!(found, if want.is_some() { Ok(rank) } else { Err(rank) }, "seed {seed}");
+            }
+        }
+        assert!(long_prefixes > SEEDS / 20, "only {long_prefixes} nodes with a long prefix");
+    }
+
+    #[test]
+    fn random_index_nodes_route_like_a_model() {
+        for seed in 0..SEEDS {
+            let mut rng = Rng::with_seed(seed);
+            let stem = random_stem(&mut rng);
+            let node = random_index(&mut rng, &stem, 60);
+            let image = assert_round_trips(&node);
+            let view = NodeRef::parse(&image).unwrap();
+            for probe in probes(&mut rng, &stem, &node) {
+                let rank = node.entries.partition_point(|(key, _)| *key < probe);
+                let at = node.entries.get(rank).filter(|(key, _)| *key == probe).map(|_| rank);
+                assert_eq!(view.search(&probe).unwrap(), at.ok_or(rank), "seed {seed}");
+                // The last entry whose key is at most the probe, or the first entry.
+                let last = node.entries.partition_point(|(key, _)| *key <= probe);
+                let Entry::Child(want) = node.entries[last.saturating_sub(1)].1 else {
+                    panic!("a value in an index node");
+                };
+                assert_eq!(view.child_for(&probe).unwrap(), want, "seed {seed}, key {probe:?}");
+                assert_eq!(view.covers(&probe), node.covers(&probe));
+            }
+            assert!(leaf_lookup(&image, &[], b"").is_err(), "an index node is not a leaf");
+        }
+    }
+
+    #[test]
+    fn materializer_law_holds_over_fragment_runs() {
+        for seed in 0..SEEDS {
+            let mut rng = Rng::with_seed(seed);
+            let stem = random_stem(&mut rng);
+            let node = random_leaf(&mut rng, &stem, 30);
+            let fragments: Vec<Vec<u8>> = (0..rng.usize(..12))
+                .map(|_| {
+                    let ops: Vec<Op> = (0..rng.usize(1..4))
+                        .map(|_| {
+                            let key = covered_key(&mut rng, &stem, &node);
+                            if rng.bool() {
+                                Op::Remove { key }
+                            } else {
+                                Op::Put { key, value: random_value(&mut rng) }
+                            }
+                        })
+                        .collect();
+                    encode_fragment(&ops)
+                })
+                .collect();
+            let fragments: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();
+            let base = node.encode();
+            let all = TreeMaterializer.merge(&base, &fragments);
+            let k = rng.usize(..=fragments.len());
+            let first = TreeMaterializer.merge(&base, &fragments[..k]);
+            assert_eq!(TreeMaterializer.merge(&first, &fragments[k..]), all, "seed {seed}");
+            assert_eq!(all, Node::materialize(&base, &fragments).unwrap().encode());
+        }
+    }
+
+    #[test]
+    fn the_materializer_keeps_the_base_of_a_malformed_page() {
+        let node = leaf(b"b", Some(b"d"), None, &[(b"c", inline(b"v"))]);
+        let base = node.encode();
+        let outside = encode_fragment(&[Op::Remove { key: b"d".to_vec() }]);
+        let inside = encode_fragment(&[Op::Remove { key: b"c".to_vec() }]);
+        for fragments in [&[&b"\x02"[..]][..], &[&inside, &outside[..3]], &[&outside]] {
+            assert_eq!(TreeMaterializer.merge(&base, fragments), base);
+        }
+        assert_eq!(TreeMaterializer.merge(b"junk", &[&inside]), b"junk");
+        let parent = index(1, b"", None, &[(b"", 1)]).encode();
+        assert_eq!(TreeMaterializer.merge(&parent, &[&inside]), parent);
+    }
+
+    #[test]
+    fn the_last_op_on_a_key_in_a_fragment_wins() {
+        let ops = [
+            Op::Put { key: b"k".to_vec(), value: inline(b"1") },
+            Op::Put { key: b"j".to_vec(), value: inline(b"") },
+            Op::Remove { key: b"k".to_vec() },
+            Op::Remove { key: b"".to_vec() },
+            Op::Put { key: b"".to_vec(), value: Value::Blob { page: PageId(0), len: 0 } },
+        ];
+        let fragment = encode_fragment(&ops);
+        assert_eq!(decode_fragment(&fragment).unwrap(), ops);
+        assert_eq!(fragment_lookup(&fragment, b"k").unwrap(), Some(None));
+        assert_eq!(fragment_lookup(&fragment, b"j").unwrap(), Some(Some(inline(b""))));
+        let blob = Value::Blob { page: PageId(0), len: 0 };
+        assert_eq!(fragment_lookup(&fragment, b"").unwrap(), Some(Some(blob)));
+        assert_eq!(fragment_lookup(&fragment, b"x").unwrap(), None);
+        // Newer fragments answer before older ones and before the base.
+        let base = leaf(b"", None, None, &[(b"k", inline(b"0")), (b"x", inline(b"0"))]).encode();
+        let newer = encode_fragment(&[Op::Put { key: b"k".to_vec(), value: inline(b"2") }]);
+        let lookup = |key: &[u8]| leaf_lookup(&base, &[&fragment, &newer], key).unwrap();
+        assert_eq!(lookup(b"k"), Some(inline(b"2")));
+        assert_eq!(lookup(b"x"), Some(inline(b"0")));
+        assert_eq!(lookup(b"j"), Some(inline(b"")));
+        assert_eq!(lookup(b"y"), None);
+    }
+
+    /// Checks a split of `node` into `left` and `right`.
+    fn assert_split(seed: u64, node: &Node, left: &Node, right: &Node) {
+        let both: Vec<_> = left.entries.iter().chain(&right.entries).cloned().collect();
+        assert_eq!(both, node.entries, "seed {seed}");
+        assert!(!left.entries.is_empty() && !right.entries.is_empty(), "seed {seed}");
+        let separator = &right.header.low;
+        assert_eq!(left.header.low, node.header.low);
+        assert_eq!(left.header.high.as_ref(), Some(separator));
+        assert_eq!(right.header.high, node.header.high);
+        assert_eq!((left.header.right, right.header.right), (node.header.right, node.header.right));
+        for half in [left, right] {
+            assert_eq!(
+                (half.header.tree, half.header.level),
+                (node.header.tree, node.header.level)
+            );
+            assert!(half.entries.iter().all(|(key, _)| half.covers(key)), "seed {seed}");
+            // Decoding checks fences, order and (in index nodes) the first key.
+            assert_round_trips(half);
+        }
+        let last = &left.entries[left.entries.len() - 1].0;
+        let first = &right.entries[0].0;
+        if node.is_leaf() {
+            assert!(first.starts_with(separator) && separator > last, "seed {seed}");
+            assert!(separator[..separator.len() - 1] <= last[..], "seed {seed}: not the shortest");
+        } else {
+            assert_eq!(separator, first, "seed {seed}");
+        }
+
+        // The entries as the split node encoded them: halves within one entry of each other.
+        let prefix = node.header.prefix_len();
+        let size = |(key, entry): &(Vec<u8>, Entry)| entry_len(key.len() - prefix, entry);
+        let largest = node.entries.iter().map(size).max().unwrap_or(0);
+        let (left_bytes, right_bytes): (usize, usize) =
+            (left.entries.iter().map(size).sum(), right.entries.iter().map(size).sum());
+        assert!(left_bytes.abs_diff(right_bytes) <= largest, "seed {seed}");
+        // The images differ by that, plus their fences, plus what each half's longer prefix
+        // saves on its keys.
+        let saved = |half: &Node| (half.header.prefix_len() - prefix) * half.entries.len();
+        let fences = |half: &Node| {
+            bytes_len(&half.header.low) + half.header.high.as_deref().map_or(0, bytes_len) + 10
+        };
+        let slack = largest + fences(left) + fences(right) + saved(left) + saved(right);
+        assert!(left.encoded_len().abs_diff(right.encoded_len()) <= slack, "seed {seed}");
+    }
+
+    #[test]
+    fn split_halves_hold_every_entry_within_their_fences() {
+        let mut splits = 0;
+        for seed in 0..SEEDS {
+            let mut rng = Rng::with_seed(seed);
+            let stem = random_stem(&mut rng);
+            let mut node = if rng.bool() {
+                random_leaf(&mut rng, &stem, 80)
+            } else {
+                random_index(&mut rng, &stem, 80)
+            };
+            if node.is_leaf() && rng.u8(..4) == 0 && !node.entries.is_empty() {
+                // One large value: the halves balance bytes, not entry counts.
+                let at = rng.usize(..node.entries.len());
+                node.entries[at].1 = Entry::Value(Value::Inline(vec![7; 500]));
+            }
+            if node.entries.len() < 2 {
+                continue;
+            }
+            let (left, right) = node.clone().split();
+            assert_split(seed, &node, &left, &right);
+            splits += 1;
+        }
+        assert!(splits > SEEDS / 2, "only {splits} splits");
+    }
+
+    #[test]
+    fn a_leaf_separator_is_the_shortest_prefix_above_the_left() {
+        let cases: [(&[u8], &[u8], &[u8]); 4] = [
+            (b"abc", b"abd123", b"abd"),
+            (b"ab", b"abc", b"abc"),
+            (b"a\xff", b"b", b"b"),
+            (b"", b"\0\0", b"\0"),
+        ];
+        for (last, first, want) in cases {
+            assert_eq!(shortest_separator(last, first), want);
+            let node = leaf(b"", None, None, &[(last, inline(b"")), (first, inline(b""))]);
+            let (left, right) = node.clone().split();
+            assert_eq!(right.header.low, want);
+            assert_split(0, &node, &left, &right);
+        }
+        // An index node keeps the whole key.
+        let node = index(1, b"", None, &[(b"", 1), (b"abc", 2), (b"abd123", 3), (b"b", 4)]);
+        let (left, right) = node.clone().split();
+        assert_eq!(right.header.low, b"abd123");
+        assert_split(0, &node, &left, &right);
+    }
+
+    #[test]
+    fn a_new_root_over_split_children_routes_to_them() {
+        let mut leaf = Node::empty(TreeId(7), 0);
+        assert_eq!(assert_round_trips(&leaf), leaf.encode());
+        for key in [&b"a"[..], b"b", b"c", b"d"] {
+            leaf.apply(&Op::Put { key: key.to_vec(), value: inline(key) });
+        }
+        let (mut left, right) = leaf.split();
+        left.header.right = Some(PageId(11));
+        let mut root = Node::empty(TreeId(7), 1);
+        root.apply_child(left.header.low.clone(), PageId(10));
+        root.apply_child(right.header.low.clone(), PageId(12));
+        root.apply_child(right.header.low.clone(), PageId(11));
+        let image = assert_round_trips(&root);
+        let view = NodeRef::parse(&image).unwrap();
+        assert_eq!(view.child_for(b"b").unwrap(), PageId(10));
+        assert_eq!(view.child_for(b"c").unwrap(), PageId(11));
+        assert_eq!(view.child_for(b"zz").unwrap(), PageId(11));
+    }
+
+    /// Reads `bytes` every way there is, as an image and as a fragment, next to a valid
+    /// `leaf` image and a `fragment` for it. Nothing may panic, and whatever parses must be
+    /// exactly what the encoder writes.
+    fn read_every_way(bytes: &[u8], leaf: &[u8], fragment: &[u8], probes: &[Vec<u8>]) {
+        if let Ok(view) = NodeRef::parse(bytes) {
+            assert_eq!(view.to_node().unwrap().encode(), bytes);
+            for i in 0..view.len() {
+                view.entry(i).unwrap();
+            }
+            for probe in probes {
+                assert!(view.search(probe).is_ok());
+                assert_eq!(view.child_for(probe).is_ok(), !view.is_leaf());
+            }
+        }
+        if let Ok(ops) = decode_fragment(bytes) {
+            assert_eq!(encode_fragment(&ops), bytes);
+        }
+        for probe in probes {
+            let _ = leaf_lookup(bytes, &[], probe);
+            let _ = leaf_lookup(bytes, &[fragment], probe);
+            let _ = leaf_lookup(leaf, &[bytes], probe);
+            let _ = fragment_lookup(bytes, probe);
+        }
+        let _ = Node::materialize(bytes, &[fragment]);
+        let _ = Node::materialize(leaf, &[fragment, bytes]);
+        let _ = TreeMaterializer.merge(bytes, &[]);
+        let _ = TreeMaterializer.merge(leaf, &[bytes]);
+    }
+
+    /// Valid images (leaves and index nodes) and fragments to damage, with probe keys.
+    struct Corpus {
+        leaf: Vec<u8>,
+        fragment: Vec<u8>,
+        images: Vec<Vec<u8>>,
+        fragments: Vec<Vec<u8>>,
+        probes: Vec<Vec<u8>>,
+    }
+
+    fn corpus(seeds: u64) -> Corpus {
+        let mut corpus = Corpus {
+            leaf: Vec::new(),
+            fragment: Vec::new(),
+            images: Vec::new(),
+            fragments: Vec::new(),
+            probes: Vec::new(),
+        };
+        for seed in 0..seeds {
+            let mut rng = Rng::with_seed(seed);
+            let stem = random_stem(&mut rng);
+            let node = if seed % 3 == 2 {
+                random_index(&mut rng, &stem, 12)
+            } else {
+                random_leaf(&mut rng, &stem, 12)
+            };
+            let ops: Vec<Op> = (0..rng.usize(1..4))
+                .map(|_| {
+                    let key = covered_key(&mut rng, &stem, &node);
+                    if rng.bool() {
+                        Op::Remove { key }
+                    } else {
+                        Op::Put { key, value: random_value(&mut rng) }
+                    }
+                })
+                .collect();
+            corpus.probes.extend(probes(&mut rng, &stem, &node).into_iter().step_by(5));
+            if node.is_leaf() && corpus.leaf.is_empty() {
+                corpus.leaf = node.encode();
+                corpus.fragment = encode_fragment(&ops);
+            }
+            corpus.images.push(node.encode());
+            corpus.fragments.push(encode_fragment(&ops));
+        }
+        corpus
+    }
+
+    #[test]
+    fn every_truncation_is_malformed() {
+        let corpus = corpus(24);
+        let (leaf, fragment) = (&corpus.leaf, &corpus.fragment);
+        for image in &corpus.images {
+            for len in 0..image.len() {
+                let short = &image[..len];
+                assert!(NodeRef::parse(short).is_err(), "{image:?} cut at {len}");
+                assert!(Node::materialize(short, &[]).is_err());
+                assert!(leaf_lookup(short, &[], b"").is_err());
+                read_every_way(short, leaf, fragment, &corpus.probes);
+            }
+        }
+        for whole in &corpus.fragments {
+            for len in 0..whole.len() {
+                let short = &whole[..len];
+                assert!(decode_fragment(short).is_err(), "{whole:?} cut at {len}");
+                assert!(fragment_lookup(short, b"").is_err());
+                assert!(leaf_lookup(leaf, &[short], b"").is_err());
+                assert!(Node::materialize(leaf, &[short]).is_err());
+                read_every_way(short, leaf, fragment, &corpus.probes);
+            }
+        }
+    }
+
+    #[test]
+    fn random_damage_is_malformed_or_canonical_and_never_panics() {
+        let corpus = corpus(30);
+        let (leaf, fragment) = (&corpus.leaf, &corpus.fragment);
+        let mut rng = Rng::with_seed(0xdead);
+        let mut valid = 0;
+        for _ in 0..4000 {
+            let mut bytes = if rng.bool() {
+                corpus.images[rng.usize(..corpus.images.len())].clone()
+            } else {
+                corpus.fragments[rng.usize(..corpus.fragments.len())].clone()
+            };
+            for _ in 0..rng.usize(1..4) {
+                let at = rng.usize(..bytes.len().max(1));
+                match rng.u8(..5) {
+                    0 if at < bytes.len() => bytes[at] ^= 1 << rng.u8(..8),
+                    1 if at < bytes.len() => bytes[at] = rng.u8(..),
+                    2 if at < bytes.len() => {
+                        bytes.remove(at);
+                    }
+                    3 if at + 4 <= bytes.len() => {
+                        let word = [0, 1, 0xffff_ffff, rng.u32(..)][rng.usize(..4)];
+                        bytes[at..at + 4].copy_from_slice(&u32::to_le_bytes(word));
+                    }
+                    _ => bytes.insert(at.min(bytes.len()), rng.u8(..)),
+                }
+            }
+            valid += usize::from(NodeRef::parse(&bytes).is_ok() || decode_fragment(&bytes).is_ok());
+            read_every_way(&bytes, leaf, fragment, &corpus.probes);
+
+            let mut garbage: Vec<u8> = (0..rng.usize(..64)).map(|_| rng.u8(..)).collect();
+            if let Some(tag) = garbage.first_mut() {
+                *tag = [NODE_TAG, FRAGMENT_TAG, *tag][rng.usize(..3)];
+            }
+            read_every_way(&garbage, leaf, fragment, &corpus.probes);
+        }
+        // Some damage leaves a valid encoding (a changed value byte); most does not.
+        assert!(valid > 0 && valid < 3000, "{valid} damaged inputs parsed");
+    }
+
+    fn reason<T: std::fmt::Debug>(result: Result<T, Malformed>) -> String {
+        result.unwrap_err().reason
+    }
+
+    #[test]
+    fn damaged_images_say_what_is_wrong() {
+        // The image of `encoding_does_not_drift`: fences at 24 and 27, prefix length at 30,
+        // offsets at 31 and 35, entries at 39 and 44.
+        let image = leaf(
+            b"ab",
+            Some(b"ad"),
+            Some(5),
+            &[(b"ab", inline(b"v")), (b"ac", Value::Blob { page: PageId(3), len: 1000 })],
+        )
+        .encode();
+        let damaged = |at: usize, bytes: &[u8]| {
+            let mut damaged = image.clone();
+            damaged[at..at + bytes.len()].copy_from_slice(bytes);
+            reason(NodeRef::parse(&damaged))
+        };
+        let cases = [
+            (damaged(0, &[3]), "format tag 0x03, not a node"),
+            (damaged(2, &[7]), "unknown flags 0x07"),
+            (damaged(3, &[1]), "reserved byte"),
+            (damaged(4, &u32::MAX.to_le_bytes()), "4294967295 entries in 32 bytes"),
+            (
+                damaged(4, &3u32.to_le_bytes()),
+                "entry 0 at offset 39, but the entry before it ends at 43",
+            ),
+            (damaged(2, &[FLAG_HIGH]), "right sibling 5 without its flag"),
+            (damaged(24, &[0x7f]), "low fence of 127 bytes"),
+            (damaged(26, b"e"), "high fence not above the low fence"),
+            (damaged(30, &[0]), "prefix length 0, but the fences share 1 bytes"),
+            (
+                damaged(35, &39u32.to_le_bytes()),
+                "entry 1 at offset 39, but the entry before it ends at 44",
+            ),
+            (damaged(35, &u32::MAX.to_le_bytes()), "entry 1 at offset 4294967295"),
+            (damaged(40, b"a"), "first key below the low fence"),
+            (damaged(41, &[7]), "unknown value tag 0x07"),
+            (damaged(45, b"a"), "key 1 not above key 0"),
+            (damaged(45, b"d"), "last key not below the high fence"),
+            (
+                reason(NodeRef::parse(&[image.as_slice(), &[0]].concat())),
+                "1 bytes after the last entry",
+            ),
+        ];
+        for (got, want) in cases {
+            assert!(got.contains(want), "wanted {want:?}, got {got:?}");
+        }
+
+        let mut empty_index = leaf(b"", None, None, &[]).encode();
+        empty_index[1] = 1;
+        assert!(reason(NodeRef::parse(&empty_index)).contains("without entries"));
+        let first_not_low = index(1, b"", None, &[(b"a", 1)]).encode();
+        assert!(reason(NodeRef::parse(&first_not_low)).contains("first key is not its low fence"));
+        let view = NodeRef::parse(&image).unwrap();
+        assert!(reason(view.child_for(b"ab")).contains("a leaf has no children"));
+        assert!(reason(view.entry(2)).contains("no entry 2 of 2"));
+    }
+
+    #[test]
+    fn damaged_fragments_say_what_is_wrong() {
+        let valid = encode_fragment(&[Op::Remove { key: b"c".to_vec() }]);
+        let cases: [(&[u8], &str); 8] = [
+            (&[1, 1, 1, 0], "format tag 0x01, not a fragment"),
+            (&[2, 0], "0 ops in 0 bytes"),
+            (&[2, 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 0], "4294967295 ops in 2 bytes"),
+            (&[2, 1, 9, 0], "unknown op 0x09"),
+            (&[2, 1, 1, 0x7f], "key of 127 bytes, 0 left"),
+            (&[2, 1, 0, 0, 5], "unknown value tag 0x05"),
+            (&[2, 1, 0, 0, 0, 0x80], "bytes end inside a varint"),
+            (&[2, 1, 1, 1, b'c', 0], "1 bytes after the last op"),
+        ];
+        for (bytes, want) in cases {
+            let got = reason(decode_fragment(bytes));
+            assert!(got.contains(want), "wanted {want:?}, got {got:?}");
+            assert_eq!(reason(fragment_lookup(bytes, b"c")), got);
+        }
+
+        let base = leaf(b"b", Some(b"d"), None, &[(b"c", inline(b"v"))]).encode();
+        let outside = encode_fragment(&[Op::Remove { key: b"d".to_vec() }]);
+        let got = reason(Node::materialize(&base, &[&valid, &outside]));
+        assert_eq!(got, "fragment 1: an op on a key outside the leaf's fences");
+        let got = reason(leaf_lookup(&base, &[&valid, &[2, 0]], b"c"));
+        assert!(got.starts_with("fragment 1: 0 ops"), "{got}");
+        let parent = index(1, b"", None, &[(b"", 1)]).encode();
+        assert!(reason(Node::materialize(&parent, &[&valid])).contains("on an index node"));
+    }
+}

@@ -1,0 +1,298 @@
+//! Planning a write: which pages change and how, splits included, so that the whole change
+//! is installed at once (one `link` or `replace` when it touches one page, a group update
+//! of the page cache otherwise).
+//!
+//! A plan starts from the leaves a write touches (each found by a descent that remembered
+//! its path) and the operations on each. A leaf whose operations fit gets them as one
+//! fragment; a leaf that would outgrow `node_bytes` is rewritten, split into as many nodes
+//! as it takes, and the new nodes' separators go into its parent, which may split in turn,
+//! up to the root. The root keeps its page id (the catalog names it): a root that splits
+//! moves its contents into new children and becomes an index node one level higher.
+//!
+//! Because a split, its new pages and its parent change in one group update, the tree is
+//! never half split: no reader or writer ever has to finish someone else's split. Readers
+//! still follow right links, for the case where they read a parent before a split and the
+//! child after it.
+
+use std::collections::BTreeMap;
+
+use super::{
+    node::{self, Entry, Node, Op},
+    walk::Descent,
+};
+use crate::{
+    error::Result,
+    ids::PageId,
+    pagecache::{Change, GroupOutcome, GroupUpdate, Outcome, PageCache},
+};
+
+/// What will happen to one existing page.
+#[derive(Debug)]
+enum Planned {
+    /// Link these operations as one fragment (a leaf with room for them).
+    Link { version: u64, ops: Vec<Op> },
+    /// Rewrite the page with this node.
+    Replace { version: u64, node: Node },
+}
+
+/// A write in the making. Build it with [`Plan::add`], then [`Plan::install`].
+#[derive(Debug)]
+pub(crate) struct Plan {
+    node_bytes: usize,
+    /// The touched leaves' descents, by leaf id, with the operations on each.
+    leaves: BTreeMap<PageId, (Descent, Vec<Op>)>,
+    /// New pages (ids from `PageCache::reserve_id`, given back if the plan fails).
+    created: Vec<(PageId, Node)>,
+    /// Pages to free, at the versions read.
+    freed: Vec<(PageId, u64)>,
+}
+
+impl Plan {
+    pub(crate) fn new(node_bytes: usize) -> Plan {
+        Plan { node_bytes, leaves: BTreeMap::new(), created: Vec::new(), freed: Vec::new() }
+    }
+
+    /// Adds a new page holding `node`; `id` comes from `PageCache::reserve_id`, and the
+    /// plan gives it back if it is not installed.
+    pub(crate) fn create(&mut self, id: PageId, node: Node) {
+        self.created.push((id, node));
+    }
+
+    /// Adds freeing page `id`, read at `version`.
+    pub(crate) fn free(&mut self, id: PageId, version: u64) {
+        self.freed.push((id, version));
+    }
+
+    /// Adds `op` on the leaf that `descent` found.
+    pub(crate) fn add(&mut self, descent: Descent, op: Op) {
+        let entry = self.leaves.entry(descent.leaf.id()).or_insert_with(|| (descent, Vec::new()));
+        entry.1.push(op);
+    }
+
+    /// Installs the plan: all of it or, if any page changed since it was read, none of it
+    /// (`false`: read again and make a new plan).
+    ///
+    /// # Errors
+    /// The page cache's errors; [`crate::Error::Corruption`] for a damaged page.
+    pub(crate) fn install(self, cache: &PageCache) -> Result<bool> {
+        let node_bytes = self.node_bytes;
+        let freed = self.freed;
+        let mut new_pages: Vec<(PageId, Node)> = self.created;
+        let mut planned: BTreeMap<PageId, Planned> = BTreeMap::new();
+        // Parents and their versions, from the descents, for the splits that need them.
+        let mut parents: BTreeMap<PageId, (PageId, u64)> = BTreeMap::new();
+        let mut roots: BTreeMap<PageId, ()> = BTreeMap::new();
+        for (id, (descent, ops)) in self.leaves {
+            let leaf = &descent.leaf;
+            for pair in descent.path.windows(2) {
+                parents.insert(pair[1].0, pair[0]);
+            }
+            if let Some(&parent) = descent.path.last() {
+                parents.insert(id, parent);
+            } else {
+                roots.insert(id, ());
+            }
+            let fragment_len = node::encode_fragment(&ops).len();
+            let fits = leaf.page_len() + fragment_len <= node_bytes;
+            if fits {
+                planned.insert(id, Planned::Link { version: leaf.version(), ops });
+            } else {
+                let mut node = leaf.materialize()?;
+                for op in &ops {
+                    node.apply(op);
+                }
+                planned.insert(id, Planned::Replace { version: leaf.version(), node });
+            }
+        }
+
+        // Split what outgrew its page, from the leaves up: a split adds separators to the
+        // parent, which is then planned as a rewrite and may split in its turn.
+        let result = split_all(cache, node_bytes, &mut planned, &parents, &mut new_pages);
+        if !matches!(result, Ok(true)) {
+            new_pages.iter().for_each(|(id, _)| cache.release_id(*id));
+            return result;
+        }
+
+        // One page and nothing new: a plain link or replace.
+        if new_pages.is_empty() && freed.is_empty() && planned.len() == 1 {
+            let Some((id, change)) = planned.into_iter().next() else {
+                return Ok(true);
+            };
+            let outcome = match change {
+                Planned::Link { version, ops } => {
+                    cache.link(id, version, &node::encode_fragment(&ops))?
+                }
+                Planned::Replace { version, node } => cache.replace(id, version, &node.encode())?,
+            };
+            return Ok(outcome != Outcome::Stale);
+        }
+
+        let images: Vec<(PageId, Option<u64>, bool, Vec<u8>)> = planned
+            .into_iter()
+            .map(|(id, change)| match change {
+                Planned::Link { version, ops } => {
+                    (id, Some(version), true, node::encode_fragment(&ops))
+                }
+                Planned::Replace { version, node } => (id, Some(version), false, node.encode()),
+            })
+            .chain(new_pages.iter().map(|(id, node)| (*id, None, false, node.encode())))
+            .collect();
+        let frees = freed.iter().map(|&(id, version)| GroupUpdate {
+            id,
+            version: Some(version),
+            change: Change::Free,
+        });
+        let updates: Vec<GroupUpdate<'_>> = images
+            .iter()
+            .map(|(id, version, link, bytes)| GroupUpdate {
+                id: *id,
+                version: *version,
+                change: if *link { Change::Link(bytes) } else { Change::Replace(bytes) },
+            })
+            .chain(frees)
+            .collect();
+        let outcome = cache.apply_group(&updates);
+        if !matches!(outcome, Ok(GroupOutcome::Installed)) {
+            new_pages.iter().for_each(|(id, _)| cache.release_id(*id));
+        }
+        Ok(outcome? == GroupOutcome::Installed)
+    }
+}
+
+/// Splits every planned rewrite that is larger than `node_bytes`, adding the new pages to
+/// `new_pages` and the separators to the parents (planned as rewrites in turn). `false`
+/// if a remembered parent is no longer the parent (the descent moved right past a split
+/// that happened meanwhile): the write must start again.
+fn split_all(
+    cache: &PageCache,
+    node_bytes: usize,
+    planned: &mut BTreeMap<PageId, Planned>,
+    parents: &BTreeMap<PageId, (PageId, u64)>,
+    new_pages: &mut Vec<(PageId, Node)>,
+) -> Result<bool> {
+    // Level by level from the leaves: a parent is only complete once all its children
+    // have been split.
+    for level in 0..=u8::MAX {
+        let oversized: Vec<PageId> = planned
+            .iter()
+            .filter_map(|(id, change)| match change {
+                Planned::Replace { node, .. }
+                    if node.header.level == level && node.encoded_len() > node_bytes =>
+                {
+                    Some(*id)
+                }
+                _ => None,
+            })
+            .collect();
+        if oversized.is_empty() && !planned.values().any(|p| planned_level(p) > level) {
+            return Ok(true);
+        }
+        for id in oversized {
+            let Some(Planned::Replace { version, node }) = planned.remove(&id) else {
+                continue;
+            };
+            let pieces = split_into(node, node_bytes);
+            let mut ids = Vec::with_capacity(pieces.len());
+            match parents.get(&id) {
+                // A child: the first piece stays here, the others get new pages and their
+                // separators go into the parent.
+                Some(&(parent, parent_version)) => {
+                    let mut parent_node = match planned.remove(&parent) {
+                        Some(Planned::Replace { node, .. }) => node,
+                        Some(Planned::Link { .. }) | None => read_index(cache, parent)?,
+                    };
+                    let child = Entry::Child(id);
+                    if parent_node.header.level != level + 1
+                        || !parent_node.entries.iter().any(|(_, entry)| *entry == child)
+                    {
+                        return Ok(false);
+                    }
+                    ids.push(id);
+                    ids.extend(reserve_ids(cache, pieces.len() - 1)?);
+                    let linked = link_pieces(pieces, &ids);
+                    for (piece_id, piece) in ids.iter().zip(&linked).skip(1) {
+                        parent_node.apply_child(piece.header.low.clone(), *piece_id);
+                    }
+                    let mut linked = linked.into_iter();
+                    if let Some(first) = linked.next() {
+                        planned.insert(id, Planned::Replace { version, node: first });
+                    }
+                    new_pages.extend(ids.iter().skip(1).copied().zip(linked));
+                    planned.insert(
+                        parent,
+                        Planned::Replace { version: parent_version, node: parent_node },
+                    );
+                }
+                // The root: every piece moves to a new page, and the root becomes an index
+                // node over them, one level up, keeping its id.
+                None => {
+                    ids.extend(reserve_ids(cache, pieces.len())?);
+                    let linked = link_pieces(pieces, &ids);
+                    let first = &linked[0].header;
+                    let mut root = Node::empty(first.tree, first.level + 1);
+                    for (piece_id, piece) in ids.iter().zip(&linked) {
+                        root.entries.push((piece.header.low.clone(), Entry::Child(*piece_id)));
+                    }
+                    new_pages.extend(ids.iter().copied().zip(linked));
+                    planned.insert(id, Planned::Replace { version, node: root });
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// `count` new page ids, or none if the page table is full.
+fn reserve_ids(cache: &PageCache, count: usize) -> Result<Vec<PageId>> {
+    let mut ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        match cache.reserve_id() {
+            Ok(id) => ids.push(id),
+            Err(error) => {
+                ids.into_iter().for_each(|id| cache.release_id(id));
+                return Err(error);
+            }
+        }
+    }
+    Ok(ids)
+}
+
+fn planned_level(planned: &Planned) -> u8 {
+    match planned {
+        Planned::Link { .. } => 0,
+        Planned::Replace { node, .. } => node.header.level,
+    }
+}
+
+/// Splits `node` into pieces of at most `node_bytes` each (a piece with one entry may be
+/// larger: it cannot be split further).
+fn split_into(node: Node, node_bytes: usize) -> Vec<Node> {
+    let mut done = Vec::new();
+    let mut todo = vec![node];
+    while let Some(node) = todo.pop() {
+        if node.encoded_len() <= node_bytes || node.entries.len() < 2 {
+            done.push(node);
+        } else {
+            let (left, right) = node.split();
+            // Right first on the stack so the left comes out first: `done` stays in order.
+            todo.push(right);
+            todo.push(left);
+        }
+    }
+    done
+}
+
+/// Sets each piece's right link to the next piece's page; the last keeps the original.
+fn link_pieces(mut pieces: Vec<Node>, ids: &[PageId]) -> Vec<Node> {
+    let count = pieces.len();
+    for (i, piece) in pieces.iter_mut().enumerate().take(count.saturating_sub(1)) {
+        piece.header.right = Some(ids[i + 1]);
+    }
+    pieces
+}
+
+/// The current image of index page `id`, as a node.
+fn read_index(cache: &PageCache, id: PageId) -> Result<Node> {
+    let page = super::walk::read_page(cache, id)?;
+    page.materialize()
+}

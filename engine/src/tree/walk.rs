@@ -1,0 +1,212 @@
+//! Reading the tree: pages as nodes, and descents from the root to the leaf for a key.
+//!
+//! A descent takes no lock. It reads each node's current version from the page cache and
+//! checks that the node still covers the key (its fences): a node that split after its
+//! parent was read sends the reader right, along its right link; a node that is no longer
+//! what the parent pointed at (freed, reused by another tree or level) restarts the descent.
+
+use std::cmp::Ordering;
+
+use super::node::{self, Malformed, Node, NodeRef, Value};
+use crate::{
+    error::{Error, Result},
+    ids::{PageId, TreeId},
+    pagecache::{Page, PageCache},
+};
+
+/// How many times a descent restarts before it reports the tree as damaged: a restart
+/// needs a concurrent change, and no change leaves a key uncovered for long.
+const MAX_RESTARTS: usize = 10_000;
+
+/// One page of a tree, as read.
+#[derive(Debug, Clone)]
+pub(crate) struct TreePage {
+    page: Page,
+}
+
+impl TreePage {
+    pub(crate) fn id(&self) -> PageId {
+        self.page.id()
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.page.version()
+    }
+
+    /// The base image (a blob page's value).
+    pub(crate) fn base(&self) -> &[u8] {
+        self.page.base()
+    }
+
+    /// The base image, parsed.
+    pub(crate) fn node(&self) -> Result<NodeRef<'_>> {
+        NodeRef::parse(self.page.base()).map_err(|m| corrupt(self.id(), &m))
+    }
+
+    /// Base plus fragments, in bytes: the page's size before it is next consolidated.
+    pub(crate) fn page_len(&self) -> usize {
+        self.page.base().len() + self.page.fragments().map(<[u8]>::len).sum::<usize>()
+    }
+
+    /// The node with every fragment applied.
+    pub(crate) fn materialize(&self) -> Result<Node> {
+        let fragments: Vec<&[u8]> = self.page.fragments().collect();
+        Node::materialize(self.page.base(), &fragments).map_err(|m| corrupt(self.id(), &m))
+    }
+
+    /// The value of `key` in this leaf.
+    pub(crate) fn lookup(&self, key: &[u8]) -> Result<Option<Value>> {
+        let fragments: Vec<&[u8]> = self.page.fragments().collect();
+        node::leaf_lookup(self.page.base(), &fragments, key).map_err(|m| corrupt(self.id(), &m))
+    }
+}
+
+/// A damaged node, as the error the user sees.
+pub(crate) fn corrupt(id: PageId, malformed: &Malformed) -> Error {
+    Error::corruption(
+        format!("tree {id}"),
+        u64::try_from(malformed.offset).unwrap_or(0),
+        &*malformed.reason,
+    )
+}
+
+/// Reads page `id`, which a tree refers to.
+///
+/// # Errors
+/// [`Error::Corruption`] if it is free: a tree never refers to a free page for longer than
+/// a concurrent change takes, and callers that may race with one use [`try_read`].
+pub(crate) fn read_page(cache: &PageCache, id: PageId) -> Result<TreePage> {
+    try_read(cache, id)?
+        .ok_or_else(|| Error::corruption(format!("tree {id}"), 0, "the tree refers to a free page"))
+}
+
+/// Reads page `id`, `None` if it is free.
+pub(crate) fn try_read(cache: &PageCache, id: PageId) -> Result<Option<TreePage>> {
+    Ok(cache.get(id)?.map(|page| TreePage { page }))
+}
+
+/// A descent to a leaf: the leaf, and the index nodes above it (id and version), root first.
+#[derive(Debug, Clone)]
+pub(crate) struct Descent {
+    pub(crate) leaf: TreePage,
+    pub(crate) path: Vec<(PageId, u64)>,
+}
+
+/// Where a descent is going.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target<'k> {
+    /// The leaf whose range holds this key.
+    Key(&'k [u8]),
+    /// The leaf whose range holds the keys just below this one (the leaf before the one
+    /// holding it, when it is a low fence): for walking backwards.
+    Below(&'k [u8]),
+    /// The rightmost leaf.
+    Last,
+}
+
+impl Target<'_> {
+    /// Whether `node`'s range is where the target lies, or the target is to its right
+    /// (`Greater`) or left (`Less`).
+    fn place(self, low: &[u8], high: Option<&[u8]>) -> Ordering {
+        match self {
+            Target::Key(key) => {
+                if key < low {
+                    Ordering::Less
+                } else if high.is_some_and(|h| key >= h) {
+                    Ordering::Greater
+                } else {
+                    Ordering::Equal
+                }
+            }
+            Target::Below(key) => {
+                if key <= low && !low.is_empty() {
+                    Ordering::Less
+                } else if high.is_some_and(|h| key > h) {
+                    Ordering::Greater
+                } else {
+                    Ordering::Equal
+                }
+            }
+            Target::Last if high.is_some() => Ordering::Greater,
+            Target::Last => Ordering::Equal,
+        }
+    }
+}
+
+/// Descends tree `tree` from `root` to the leaf for `target`.
+///
+/// # Errors
+/// [`Error::Corruption`] for damaged nodes, or a tree that keeps sending the descent
+/// nowhere.
+pub(crate) fn descend(
+    cache: &PageCache,
+    tree: TreeId,
+    root: PageId,
+    target: Target<'_>,
+) -> Result<Descent> {
+    'restart: for _ in 0..MAX_RESTARTS {
+        let mut path: Vec<(PageId, u64)> = Vec::new();
+        let mut id = root;
+        let mut level: Option<u8> = None;
+        loop {
+            let Some(page) = try_read(cache, id)? else {
+                if id == root {
+                    return Err(Error::corruption(
+                        format!("tree {root}"),
+                        0,
+                        format!("the root of {tree} is a free page"),
+                    ));
+                }
+                continue 'restart;
+            };
+            let node = page.node()?;
+            if node.tree() != tree || level.is_some_and(|l| l != node.level()) {
+                if id == root {
+                    return Err(Error::corruption(
+                        format!("tree {root}"),
+                        0,
+                        format!("the root page of {tree} belongs to {}", node.tree()),
+                    ));
+                }
+                continue 'restart;
+            }
+            match target.place(node.low(), node.high()) {
+                Ordering::Less => continue 'restart,
+                Ordering::Greater => match node.right() {
+                    Some(right) => {
+                        id = right;
+                        continue;
+                    }
+                    None => continue 'restart,
+                },
+                Ordering::Equal => {}
+            }
+            if node.is_leaf() {
+                return Ok(Descent { leaf: page, path });
+            }
+            let child = match target {
+                Target::Key(key) => node.child_for(key),
+                Target::Below(key) => child_below(&node, key),
+                Target::Last => node.child(node.len().saturating_sub(1)),
+            }
+            .map_err(|m| corrupt(id, &m))?;
+            path.push((id, page.version()));
+            level = Some(node.level() - 1);
+            id = child;
+        }
+    }
+    Err(Error::corruption(
+        format!("tree {root}"),
+        0,
+        format!("{tree}: a descent restarted {MAX_RESTARTS} times without finding its leaf"),
+    ))
+}
+
+/// In an index node, the child whose range holds the keys just below `key`: the last entry
+/// whose key is strictly below `key` (the first entry when none is).
+fn child_below(node: &NodeRef<'_>, key: &[u8]) -> Result<PageId, Malformed> {
+    let at = match node.search(key)? {
+        Ok(i) | Err(i) => i,
+    };
+    node.child(at.saturating_sub(1))
+}

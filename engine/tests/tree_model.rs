@@ -1,0 +1,261 @@
+//! The database against a model (one `BTreeMap` per tree), through the public API: random
+//! inserts, removes, compare-and-swaps, updates, pops, reads, ranges in both directions,
+//! batches across trees, clears, flushes, restarts and simulated crashes, in the tiny
+//! configuration (256-byte nodes, tiny segments and cache), so that splits, eviction,
+//! checkpoints and cleaning happen all the time. `check()` runs after every restart. After
+//! a crash the trees must equal the model at some point at or after the last completed
+//! flush, with every batch all or nothing.
+
+#![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
+mod support;
+
+use std::{collections::BTreeMap, ops::Bound, sync::Arc};
+
+use grove_engine::{Batch, Bytes, Config, Db, SimStorage, Storage, Tree};
+
+/// The trees of a case: the default tree and two named ones.
+const TREES: [&str; 3] = ["", "alpha", "beta"];
+
+type Model = Vec<BTreeMap<Vec<u8>, Vec<u8>>>;
+
+fn open(storage: &Arc<SimStorage>, flush_every: Option<u64>) -> (Db, Vec<Tree>) {
+    let storage: Arc<dyn Storage> = storage.clone();
+    let db = Config::tiny().flush_every_ms(flush_every).storage(storage).open().unwrap();
+    let trees = TREES
+        .iter()
+        .map(|name| if name.is_empty() { (*db).clone() } else { db.open_tree(name).unwrap() })
+        .collect();
+    (db, trees)
+}
+
+fn key(rng: &mut fastrand::Rng) -> Vec<u8> {
+    // A small alphabet, so that keys collide and share prefixes.
+    let len = rng.usize(0..10);
+    (0..len).map(|_| b"abcde"[rng.usize(..5)]).collect()
+}
+
+fn value(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let len = rng.usize(0..40);
+    (0..len).map(|_| rng.u8(..)).collect()
+}
+
+fn contents(trees: &[Tree]) -> Model {
+    trees
+        .iter()
+        .map(|tree| {
+            tree.iter()
+                .map(|entry| {
+                    let (k, v) = entry.unwrap();
+                    (k.to_vec(), v.to_vec())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn bytes(value: Option<&Vec<u8>>) -> Option<Bytes> {
+    value.map(|v| Bytes::from(v.clone()))
+}
+
+fn bound(rng: &mut fastrand::Rng) -> Bound<Vec<u8>> {
+    match rng.u8(..3) {
+        0 => Bound::Unbounded,
+        1 => Bound::Included(key(rng)),
+        _ => Bound::Excluded(key(rng)),
+    }
+}
+
+/// Checks a range read from both ends, mixing `next` and `next_back`.
+fn check_range(tree: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>, rng: &mut fastrand::Rng) {
+    let (lo, hi) = (bound(rng), bound(rng));
+    let valid = match (&lo, &hi) {
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
+            a < b || (a == b && matches!((&lo, &hi), (Bound::Included(_), Bound::Included(_))))
+        }
+        _ => true,
+    };
+    if !valid {
+        return;
+    }
+    let mut expected: std::collections::VecDeque<(Vec<u8>, Vec<u8>)> =
+        model.range((lo.clone(), hi.clone())).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut iter = tree.range::<Vec<u8>, _>((lo, hi));
+    loop {
+        let (got, want) = if rng.bool() {
+            (iter.next(), expected.pop_front())
+        } else {
+            (iter.next_back(), expected.pop_back())
+        };
+        let got = got.map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap());
+        assert_eq!(got, want, "range read");
+        if want.is_none() {
+            break;
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    crashes: u64,
+    crashes_that_lost_writes: u64,
+    batches: u64,
+    max_entries: usize,
+}
+
+fn run_case(seed: u64, seen: &mut Seen) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let storage = Arc::new(SimStorage::new(seed));
+    let flush_every = if rng.bool() { Some(2) } else { None };
+    let (mut db, mut trees) = open(&storage, flush_every);
+    let mut model: Model = vec![BTreeMap::new(); TREES.len()];
+    let mut history = vec![model.clone()];
+    let steps = rng.usize(50..300);
+    for _ in 0..steps {
+        let t = rng.usize(..TREES.len());
+        let (tree, m) = (&trees[t], &mut model[t]);
+        match rng.u32(..100) {
+            0..30 => {
+                let (k, v) = (key(&mut rng), value(&mut rng));
+                let old = tree.insert(&k, &v).unwrap();
+                assert_eq!(old, bytes(m.get(&k)), "insert's old value");
+                m.insert(k, v);
+            }
+            30..40 => {
+                let k = key(&mut rng);
+                assert_eq!(tree.remove(&k).unwrap(), bytes(m.get(&k)), "remove");
+                m.remove(&k);
+            }
+            40..46 => {
+                let k = key(&mut rng);
+                let expected = if rng.bool() { m.get(&k).cloned() } else { Some(value(&mut rng)) };
+                let new = rng.bool().then(|| value(&mut rng));
+                let result = tree.compare_and_swap(&k, expected.as_ref(), new.as_ref()).unwrap();
+                if expected.as_ref() == m.get(&k) {
+                    assert!(result.is_ok(), "compare_and_swap with the right value failed");
+                    match new {
+                        Some(v) => m.insert(k, v),
+                        None => m.remove(&k),
+                    };
+                } else {
+                    assert_eq!(result.unwrap_err().current, bytes(m.get(&k)));
+                }
+            }
+            46..50 => {
+                let k = key(&mut rng);
+                let suffix = rng.u8(..);
+                let new = tree
+                    .update_and_fetch(&k, |old| {
+                        let mut v = old.map(<[u8]>::to_vec).unwrap_or_default();
+                        v.push(suffix);
+                        v.truncate(40);
+                        Some(v)
+                    })
+                    .unwrap();
+                let mut v = m.get(&k).cloned().unwrap_or_default();
+                v.push(suffix);
+                v.truncate(40);
+                assert_eq!(new, Some(Bytes::from(v.clone())));
+                m.insert(k, v);
+            }
+            50..60 => {
+                let k = key(&mut rng);
+                assert_eq!(tree.get(&k).unwrap(), bytes(m.get(&k)), "get");
+                assert_eq!(tree.contains_key(&k).unwrap(), m.contains_key(&k));
+                let lt = tree.get_lt(&k).unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
+                assert_eq!(
+                    lt,
+                    m.range(..k.clone()).next_back().map(|(k, v)| (k.clone(), v.clone()))
+                );
+                let gt = tree.get_gt(&k).unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
+                let after = (Bound::Excluded(k), Bound::Unbounded);
+                assert_eq!(gt, m.range(after).next().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            60..68 => check_range(tree, m, &mut rng),
+            68..70 => {
+                let popped = if rng.bool() { tree.pop_first() } else { tree.pop_last() };
+                let popped = popped.unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
+                let expected = if popped.as_ref().map(|p| &p.0) == m.keys().next() {
+                    m.pop_first()
+                } else {
+                    m.pop_last()
+                };
+                assert_eq!(popped, expected, "pop");
+            }
+            70..71 => {
+                assert_eq!(tree.len().unwrap(), m.len());
+                assert_eq!(tree.is_empty().unwrap(), m.is_empty());
+            }
+            71..72 if rng.u8(..4) == 0 => {
+                tree.clear().unwrap();
+                m.clear();
+            }
+            72..82 => {
+                let mut batch = Batch::default();
+                for _ in 0..rng.usize(1..30) {
+                    let t = rng.usize(..TREES.len());
+                    let k = key(&mut rng);
+                    if rng.u8(..4) == 0 {
+                        batch.remove(&trees[t], &k);
+                        model[t].remove(&k);
+                    } else {
+                        let v = value(&mut rng);
+                        batch.insert(&trees[t], &k, &v);
+                        model[t].insert(k, v);
+                    }
+                }
+                db.apply_batch(batch).unwrap();
+                seen.batches += 1;
+            }
+            82..88 => {
+                db.flush().unwrap();
+                history.clear();
+            }
+            88..92 => {
+                drop(trees);
+                drop(db);
+                (db, trees) = open(&storage, flush_every);
+                db.check().unwrap();
+                assert_eq!(contents(&trees), model, "after a clean restart");
+                history.clear();
+            }
+            92..96 => {
+                storage.crash();
+                drop(trees);
+                drop(db);
+                (db, trees) = open(&storage, flush_every);
+                db.check().unwrap();
+                let recovered = contents(&trees);
+                seen.crashes += 1;
+                if recovered != model {
+                    seen.crashes_that_lost_writes += 1;
+                }
+                assert!(
+                    history.contains(&recovered),
+                    "after a crash the trees are not the model at any point since the last \
+                     flush ({} candidates)",
+                    history.len()
+                );
+                model = recovered;
+                history.clear();
+            }
+            _ => {}
+        }
+        seen.max_entries = seen.max_entries.max(model.iter().map(BTreeMap::len).sum());
+        history.push(model.clone());
+    }
+    assert_eq!(contents(&trees), model, "at the end");
+    db.check().unwrap();
+}
+
+#[test]
+fn trees_match_the_model_across_restarts_and_crashes() {
+    let seen = std::cell::RefCell::new(Seen::default());
+    support::run_seeds("tree_model", 1000, |seed| run_case(seed, &mut seen.borrow_mut()));
+    let seen = seen.into_inner();
+    println!("{seen:?}");
+    if support::seeds(1000).len() >= 100 {
+        assert!(seen.crashes_that_lost_writes * 10 >= seen.crashes, "{seen:?}");
+        assert!(seen.batches > 0 && seen.max_entries > 100, "{seen:?}");
+    }
+}
