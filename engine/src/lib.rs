@@ -1,14 +1,15 @@
 //! Grove's byte-level engine.
 //!
-//! **What it is:** the layers under Grove's typed collections. Today those are the storage
-//! log and the page cache: [`Storage`] is the only way the engine touches the filesystem,
-//! [`Log`] is a segmented, checksummed, lock-free append log with group commit and crash
-//! recovery, and [`PageCache`] keeps pages (a base image plus fragments) over two log
-//! streams, with a memory budget, checkpoints and a cleaner. The B-link tree and the
-//! database handle come next.
+//! **What it is:** the layers under Grove's typed collections: an embedded database of
+//! byte strings. [`Db`] (from [`open`] or [`Config`]) holds named [`Tree`]s, ordered maps
+//! of byte strings on a lock-free B-link tree, and applies [`Batch`]es across trees
+//! atomically. Beneath it, [`PageCache`] keeps pages (a base image plus fragments) over two
+//! log streams, with a memory budget, checkpoints and a cleaner; [`Log`] is a segmented,
+//! checksummed, lock-free append log with group commit and crash recovery; and
+//! [`Storage`] is the only way the engine touches the filesystem.
 //!
-//! **What it is not:** a typed API (that is `grove-collections`), or a key-value store yet:
-//! the page cache knows pages, not keys.
+//! **What it is not:** a typed API (that is `grove-collections`), a server, or
+//! multi-process: one process opens a directory at a time.
 //!
 //! # Example
 //! ```
