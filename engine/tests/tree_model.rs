@@ -36,7 +36,9 @@ fn key(rng: &mut fastrand::Rng) -> Vec<u8> {
 }
 
 fn value(rng: &mut fastrand::Rng) -> Vec<u8> {
-    let len = rng.usize(0..40);
+    // One value in five is long enough to be stored out of line (the tiny threshold is
+    // a quarter of a 256-byte node).
+    let len = if rng.u8(..5) == 0 { rng.usize(65..200) } else { rng.usize(0..40) };
     (0..len).map(|_| rng.u8(..)).collect()
 }
 
@@ -101,6 +103,8 @@ struct Seen {
     crashes_that_lost_writes: u64,
     batches: u64,
     max_entries: usize,
+    /// Mass removals after which the trees had fewer nodes (merges happened).
+    shrinks: u64,
 }
 
 fn run_case(seed: u64, seen: &mut Seen) {
@@ -239,6 +243,20 @@ fn run_case(seed: u64, seen: &mut Seen) {
                 model = recovered;
                 history.clear();
             }
+            96..100 if m.len() > 20 => {
+                // Remove most of a range, one key at a time: leaves empty out and merge.
+                let nodes = db.check().unwrap().nodes;
+                let from = key(&mut rng);
+                let doomed: Vec<Vec<u8>> =
+                    m.range(from..).map(|(k, _)| k.clone()).filter(|_| rng.u8(..8) != 0).collect();
+                for k in doomed {
+                    assert!(tree.remove(&k).unwrap().is_some());
+                    m.remove(&k);
+                }
+                if db.check().unwrap().nodes < nodes {
+                    seen.shrinks += 1;
+                }
+            }
             _ => {}
         }
         seen.max_entries = seen.max_entries.max(model.iter().map(BTreeMap::len).sum());
@@ -257,5 +275,6 @@ fn trees_match_the_model_across_restarts_and_crashes() {
     if support::seeds(1000).len() >= 100 {
         assert!(seen.crashes_that_lost_writes * 10 >= seen.crashes, "{seen:?}");
         assert!(seen.batches > 0 && seen.max_entries > 100, "{seen:?}");
+        assert!(seen.shrinks > 0, "no removal ever merged nodes: {seen:?}");
     }
 }

@@ -134,7 +134,11 @@ impl Db {
         }
         let cache =
             PageCache::open(storage.clone(), config.cache.clone(), Arc::new(TreeMaterializer))?;
-        let shared = Arc::new(Shared { cache, node_bytes: config.node_bytes });
+        let shared = Arc::new(Shared {
+            cache,
+            node_bytes: config.node_bytes,
+            blob_threshold: config.node_bytes / 4,
+        });
         let id_limit = bootstrap(&shared.cache)?;
         let catalog = Tree::new(
             shared.clone(),
@@ -226,19 +230,32 @@ impl Db {
         if writes.is_empty() {
             return Ok(());
         }
-        loop {
+        'retry: loop {
             let mut plan = Plan::new(self.inner.shared.node_bytes);
             for ((_, key), (tree, value)) in &writes {
                 let descent = tree.descend(Target::Key(key))?;
+                // A value stored out of line is freed with the write that replaces it.
+                let Some((_, blob)) = tree.current(&descent, key)? else {
+                    plan.abandon(&self.inner.shared.cache);
+                    continue 'retry;
+                };
+                if let Some((page, version)) = blob {
+                    plan.free(page, version);
+                }
                 let op = match value {
                     Some(value) => {
-                        Op::Put { key: key.to_vec(), value: Value::Inline(value.to_vec()) }
+                        Op::Put { key: key.to_vec(), value: tree.store(key, value, &mut plan)? }
                     }
                     None => Op::Remove { key: key.to_vec() },
                 };
                 plan.add(descent, op);
             }
             if plan.install(&self.inner.shared.cache)? {
+                for ((_, key), (tree, value)) in &writes {
+                    if value.is_none() {
+                        tree.merge_if_underfull(key)?;
+                    }
+                }
                 return Ok(());
             }
         }
@@ -303,7 +320,7 @@ fn open_tree(inner: &Arc<DbInner>, name: Bytes) -> Result<Tree> {
         let id = TreeId(inner.ids.generate(cache)?);
         let root = cache.reserve_id()?;
         let mut plan = Plan::new(inner.shared.node_bytes);
-        plan.create(root, Node::empty(id, 0));
+        plan.create(root, Node::empty(id, 0).encode());
         plan.add(
             descent,
             Op::Put { key: name.to_vec(), value: Value::Inline(encode_entry(id, root)) },

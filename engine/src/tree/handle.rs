@@ -3,7 +3,7 @@
 use std::{fmt, ops::RangeBounds, sync::Arc};
 
 use super::{
-    Bytes,
+    Bytes, blob,
     iter::Iter,
     node::{Entry, Node, Op, Value},
     plan::Plan,
@@ -15,12 +15,17 @@ use crate::{
     pagecache::{Change, GroupOutcome, GroupUpdate, PageCache},
 };
 
+/// A value stored out of line: its page, and the version of the page that was read.
+pub(crate) type ValuePage = (PageId, u64);
+
 /// What every tree of one database shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) cache: PageCache,
     /// Nodes are split when they would grow past this many bytes.
     pub(crate) node_bytes: usize,
+    /// Values longer than this are stored in a page of their own (`blob.rs`).
+    pub(crate) blob_threshold: usize,
 }
 
 /// An ordered map from byte strings to byte strings, stored in the database's pages.
@@ -104,10 +109,15 @@ impl Tree {
     /// ```
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
-        let descent = self.descend(Target::Key(key))?;
-        match descent.leaf.lookup(key)? {
-            Some(value) => Ok(Some(self.value_bytes(&value)?)),
-            None => Ok(None),
+        loop {
+            let descent = self.descend(Target::Key(key))?;
+            let Some(value) = descent.leaf.lookup(key)? else {
+                return Ok(None);
+            };
+            // `None`: the value moved while we read it; read the leaf again.
+            if let Some((bytes, _)) = self.read_value(key, &value)? {
+                return Ok(Some(bytes));
+            }
         }
     }
 
@@ -383,21 +393,55 @@ impl Tree {
         walk::descend(self.cache(), self.inner.id, self.inner.root, target)
     }
 
-    /// The bytes of a stored value.
-    pub(crate) fn value_bytes(&self, value: &Value) -> Result<Bytes> {
-        match value {
-            Value::Inline(bytes) => Ok(Bytes::copy_from(bytes)),
-            Value::Blob { page, len } => {
-                let blob = walk::read_page(self.cache(), *page)?;
-                let bytes = blob.base();
-                if u64::try_from(bytes.len()).ok() != Some(*len) {
-                    return Err(Error::corruption(
-                        format!("tree {page}"),
-                        0,
-                        format!("a value of {len} bytes is stored as {} bytes", bytes.len()),
-                    ));
-                }
-                Ok(Bytes::copy_from(bytes))
+    /// The bytes of `key`'s stored value, and for a value stored out of line its page and
+    /// that page's version. `None` if the value's page no longer holds it (a concurrent
+    /// overwrite freed it after the leaf was read): read the leaf again.
+    pub(crate) fn read_value(
+        &self,
+        key: &[u8],
+        value: &Value,
+    ) -> Result<Option<(Bytes, Option<ValuePage>)>> {
+        let (page, len) = match value {
+            Value::Inline(bytes) => return Ok(Some((Bytes::copy_from(bytes), None))),
+            Value::Blob { page, len } => (*page, *len),
+        };
+        let Some(blob) = walk::try_read(self.cache(), page)? else {
+            return Ok(None);
+        };
+        let Some(bytes) = blob::decode(blob.base(), self.inner.id, key) else {
+            return Ok(None);
+        };
+        if u64::try_from(bytes.len()).ok() != Some(len) {
+            return Err(Error::corruption(
+                format!("tree {page}"),
+                0,
+                format!("a value of {len} bytes is stored as {} bytes", bytes.len()),
+            ));
+        }
+        Ok(Some((Bytes::copy_from(bytes), Some((page, blob.version())))))
+    }
+
+    /// How `value` is stored for `key`: inline, or in a new page that `plan` creates.
+    pub(crate) fn store(&self, key: &[u8], value: &[u8], plan: &mut Plan) -> Result<Value> {
+        if value.len() <= self.inner.shared.blob_threshold {
+            return Ok(Value::Inline(value.to_vec()));
+        }
+        let page = self.cache().reserve_id()?;
+        plan.create(page, blob::encode(self.inner.id, key, value));
+        Ok(Value::Blob { page, len: u64::try_from(value.len()).unwrap_or(u64::MAX) })
+    }
+
+    /// The current value of `key` (read from the leaf `descent` found) and the page of its
+    /// value if stored out of line; `None` if the value moved meanwhile.
+    pub(crate) fn current(
+        &self,
+        descent: &Descent,
+        key: &[u8],
+    ) -> Result<Option<(Option<Bytes>, Option<ValuePage>)>> {
+        match descent.leaf.lookup(key)? {
+            None => Ok(Some((None, None))),
+            Some(value) => {
+                Ok(self.read_value(key, &value)?.map(|(bytes, blob)| (Some(bytes), blob)))
             }
         }
     }
@@ -419,21 +463,30 @@ impl Tree {
     ) -> Result<(Option<Bytes>, Option<Bytes>)> {
         loop {
             let descent = self.descend(Target::Key(key))?;
-            let current = match descent.leaf.lookup(key)? {
-                Some(value) => Some(self.value_bytes(&value)?),
-                None => None,
+            let Some((current, blob)) = self.current(&descent, key)? else {
+                continue;
             };
             let Some(new) = f(current.as_ref()) else {
                 return Ok((current.clone(), current));
             };
+            if new.is_none() && current.is_none() {
+                return Ok((None, None));
+            }
+            let mut plan = Plan::new(self.inner.shared.node_bytes);
+            if let Some((page, version)) = blob {
+                plan.free(page, version);
+            }
             let op = match &new {
-                Some(value) => Op::Put { key: key.to_vec(), value: Value::Inline(value.clone()) },
-                None if current.is_none() => return Ok((None, None)),
+                Some(value) => {
+                    Op::Put { key: key.to_vec(), value: self.store(key, value, &mut plan)? }
+                }
                 None => Op::Remove { key: key.to_vec() },
             };
-            let mut plan = Plan::new(self.inner.shared.node_bytes);
             plan.add(descent, op);
             if plan.install(self.cache())? {
+                if new.is_none() {
+                    self.merge_if_underfull(key)?;
+                }
                 return Ok((current, new.map(Bytes::from)));
             }
         }

@@ -63,17 +63,21 @@ impl Iter {
         above && below
     }
 
-    /// The entries of `node` between the bounds, with their values read.
-    fn entries_of(&self, node: &Node) -> Result<Vec<(Bytes, Bytes)>> {
+    /// The entries of `node` between the bounds, with their values read; `None` if a
+    /// value moved meanwhile (read the leaf again).
+    fn entries_of(&self, node: &Node) -> Result<Option<Vec<(Bytes, Bytes)>>> {
         let mut out = Vec::new();
         for (key, entry) in &node.entries {
             if let Entry::Value(value) = entry
                 && self.within(key)
             {
-                out.push((Bytes::copy_from(key), self.tree.value_bytes(value)?));
+                let Some((bytes, _)) = self.tree.read_value(key, value)? else {
+                    return Ok(None);
+                };
+                out.push((Bytes::copy_from(key), bytes));
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Fills the front buffer from the leaves after `lo`; `false` if no key is left.
@@ -88,7 +92,9 @@ impl Iter {
             };
             let descent = self.tree.descend(Target::Key(&start))?;
             let node = descent.leaf.materialize()?;
-            let found = self.entries_of(&node)?;
+            let Some(found) = self.entries_of(&node)? else {
+                continue;
+            };
             if let Some((last, _)) = found.last() {
                 self.lo = Bound::Excluded(last.to_vec());
                 self.front.extend(found);
@@ -114,7 +120,9 @@ impl Iter {
                 Bound::Excluded(key) => self.tree.descend(Target::Below(key))?,
             };
             let node = descent.leaf.materialize()?;
-            let found = self.entries_of(&node)?;
+            let Some(found) = self.entries_of(&node)? else {
+                continue;
+            };
             if let Some((first, _)) = found.first() {
                 self.hi = Bound::Excluded(first.to_vec());
                 for entry in found.into_iter().rev() {

@@ -3,9 +3,11 @@
 //! Nodes are pages of the page cache: a base image plus fragments (small deltas). The tree
 //! knows key order; it never sees files, segments or log positions. Start at [`Tree`].
 
+mod blob;
 mod bytes;
 mod handle;
 mod iter;
+mod merge;
 pub(crate) mod node;
 mod plan;
 pub(crate) mod walk;

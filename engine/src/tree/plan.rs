@@ -41,8 +41,9 @@ pub(crate) struct Plan {
     node_bytes: usize,
     /// The touched leaves' descents, by leaf id, with the operations on each.
     leaves: BTreeMap<PageId, (Descent, Vec<Op>)>,
-    /// New pages (ids from `PageCache::reserve_id`, given back if the plan fails).
-    created: Vec<(PageId, Node)>,
+    /// New pages' images (ids from `PageCache::reserve_id`, given back if the plan fails):
+    /// a new tree's root, a value stored out of line.
+    created: Vec<(PageId, Vec<u8>)>,
     /// Pages to free, at the versions read.
     freed: Vec<(PageId, u64)>,
 }
@@ -52,10 +53,16 @@ impl Plan {
         Plan { node_bytes, leaves: BTreeMap::new(), created: Vec::new(), freed: Vec::new() }
     }
 
-    /// Adds a new page holding `node`; `id` comes from `PageCache::reserve_id`, and the
+    /// Adds a new page holding `image`; `id` comes from `PageCache::reserve_id`, and the
     /// plan gives it back if it is not installed.
-    pub(crate) fn create(&mut self, id: PageId, node: Node) {
-        self.created.push((id, node));
+    pub(crate) fn create(&mut self, id: PageId, image: Vec<u8>) {
+        self.created.push((id, image));
+    }
+
+    /// Drops the plan without installing it, giving back the ids of the pages it would
+    /// have created.
+    pub(crate) fn abandon(self, cache: &PageCache) {
+        self.created.iter().for_each(|(id, _)| cache.release_id(*id));
     }
 
     /// Adds freeing page `id`, read at `version`.
@@ -77,7 +84,8 @@ impl Plan {
     pub(crate) fn install(self, cache: &PageCache) -> Result<bool> {
         let node_bytes = self.node_bytes;
         let freed = self.freed;
-        let mut new_pages: Vec<(PageId, Node)> = self.created;
+        let created = self.created;
+        let mut new_pages: Vec<(PageId, Node)> = Vec::new();
         let mut planned: BTreeMap<PageId, Planned> = BTreeMap::new();
         // Parents and their versions, from the descents, for the splits that need them.
         let mut parents: BTreeMap<PageId, (PageId, u64)> = BTreeMap::new();
@@ -110,11 +118,12 @@ impl Plan {
         let result = split_all(cache, node_bytes, &mut planned, &parents, &mut new_pages);
         if !matches!(result, Ok(true)) {
             new_pages.iter().for_each(|(id, _)| cache.release_id(*id));
+            created.iter().for_each(|(id, _)| cache.release_id(*id));
             return result;
         }
 
         // One page and nothing new: a plain link or replace.
-        if new_pages.is_empty() && freed.is_empty() && planned.len() == 1 {
+        if new_pages.is_empty() && created.is_empty() && freed.is_empty() && planned.len() == 1 {
             let Some((id, change)) = planned.into_iter().next() else {
                 return Ok(true);
             };
@@ -136,6 +145,7 @@ impl Plan {
                 Planned::Replace { version, node } => (id, Some(version), false, node.encode()),
             })
             .chain(new_pages.iter().map(|(id, node)| (*id, None, false, node.encode())))
+            .chain(created.iter().map(|(id, image)| (*id, None, false, image.clone())))
             .collect();
         let frees = freed.iter().map(|&(id, version)| GroupUpdate {
             id,
@@ -154,6 +164,7 @@ impl Plan {
         let outcome = cache.apply_group(&updates);
         if !matches!(outcome, Ok(GroupOutcome::Installed)) {
             new_pages.iter().for_each(|(id, _)| cache.release_id(*id));
+            created.iter().for_each(|(id, _)| cache.release_id(*id));
         }
         Ok(outcome? == GroupOutcome::Installed)
     }

@@ -144,6 +144,21 @@ pub(crate) fn descend(
     root: PageId,
     target: Target<'_>,
 ) -> Result<Descent> {
+    descend_to(cache, tree, root, target, 0)
+}
+
+/// As [`descend`], stopping at the node at `stop` levels above the leaves (`None` if the
+/// tree is not that tall). The descent's `leaf` is then that node.
+///
+/// # Errors
+/// As [`descend`].
+pub(crate) fn descend_to(
+    cache: &PageCache,
+    tree: TreeId,
+    root: PageId,
+    target: Target<'_>,
+    stop: u8,
+) -> Result<Descent> {
     'restart: for _ in 0..MAX_RESTARTS {
         let mut path: Vec<(PageId, u64)> = Vec::new();
         let mut id = root;
@@ -181,7 +196,7 @@ pub(crate) fn descend(
                 },
                 Ordering::Equal => {}
             }
-            if node.is_leaf() {
+            if node.level() <= stop {
                 return Ok(Descent { leaf: page, path });
             }
             let child = match target {

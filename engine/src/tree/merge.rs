@@ -1,0 +1,147 @@
+//! Merging underfull nodes, so that a tree that shrinks gives its pages back.
+//!
+//! After a remove leaves a node small (under a quarter of `node_bytes`), the node is merged
+//! with its right sibling under the same parent (or, for a last child, with its left one),
+//! if the two fit in three quarters of a node: the left node takes both nodes' entries and
+//! the right one's high fence and right link, the right page is freed, and the parent
+//! loses its entry, all in one group update. A parent left small is merged in turn; a root
+//! left with one child takes that child's contents and drops a level. Like splits,
+//! merges are never half done.
+//!
+//! Merging is housekeeping, not part of the remove: a merge that loses a race to another
+//! change is simply skipped, and the next remove there tries again.
+
+use super::{
+    Tree,
+    node::{Entry, Node},
+    walk::{self, Target, TreePage},
+};
+use crate::{
+    error::Result,
+    ids::PageId,
+    pagecache::{Change, GroupUpdate},
+};
+
+impl Tree {
+    /// Merges the node at `level` that holds `key` with a sibling if it is underfull, then
+    /// its parent, and so on.
+    pub(crate) fn merge_if_underfull(&self, key: &[u8]) -> Result<()> {
+        let node_bytes = self.inner.shared.node_bytes;
+        for level in 0..u8::MAX {
+            let descent = walk::descend_to(
+                self.cache(),
+                self.inner.id,
+                self.inner.root,
+                Target::Key(key),
+                level,
+            )?;
+            let page = &descent.leaf;
+            if page.node()?.level() != level {
+                return Ok(()); // the tree is not that tall (any more)
+            }
+            if page.page_len() > node_bytes / 4 {
+                return Ok(());
+            }
+            let Some(&(parent_id, parent_version)) = descent.path.last() else {
+                return Ok(()); // the root: it has no sibling
+            };
+            let parent = walk::read_page(self.cache(), parent_id)?;
+            if parent.version() != parent_version {
+                return Ok(());
+            }
+            let parent_node = parent.materialize()?;
+            let merged = if parent_node.entries.len() == 1 {
+                if parent_id == self.inner.root {
+                    self.collapse_root(&parent, &parent_node)?
+                } else {
+                    false
+                }
+            } else {
+                self.merge_children(&parent, parent_node, page.id(), node_bytes)?
+            };
+            if !merged {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges child `id` of `parent` with a sibling; whether it did.
+    fn merge_children(
+        &self,
+        parent: &TreePage,
+        mut parent_node: Node,
+        id: PageId,
+        node_bytes: usize,
+    ) -> Result<bool> {
+        let Some(at) = parent_node.entries.iter().position(|(_, e)| *e == Entry::Child(id)) else {
+            return Ok(false);
+        };
+        let (left_at, right_at) =
+            if at + 1 < parent_node.entries.len() { (at, at + 1) } else { (at - 1, at) };
+        let child_of = |i: usize| match parent_node.entries[i].1 {
+            Entry::Child(child) => Some(child),
+            Entry::Value(_) => None,
+        };
+        let (Some(left_id), Some(right_id)) = (child_of(left_at), child_of(right_at)) else {
+            return Ok(false);
+        };
+        let (Some(left), Some(right)) =
+            (walk::try_read(self.cache(), left_id)?, walk::try_read(self.cache(), right_id)?)
+        else {
+            return Ok(false);
+        };
+        let mut merged = left.materialize()?;
+        let right_node = right.materialize()?;
+        if merged.header.right != Some(right_id) || merged.header.level != right_node.header.level {
+            return Ok(false);
+        }
+        merged.entries.extend(right_node.entries);
+        merged.header.high = right_node.header.high;
+        merged.header.right = right_node.header.right;
+        if merged.encoded_len() > node_bytes / 4 * 3 {
+            return Ok(false);
+        }
+        parent_node.entries.remove(right_at);
+        let (merged, parent_image) = (merged.encode(), parent_node.encode());
+        let updates = [
+            GroupUpdate {
+                id: left_id,
+                version: Some(left.version()),
+                change: Change::Replace(&merged),
+            },
+            GroupUpdate { id: right_id, version: Some(right.version()), change: Change::Free },
+            GroupUpdate {
+                id: parent.id(),
+                version: Some(parent.version()),
+                change: Change::Replace(&parent_image),
+            },
+        ];
+        Ok(self.cache().apply_group(&updates)? == crate::pagecache::GroupOutcome::Installed)
+    }
+
+    /// A root with one child takes the child's contents (and drops a level); whether it did.
+    fn collapse_root(&self, root: &TreePage, root_node: &Node) -> Result<bool> {
+        let Some((_, Entry::Child(child_id))) = root_node.entries.first() else {
+            return Ok(false);
+        };
+        let Some(child) = walk::try_read(self.cache(), *child_id)? else {
+            return Ok(false);
+        };
+        let mut node = child.materialize()?;
+        if node.header.right.is_some() || node.header.high.is_some() {
+            return Ok(false);
+        }
+        node.header.low = Vec::new();
+        let image = node.encode();
+        let updates = [
+            GroupUpdate {
+                id: root.id(),
+                version: Some(root.version()),
+                change: Change::Replace(&image),
+            },
+            GroupUpdate { id: *child_id, version: Some(child.version()), change: Change::Free },
+        ];
+        Ok(self.cache().apply_group(&updates)? == crate::pagecache::GroupOutcome::Installed)
+    }
+}
