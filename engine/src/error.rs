@@ -112,6 +112,14 @@ pub enum Error {
         path: String,
     },
 
+    /// `Tree::merge` was called on a tree with no merge operator. Register one for the
+    /// tree's name with `Config::merge_operator` when opening the database.
+    #[error("tree {tree:?} has no merge operator: register one with Config::merge_operator")]
+    NoMergeOperator {
+        /// The tree's name.
+        tree: String,
+    },
+
     /// The configuration is inconsistent; the message says which setting to change.
     #[error("invalid configuration: {0}")]
     Config(String),

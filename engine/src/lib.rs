@@ -57,4 +57,4 @@ pub use pagecache::{
 pub use storage::{
     Fault, FaultKind, FaultOp, FileStorage, MemStorage, SimStorage, Storage, StorageFile,
 };
-pub use tree::{Bytes, CompareAndSwapError, Iter, Tree};
+pub use tree::{Bytes, CompareAndSwapError, Iter, MergeOperator, Tree};

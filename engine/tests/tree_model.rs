@@ -21,12 +21,29 @@ type Model = Vec<BTreeMap<Vec<u8>, Vec<u8>>>;
 
 fn open(storage: &Arc<SimStorage>, flush_every: Option<u64>) -> (Db, Vec<Tree>) {
     let storage: Arc<dyn Storage> = storage.clone();
-    let db = Config::tiny().flush_every_ms(flush_every).storage(storage).open().unwrap();
+    let db = Config::tiny()
+        .flush_every_ms(flush_every)
+        .storage(storage)
+        .merge_operator("alpha", Arc::new(append))
+        .open()
+        .unwrap();
     let trees = TREES
         .iter()
         .map(|name| if name.is_empty() { (*db).clone() } else { db.open_tree(name).unwrap() })
         .collect();
     (db, trees)
+}
+
+/// The merge operator of tree "alpha": appends the operand, keeping the last 60 bytes;
+/// an empty operand removes the key.
+fn append(_key: &[u8], old: Option<&[u8]>, operand: &[u8]) -> Option<Vec<u8>> {
+    if operand.is_empty() {
+        return None;
+    }
+    let mut value = old.map(<[u8]>::to_vec).unwrap_or_default();
+    value.extend_from_slice(operand);
+    let excess = value.len().saturating_sub(60);
+    Some(value.split_off(excess))
 }
 
 fn key(rng: &mut fastrand::Rng) -> Vec<u8> {
@@ -118,7 +135,7 @@ fn run_case(seed: u64, seen: &mut Seen) {
     for _ in 0..steps {
         let t = rng.usize(..TREES.len());
         let (tree, m) = (&trees[t], &mut model[t]);
-        match rng.u32(..100) {
+        match rng.u32(..105) {
             0..30 => {
                 let (k, v) = (key(&mut rng), value(&mut rng));
                 let old = tree.insert(&k, &v).unwrap();
@@ -255,6 +272,21 @@ fn run_case(seed: u64, seen: &mut Seen) {
                 }
                 if db.check().unwrap().nodes < nodes {
                     seen.shrinks += 1;
+                }
+            }
+            100..105 => {
+                let k = key(&mut rng);
+                let operand = value(&mut rng);
+                let merged = tree.merge(&k, &operand);
+                if TREES[t] == "alpha" {
+                    let expected = append(&k, m.get(&k).map(Vec::as_slice), &operand);
+                    assert_eq!(merged.unwrap(), expected.clone().map(Bytes::from), "merge");
+                    match expected {
+                        Some(v) => m.insert(k, v),
+                        None => m.remove(&k),
+                    };
+                } else {
+                    assert!(matches!(merged, Err(grove_engine::Error::NoMergeOperator { .. })));
                 }
             }
             _ => {}

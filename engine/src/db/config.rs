@@ -1,12 +1,13 @@
 //! [`Config`]: how to open a database.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{collections::HashMap, path::PathBuf, sync::Arc};
 
 use super::Db;
 use crate::{
     config::{LogConfig, PageCacheConfig},
     error::{Error, Result},
     storage::Storage,
+    tree::{Bytes, MergeOperator},
 };
 
 /// How to open a [`Db`]: a builder. `Config::new().path("app.grove").open()` is the usual
@@ -31,6 +32,7 @@ pub struct Config {
     pub(crate) node_bytes: usize,
     pub(crate) temporary: bool,
     pub(crate) create_new: bool,
+    pub(crate) merge_operators: HashMap<Bytes, MergeOperator>,
 }
 
 impl std::fmt::Debug for Config {
@@ -42,6 +44,7 @@ impl std::fmt::Debug for Config {
             .field("node_bytes", &self.node_bytes)
             .field("temporary", &self.temporary)
             .field("create_new", &self.create_new)
+            .field("merge_operators", &self.merge_operators.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -55,6 +58,7 @@ impl Default for Config {
             node_bytes: 4096,
             temporary: false,
             create_new: false,
+            merge_operators: HashMap::new(),
         }
     }
 }
@@ -126,6 +130,14 @@ impl Config {
     /// Fail with [`Error::AlreadyExists`] if the directory already holds a database.
     pub fn create_new(mut self, create_new: bool) -> Config {
         self.create_new = create_new;
+        self
+    }
+
+    /// Registers `operator` as the merge operator of the tree called `tree`, for
+    /// [`Tree::merge`](crate::Tree::merge). Operators are not stored in the database:
+    /// register them at every open.
+    pub fn merge_operator(mut self, tree: impl AsRef<[u8]>, operator: MergeOperator) -> Config {
+        self.merge_operators.insert(Bytes::copy_from(tree.as_ref()), operator);
         self
     }
 

@@ -138,6 +138,7 @@ impl Db {
             cache,
             node_bytes: config.node_bytes,
             blob_threshold: config.node_bytes / 4,
+            merge_operators: config.merge_operators.clone(),
         });
         let id_limit = bootstrap(&shared.cache)?;
         let catalog = Tree::new(

@@ -1,6 +1,6 @@
 //! [`Tree`]: an ordered map from byte strings to byte strings, and its operations.
 
-use std::{fmt, ops::RangeBounds, sync::Arc};
+use std::{collections::HashMap, fmt, ops::RangeBounds, sync::Arc};
 
 use super::{
     Bytes, blob,
@@ -19,14 +19,22 @@ use crate::{
 pub(crate) type ValuePage = (PageId, u64);
 
 /// What every tree of one database shares.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) cache: PageCache,
     /// Nodes are split when they would grow past this many bytes.
     pub(crate) node_bytes: usize,
     /// Values longer than this are stored in a page of their own (`blob.rs`).
     pub(crate) blob_threshold: usize,
+    /// Merge operators by tree name (`Config::merge_operator`).
+    pub(crate) merge_operators: HashMap<Bytes, MergeOperator>,
 }
+
+/// A merge operator: given the key, its current value (`None`: absent) and the operand
+/// passed to [`Tree::merge`], returns the new value (`None`: remove the key). It may run
+/// more than once for one merge, when other writers change the key meanwhile, so it must
+/// not have side effects.
+pub type MergeOperator =
+    Arc<dyn Fn(&[u8], Option<&[u8]>, &[u8]) -> Option<Vec<u8>> + Send + Sync + 'static>;
 
 /// An ordered map from byte strings to byte strings, stored in the database's pages.
 ///
@@ -51,6 +59,16 @@ pub(crate) struct TreeInner {
     pub(crate) id: TreeId,
     pub(crate) root: PageId,
     pub(crate) name: Bytes,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("node_bytes", &self.node_bytes)
+            .field("blob_threshold", &self.blob_threshold)
+            .field("merge_operators", &self.merge_operators.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl fmt::Debug for Tree {
@@ -211,6 +229,43 @@ impl Tree {
     {
         let (old, _) = self.modify(key.as_ref(), |current| f(current.map(|c| &**c)))?;
         Ok(old)
+    }
+
+    /// Combines `operand` into `key`'s value with the merge operator registered for this
+    /// tree when the database was opened ([`Config::merge_operator`](crate::Config::merge_operator)),
+    /// atomically; returns the new value.
+    ///
+    /// # Errors
+    /// [`Error::NoMergeOperator`] if the tree has none; as [`Tree::insert`].
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// let add = |_key: &[u8], old: Option<&[u8]>, operand: &[u8]| {
+    ///     let old = old.map_or(0, |v| u64::from_le_bytes(v.try_into().unwrap_or([0; 8])));
+    ///     let operand = u64::from_le_bytes(operand.try_into().unwrap_or([0; 8]));
+    ///     Some((old + operand).to_le_bytes().to_vec())
+    /// };
+    /// let db = grove_engine::Config::new()
+    ///     .temporary(true)
+    ///     .merge_operator("counters", Arc::new(add))
+    ///     .open()?;
+    /// let counters = db.open_tree("counters")?;
+    /// counters.merge(b"visits", 2u64.to_le_bytes())?;
+    /// let total = counters.merge(b"visits", 3u64.to_le_bytes())?;
+    /// assert_eq!(total.as_deref(), Some(&5u64.to_le_bytes()[..]));
+    /// # Ok::<(), grove_engine::Error>(())
+    /// ```
+    pub fn merge(&self, key: impl AsRef<[u8]>, operand: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        let Some(operator) = self.inner.shared.merge_operators.get(&self.inner.name) else {
+            return Err(Error::NoMergeOperator {
+                tree: String::from_utf8_lossy(&self.inner.name).into_owned(),
+            });
+        };
+        let (key, operand) = (key.as_ref(), operand.as_ref());
+        let (_, new) = self.modify(key, |current| operator(key, current.map(|c| &**c), operand))?;
+        Ok(new)
     }
 
     /// Every entry, in key order; double-ended.

@@ -13,7 +13,7 @@ mod plan;
 pub(crate) mod walk;
 
 pub use bytes::Bytes;
-pub use handle::{CompareAndSwapError, Tree};
+pub use handle::{CompareAndSwapError, MergeOperator, Tree};
 pub use iter::Iter;
 
 pub(crate) use handle::Shared;
