@@ -135,7 +135,7 @@ fn run_case(seed: u64, seen: &mut Seen) {
     for _ in 0..steps {
         let t = rng.usize(..TREES.len());
         let (tree, m) = (&trees[t], &mut model[t]);
-        match rng.u32(..105) {
+        match rng.u32(..107) {
             0..30 => {
                 let (k, v) = (key(&mut rng), value(&mut rng));
                 let old = tree.insert(&k, &v).unwrap();
@@ -288,6 +288,25 @@ fn run_case(seed: u64, seen: &mut Seen) {
                 } else {
                     assert!(matches!(merged, Err(grove_engine::Error::NoMergeOperator { .. })));
                 }
+            }
+            105..107 => {
+                // Export, import into a fresh database, compare.
+                let mut stream = Vec::new();
+                db.export(&mut stream).unwrap();
+                let copy = Config::tiny()
+                    .storage(Arc::new(grove_engine::MemStorage::new()))
+                    .merge_operator("alpha", Arc::new(append))
+                    .open()
+                    .unwrap();
+                copy.import(&stream[..]).unwrap();
+                let copied: Vec<Tree> = TREES
+                    .iter()
+                    .map(
+                        |n| if n.is_empty() { (*copy).clone() } else { copy.open_tree(n).unwrap() },
+                    )
+                    .collect();
+                assert_eq!(contents(&copied), model, "an exported and imported copy");
+                copy.check().unwrap();
             }
             _ => {}
         }

@@ -3,12 +3,14 @@
 mod batch;
 mod check;
 mod config;
+mod export;
 mod handle;
 mod meta;
 
 pub use batch::Batch;
 pub use check::DbCheckReport;
 pub use config::Config;
+pub use export::Transfer;
 pub use handle::{DEFAULT_TREE, Db, open};
 
 pub(crate) use check::DbCheckReport as CheckReport;
