@@ -57,4 +57,6 @@ pub use pagecache::{
 pub use storage::{
     Fault, FaultKind, FaultOp, FileStorage, MemStorage, SimStorage, Storage, StorageFile,
 };
-pub use tree::{Bytes, CompareAndSwapError, Iter, MergeOperator, Tree};
+pub use tree::{
+    Bytes, CompareAndSwapError, Event, Iter, MergeOperator, SUBSCRIBER_CAPACITY, Subscriber, Tree,
+};

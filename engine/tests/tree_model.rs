@@ -12,7 +12,7 @@ mod support;
 
 use std::{collections::BTreeMap, ops::Bound, sync::Arc};
 
-use grove_engine::{Batch, Bytes, Config, Db, SimStorage, Storage, Tree};
+use grove_engine::{Batch, Bytes, Config, Db, Event, SimStorage, Storage, Tree};
 
 /// The trees of a case: the default tree and two named ones.
 const TREES: [&str; 3] = ["", "alpha", "beta"];
@@ -114,6 +114,28 @@ fn check_range(tree: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>, rng: &mut fastra
     }
 }
 
+/// Applies a subscriber's event to a copy of the keys it watches.
+fn apply_event(shadow: &mut BTreeMap<Vec<u8>, Vec<u8>>, event: Event) {
+    match event {
+        Event::Insert { key, value } => {
+            shadow.insert(key.to_vec(), value.to_vec());
+        }
+        Event::Remove { key } => {
+            shadow.remove(&*key);
+        }
+        Event::Batch(writes) => {
+            for (key, value) in writes {
+                match value {
+                    Some(value) => shadow.insert(key.to_vec(), value.to_vec()),
+                    None => shadow.remove(&*key),
+                };
+            }
+        }
+        Event::Cleared => shadow.clear(),
+        other => panic!("unexpected event {other:?}"),
+    }
+}
+
 #[derive(Debug, Default)]
 struct Seen {
     crashes: u64,
@@ -131,8 +153,20 @@ fn run_case(seed: u64, seen: &mut Seen) {
     let (mut db, mut trees) = open(&storage, flush_every);
     let mut model: Model = vec![BTreeMap::new(); TREES.len()];
     let mut history = vec![model.clone()];
+    // A subscriber on tree "beta" under prefix "a": applying its events to a copy must
+    // give the model's keys under that prefix after every step.
+    let watched = |model: &Model| -> BTreeMap<Vec<u8>, Vec<u8>> {
+        model[2]
+            .iter()
+            .filter(|(k, _)| k.starts_with(b"a"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let mut events = trees[2].watch_prefix(b"a");
+    let mut shadow = watched(&model);
     let steps = rng.usize(50..300);
     for _ in 0..steps {
+        let mut reopened = false;
         let t = rng.usize(..TREES.len());
         let (tree, m) = (&trees[t], &mut model[t]);
         match rng.u32(..107) {
@@ -236,6 +270,7 @@ fn run_case(seed: u64, seen: &mut Seen) {
                 drop(trees);
                 drop(db);
                 (db, trees) = open(&storage, flush_every);
+                reopened = true;
                 db.check().unwrap();
                 assert_eq!(contents(&trees), model, "after a clean restart");
                 history.clear();
@@ -245,6 +280,7 @@ fn run_case(seed: u64, seen: &mut Seen) {
                 drop(trees);
                 drop(db);
                 (db, trees) = open(&storage, flush_every);
+                reopened = true;
                 db.check().unwrap();
                 let recovered = contents(&trees);
                 seen.crashes += 1;
@@ -310,6 +346,15 @@ fn run_case(seed: u64, seen: &mut Seen) {
             }
             _ => {}
         }
+        if reopened {
+            // The old database's subscription ended with it.
+            events = trees[2].watch_prefix(b"a");
+            shadow = watched(&model);
+        }
+        while let Some(event) = events.try_next() {
+            apply_event(&mut shadow, event);
+        }
+        assert_eq!(shadow, watched(&model), "the subscriber's view of beta/a*");
         seen.max_entries = seen.max_entries.max(model.iter().map(BTreeMap::len).sum());
         history.push(model.clone());
     }

@@ -16,7 +16,7 @@ use crate::{
     storage::{FileStorage, Storage},
     sync::{self, AtomicU64, Mutex, Ordering},
     tree::{
-        Bytes, Plan, Shared, Tree,
+        Bytes, Event, Plan, Shared, Tree,
         node::{Node, Op, TreeMaterializer, Value},
         walk::Target,
     },
@@ -64,6 +64,7 @@ impl Drop for DbInner {
     fn drop(&mut self) {
         // Best effort: a close that fails leaves the log to be replayed at the next open,
         // which loses nothing that was flushed.
+        self.shared.subscriptions.close_all();
         let _ = self.shared.cache.clone().close();
         if let Some(path) = &self.temporary {
             let _ = std::fs::remove_dir_all(path);
@@ -139,6 +140,7 @@ impl Db {
             node_bytes: config.node_bytes,
             blob_threshold: config.node_bytes / 4,
             merge_operators: config.merge_operators.clone(),
+            subscriptions: Arc::default(),
         });
         let id_limit = bootstrap(&shared.cache)?;
         let catalog = Tree::new(
@@ -197,6 +199,7 @@ impl Db {
             }
             if plan.install(&self.inner.shared.cache)? {
                 trees.remove(name);
+                tree.publish_cleared();
                 return Ok(true);
             }
         }
@@ -252,6 +255,7 @@ impl Db {
                 plan.add(descent, op);
             }
             if plan.install(&self.inner.shared.cache)? {
+                publish_batch(&writes);
                 for ((_, key), (tree, value)) in &writes {
                     if value.is_none() {
                         tree.merge_if_underfull(key)?;
@@ -300,6 +304,29 @@ impl Db {
     /// invariant, with what was found.
     pub fn check(&self) -> Result<super::CheckReport> {
         super::check::check(&self.inner.shared.cache, &self.inner.catalog)
+    }
+}
+
+/// Publishes a batch: to each subscriber, the batch's writes under its prefix.
+fn publish_batch(writes: &BTreeMap<(TreeId, Bytes), (Tree, Option<Bytes>)>) {
+    let mut trees: BTreeMap<TreeId, &Tree> = BTreeMap::new();
+    for ((id, _), (tree, _)) in writes {
+        trees.entry(*id).or_insert(tree);
+    }
+    for (id, tree) in trees {
+        let subscriptions = &tree.inner.shared.subscriptions;
+        if !subscriptions.any() {
+            return;
+        }
+        subscriptions.publish(id, |prefix| {
+            let matching: Vec<(Bytes, Option<Bytes>)> = writes
+                .range((id, Bytes::default())..)
+                .take_while(|((tree, _), _)| *tree == id)
+                .filter(|((_, key), _)| key.starts_with(prefix))
+                .map(|((_, key), (_, value))| (key.clone(), value.clone()))
+                .collect();
+            (!matching.is_empty()).then_some(Event::Batch(matching))
+        });
     }
 }
 

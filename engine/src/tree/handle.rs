@@ -3,7 +3,7 @@
 use std::{collections::HashMap, fmt, ops::RangeBounds, sync::Arc};
 
 use super::{
-    Bytes, blob,
+    Bytes, Subscriptions, blob,
     iter::Iter,
     node::{Entry, Node, Op, Value},
     plan::Plan,
@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) blob_threshold: usize,
     /// Merge operators by tree name (`Config::merge_operator`).
     pub(crate) merge_operators: HashMap<Bytes, MergeOperator>,
+    /// Every `watch_prefix` subscription.
+    pub(crate) subscriptions: Arc<Subscriptions>,
 }
 
 /// A merge operator: given the key, its current value (`None`: absent) and the operand
@@ -415,6 +417,7 @@ impl Tree {
                 })
                 .collect();
             if self.cache().apply_group(&updates)? == GroupOutcome::Installed {
+                self.publish_cleared();
                 return Ok(());
             }
         }
@@ -539,10 +542,12 @@ impl Tree {
             };
             plan.add(descent, op);
             if plan.install(self.cache())? {
+                let new = new.map(Bytes::from);
+                self.publish_one(key, new.as_ref());
                 if new.is_none() {
                     self.merge_if_underfull(key)?;
                 }
-                return Ok((current, new.map(Bytes::from)));
+                return Ok((current, new));
             }
         }
     }

@@ -11,10 +11,14 @@ mod merge;
 pub(crate) mod node;
 mod plan;
 pub(crate) mod walk;
+mod watch;
 
 pub use bytes::Bytes;
 pub use handle::{CompareAndSwapError, MergeOperator, Tree};
 pub use iter::Iter;
+pub use watch::{Event, SUBSCRIBER_CAPACITY, Subscriber};
+
+pub(crate) use watch::Subscriptions;
 
 pub(crate) use handle::Shared;
 pub(crate) use plan::Plan;
