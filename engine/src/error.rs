@@ -112,6 +112,14 @@ pub enum Error {
         path: String,
     },
 
+    /// The tree was dropped (`Db::drop_tree`) after this handle to it was opened. Open it
+    /// again to create a new, empty tree of that name.
+    #[error("tree {tree:?} was dropped")]
+    TreeDropped {
+        /// The tree's name.
+        tree: String,
+    },
+
     /// `Tree::merge` was called on a tree with no merge operator. Register one for the
     /// tree's name with `Config::merge_operator` when opening the database.
     #[error("tree {tree:?} has no merge operator: register one with Config::merge_operator")]

@@ -15,6 +15,9 @@ use crate::{
     pagecache::{Change, GroupOutcome, GroupUpdate, PageCache},
 };
 
+/// The catalog tree's id (its root is page 0).
+const CATALOG: TreeId = TreeId(0);
+
 /// A value stored out of line: its page, and the version of the page that was read.
 pub(crate) type ValuePage = (PageId, u64);
 
@@ -448,7 +451,27 @@ impl Tree {
     }
 
     pub(crate) fn descend(&self, target: Target<'_>) -> Result<Descent> {
-        walk::descend(self.cache(), self.inner.id, self.inner.root, target)
+        match walk::descend(self.cache(), self.inner.id, self.inner.root, target) {
+            Err(error @ Error::Corruption { .. }) => {
+                // A root that is free or not ours: the tree may have been dropped.
+                if self.inner.id != CATALOG && self.dropped()? {
+                    return Err(Error::TreeDropped {
+                        tree: String::from_utf8_lossy(&self.inner.name).into_owned(),
+                    });
+                }
+                Err(error)
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the catalog no longer names this tree (it was dropped, maybe recreated).
+    fn dropped(&self) -> Result<bool> {
+        let catalog = Tree::new(self.inner.shared.clone(), CATALOG, PageId(0), Bytes::default());
+        let Some(entry) = catalog.get(&self.inner.name)? else {
+            return Ok(true);
+        };
+        Ok(entry.get(..8).is_none_or(|id| id != self.inner.id.get().to_le_bytes()))
     }
 
     /// The bytes of `key`'s stored value, and for a value stored out of line its page and
