@@ -38,9 +38,9 @@ impl TreePage {
         self.page.base()
     }
 
-    /// The base image, parsed.
+    /// The base image's header, parsed (entries are checked as they are read).
     pub(crate) fn node(&self) -> Result<NodeRef<'_>> {
-        NodeRef::parse(self.page.base()).map_err(|m| corrupt(self.id(), &m))
+        NodeRef::parse_header(self.page.base()).map_err(|m| corrupt(self.id(), &m))
     }
 
     /// Base plus fragments, in bytes: the page's size before it is next consolidated.
