@@ -24,6 +24,10 @@ pub struct LogConfig {
     pub compression_level: Option<i32>,
     /// Bodies shorter than this are never compressed. Default 256.
     pub compress_min_len: usize,
+    /// Open without changing a byte of any file: recovery stops at a torn tail without
+    /// cutting it and leaves leftover temporary files alone, no flusher thread runs, reads
+    /// work, and every write fails with [`Error::ReadOnly`]. Default `false`.
+    pub read_only: bool,
 }
 
 impl Default for LogConfig {
@@ -35,6 +39,7 @@ impl Default for LogConfig {
             flush_every_ms: Some(500),
             compression_level: None,
             compress_min_len: 256,
+            read_only: false,
         }
     }
 }
@@ -52,6 +57,7 @@ impl LogConfig {
             flush_every_ms: Some(5),
             compression_level: None,
             compress_min_len: 64,
+            read_only: false,
         }
     }
 
@@ -109,7 +115,10 @@ impl LogConfig {
 /// checkpoints and cleaning happen all the time in tests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageCacheConfig {
-    /// The log settings, used for both segment streams (deltas and bases).
+    /// The log settings, used for both segment streams (deltas and bases). With
+    /// `log.read_only` the page cache is read-only too: reads and eviction work, every
+    /// update, checkpoint and cleaning fails with [`Error::ReadOnly`], and closing writes
+    /// nothing.
     pub log: LogConfig,
     /// Memory the page cache may hold, in bytes: page images, fragments, per-page metadata
     /// and the page table itself (the log's write buffers are separate:

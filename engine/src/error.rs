@@ -128,6 +128,11 @@ pub enum Error {
         tree: String,
     },
 
+    /// The database (or log, or page cache) was opened read-only (`Config::read_only`), so
+    /// it refuses every write. Open it without `read_only` to change it.
+    #[error("the database was opened read-only (Config::read_only): writes are refused")]
+    ReadOnly,
+
     /// The configuration is inconsistent; the message says which setting to change.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -32,6 +32,7 @@ pub struct Config {
     pub(crate) node_bytes: usize,
     pub(crate) temporary: bool,
     pub(crate) create_new: bool,
+    pub(crate) read_only: bool,
     pub(crate) merge_operators: HashMap<Bytes, MergeOperator>,
 }
 
@@ -44,6 +45,7 @@ impl std::fmt::Debug for Config {
             .field("node_bytes", &self.node_bytes)
             .field("temporary", &self.temporary)
             .field("create_new", &self.create_new)
+            .field("read_only", &self.read_only)
             .field("merge_operators", &self.merge_operators.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -58,6 +60,7 @@ impl Default for Config {
             node_bytes: 4096,
             temporary: false,
             create_new: false,
+            read_only: false,
             merge_operators: HashMap::new(),
         }
     }
@@ -133,6 +136,33 @@ impl Config {
         self
     }
 
+    /// Open the database without changing a byte of its files: every read works and shows
+    /// what a normal open would (a crash's torn log tail is read up to where it tears, but
+    /// not cut off), and every write ([`Tree::insert`](crate::Tree::insert) and the other
+    /// tree writes, [`Db::apply_batch`], [`Db::drop_tree`], [`Db::generate_id`], creating a
+    /// tree with [`Db::open_tree`]) fails with [`Error::ReadOnly`]. No checkpoint is written
+    /// on close and no background flush runs.
+    ///
+    /// The one file a read-only open may create is the directory's lock file, `grove.lock`
+    /// (an existing one is only locked, not written): the lock is exclusive, so one process
+    /// at a time opens a directory, read-only or not. Opening a path that holds no
+    /// database read-only is [`Error::Config`], and creates nothing. Cannot be combined with
+    /// [`Config::temporary`] or [`Config::create_new`].
+    ///
+    /// # Example
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// grove_engine::open(dir.path())?.insert(b"k", b"v")?;
+    /// let db = grove_engine::Config::new().path(dir.path()).read_only(true).open()?;
+    /// assert_eq!(db.get(b"k")?.as_deref(), Some(&b"v"[..]));
+    /// assert!(matches!(db.insert(b"k", b"w"), Err(grove_engine::Error::ReadOnly)));
+    /// # Ok::<(), grove_engine::Error>(())
+    /// ```
+    pub fn read_only(mut self, read_only: bool) -> Config {
+        self.read_only = read_only;
+        self
+    }
+
     /// Registers `operator` as the merge operator of the tree called `tree`, for
     /// [`Tree::merge`](crate::Tree::merge). Operators are not stored in the database:
     /// register them at every open.
@@ -141,7 +171,8 @@ impl Config {
         self
     }
 
-    /// Every page cache and log setting, for fine tuning.
+    /// Every page cache and log setting, for fine tuning. (`config.log.read_only` is the
+    /// same as [`Config::read_only`]; either one makes the open read-only.)
     pub fn page_cache(mut self, config: PageCacheConfig) -> Config {
         self.cache = config;
         self
@@ -158,14 +189,66 @@ impl Config {
     /// [`Error::AlreadyOpen`] if another handle holds the directory; [`Error::AlreadyExists`]
     /// with `create_new`; [`Error::NotGrove`], [`Error::UnsupportedVersion`] or
     /// [`Error::Corruption`] for a directory that is not a usable Grove database (left
-    /// unmodified); [`Error::Config`] for inconsistent settings; [`Error::Io`].
-    pub fn open(self) -> Result<Db> {
+    /// unmodified); [`Error::Config`] for inconsistent settings, or with `read_only` for a
+    /// path that holds no database; [`Error::Io`].
+    pub fn open(mut self) -> Result<Db> {
         if self.node_bytes < 128 {
             return Err(Error::Config(format!(
                 "node_bytes {} is below the minimum of 128",
                 self.node_bytes
             )));
         }
+        self.cache.log.read_only |= self.read_only;
+        if self.cache.log.read_only {
+            self.check_read_only()?;
+        }
         Db::open_config(self)
     }
+
+    /// Refuses a read-only open that would have to write: with `temporary` (deletes the
+    /// directory) or `create_new`, or of a place that holds no database (checked before
+    /// anything, the directory included, is created).
+    fn check_read_only(&self) -> Result<()> {
+        if self.temporary || self.create_new {
+            return Err(Error::Config(
+                "read_only cannot be combined with temporary or create_new, which write".into(),
+            ));
+        }
+        let (place, names) = match (&self.storage, &self.path) {
+            (Some(storage), _) => (
+                storage.describe(""),
+                storage.list().map_err(|e| Error::io("list", storage.describe(""), e))?,
+            ),
+            (None, Some(path)) => {
+                let names = match std::fs::read_dir(path) {
+                    Ok(entries) => entries
+                        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                        .collect(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                    Err(e) => return Err(Error::io("list", path.display().to_string(), e)),
+                };
+                (path.display().to_string(), names)
+            }
+            (None, None) => return Ok(()), // `open` reports the missing path
+        };
+        if names.iter().any(|name| is_database_file(name)) {
+            Ok(())
+        } else {
+            Err(no_database(&place))
+        }
+    }
+}
+
+/// Whether `name` is one of the files a database is made of: a log segment or a
+/// checkpoint (`format.md`).
+fn is_database_file(name: &str) -> bool {
+    name.ends_with(".seg") || name.ends_with(".ckpt")
+}
+
+/// The error of a read-only open of `place`, which holds no database.
+pub(crate) fn no_database(place: &str) -> Error {
+    Error::Config(format!(
+        "{place:?} holds no Grove database, and read_only cannot create one: check the path, \
+         or open without read_only"
+    ))
 }

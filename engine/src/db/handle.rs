@@ -135,6 +135,9 @@ impl Db {
         }
         let cache =
             PageCache::open(storage.clone(), config.cache.clone(), Arc::new(TreeMaterializer))?;
+        if cache.is_read_only() && cache.page_id_count() == 0 {
+            return Err(super::config::no_database(&storage.describe("")));
+        }
         let shared = Arc::new(Shared {
             cache,
             node_bytes: config.node_bytes,
@@ -177,6 +180,7 @@ impl Db {
     /// # Errors
     /// As [`Db::open_tree`].
     pub fn drop_tree(&self, name: impl AsRef<[u8]>) -> Result<bool> {
+        self.inner.shared.cache.writable()?;
         let name = name.as_ref();
         if name == DEFAULT_TREE {
             self.default.clear()?;
@@ -226,6 +230,7 @@ impl Db {
     /// # Errors
     /// As [`Tree::insert`]; on error nothing was applied.
     pub fn apply_batch(&self, batch: Batch) -> Result<()> {
+        self.inner.shared.cache.writable()?;
         // The last write to a key wins.
         let mut writes: BTreeMap<(TreeId, Bytes), (Tree, Option<Bytes>)> = BTreeMap::new();
         for (tree, key, value) in batch.writes {
@@ -273,6 +278,7 @@ impl Db {
     /// # Errors
     /// The log's errors, when the ids reserved on disk run out and more are reserved.
     pub fn generate_id(&self) -> Result<u64> {
+        self.inner.shared.cache.writable()?;
         self.inner.ids.generate(&self.inner.shared.cache)
     }
 
@@ -345,6 +351,7 @@ fn open_tree(inner: &Arc<DbInner>, name: Bytes) -> Result<Tree> {
             trees.insert(name, tree.clone());
             return Ok(tree);
         }
+        cache.writable()?;
         let id = TreeId(inner.ids.generate(cache)?);
         let root = cache.reserve_id()?;
         let mut plan = Plan::new(inner.shared.node_bytes);

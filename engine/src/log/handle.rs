@@ -115,6 +115,12 @@ pub(crate) struct Shared {
 /// `Log` is `Send + Sync`; share it with an `Arc`. Appends from many threads proceed in
 /// parallel without locks; reads run in parallel with appends and with each other.
 /// Dropping the log flushes it and stops its flusher thread.
+///
+/// # Read-only
+/// With [`LogConfig::read_only`] the log modifies no file: recovery leaves a torn tail and
+/// temporary files as they are, no flusher thread runs, [`Log::read`] works up to the
+/// recovered end, and [`Log::reserve`], [`Log::append`] and [`Log::remove_segment`] fail
+/// with [`Error::ReadOnly`]; [`Log::flush`] returns the stable LSN at once.
 pub struct Log {
     shared: Arc<Shared>,
     flusher: Option<JoinHandle<()>>,
@@ -158,7 +164,8 @@ impl Log {
     /// logs of different streams share one directory without seeing each other.
     ///
     /// A torn record at the end of the log (what a crash leaves) ends recovery quietly and
-    /// is cut away; aborted reservations are skipped. Segments wholly before the one
+    /// is cut away (left in place with [`LogConfig::read_only`]); aborted reservations are
+    /// skipped. Segments wholly before the one
     /// holding `from` may have been removed ([`Log::remove_segment`]); only their headers
     /// are checked, and only the existing ones.
     ///
@@ -211,6 +218,10 @@ impl Log {
             segments: SegmentTable::new(recovered.segments),
             stats: FlushStats::default(),
         });
+        if shared.config.read_only {
+            // Nothing will ever be written: no flusher, so nothing can reach the files.
+            return Ok(Log { shared, flusher: None });
+        }
         let flusher = Flusher::new(shared.clone(), tail);
         let handle = sync::spawn("grove-log-flusher", move || flusher.run())
             .map_err(|e| Error::io("spawn flusher thread", "", e))?;
@@ -227,7 +238,8 @@ impl Log {
     ///
     /// # Errors
     /// [`Error::RecordTooLarge`] if the body exceeds [`Log::max_body_len`];
-    /// [`Error::LogFailed`] after an I/O failure; [`Error::Closed`] during shutdown.
+    /// [`Error::LogFailed`] after an I/O failure; [`Error::Closed`] during shutdown;
+    /// [`Error::ReadOnly`] if the log was opened read-only.
     pub fn append(&self, kind: RecordKind, body: &[u8]) -> Result<Lsn> {
         Ok(self.reserve(kind, body)?.complete())
     }
@@ -253,6 +265,9 @@ impl Log {
     /// # Errors
     /// As [`Log::append`].
     pub fn reserve(&self, kind: RecordKind, body: &[u8]) -> Result<Reservation<'_>> {
+        if self.shared.config.read_only {
+            return Err(Error::ReadOnly);
+        }
         let (stored, flags) = self.encode_body(body);
         let max = self.max_body_len();
         if stored.len() > max {
@@ -282,13 +297,17 @@ impl Log {
 
     /// Waits until every record appended or reserved before this call is durable, and
     /// returns the stable LSN (every record below it is durable). Concurrent flushes share
-    /// one write and one `fdatasync` (group commit).
+    /// one write and one `fdatasync` (group commit). A read-only log has nothing to write
+    /// and returns the stable LSN at once.
     ///
     /// # Errors
     /// [`Error::LogFailed`] if a write or sync failed; the records are then in an unknown
     /// state until the log is reopened.
     pub fn flush(&self) -> Result<Lsn> {
         let ring = &self.shared.ring;
+        if self.shared.config.read_only {
+            return Ok(Lsn(ring.stable()));
+        }
         match ring.seal_for_flush()? {
             Some(target) => {
                 ring.request(target);
@@ -435,8 +454,12 @@ impl Log {
     /// # Errors
     /// - [`Error::SegmentNotRemovable`] if `id` does not exist (this includes segments
     ///   already removed) or may not go yet;
+    /// - [`Error::ReadOnly`] if the log was opened read-only;
     /// - [`Error::Io`] if removing the file or syncing the directory fails.
     pub fn remove_segment(&self, id: SegmentId) -> Result<()> {
+        if self.shared.config.read_only {
+            return Err(Error::ReadOnly);
+        }
         let segments = &self.shared.segments;
         let segment = segments.take_removable(id, self.shared.ring.written_lsn())?;
         let storage = &*self.shared.storage;
@@ -668,6 +691,46 @@ mod tests {
         log.close().unwrap();
         all.sort();
         assert_eq!(recover_all(&storage, &config), all);
+    }
+
+    #[test]
+    fn a_read_only_log_reads_everything_refuses_writes_and_touches_no_file() {
+        use crate::storage::{FaultOp, SimStorage};
+        let sim = SimStorage::new(1);
+        let storage: Arc<dyn Storage> = Arc::new(sim.clone());
+        let config = LogConfig { flush_every_ms: None, ..LogConfig::tiny() };
+        let log = Log::open(storage.clone(), config.clone()).unwrap();
+        let located: Vec<_> =
+            (0..100u8).map(|i| log.append_located(kind(16), &[i; 40]).unwrap()).collect();
+        log.close().unwrap();
+        // A torn record after the tail, and a leftover temporary file.
+        let mut names = storage.list().unwrap();
+        names.sort();
+        let tail = names.last().unwrap().clone();
+        let mut torn = sim.current_bytes(&tail).unwrap();
+        torn.extend_from_slice(&[0x5a; 30]);
+        sim.set_bytes(&tail, torn.clone());
+        sim.set_bytes(&format::temp_file_name("", 99), vec![1; 10]);
+        let ops = [FaultOp::Write, FaultOp::Sync, FaultOp::SetLen, FaultOp::Remove];
+        let calls: Vec<u64> = ops.iter().map(|&op| sim.op_count(op)).collect();
+
+        let read_only = LogConfig { read_only: true, ..config };
+        let mut seen = 0;
+        let log = Log::open_with(storage, read_only, Lsn::ZERO, |_| {
+            seen += 1;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, 100);
+        let (lsn, len) = located[57];
+        assert_eq!(log.read(lsn, len).unwrap().body, [57; 40]);
+        assert!(matches!(log.append(kind(16), b"x"), Err(Error::ReadOnly)));
+        assert!(matches!(log.remove_segment(SegmentId(0)), Err(Error::ReadOnly)));
+        assert_eq!(log.flush().unwrap(), log.stable_lsn());
+        log.close().unwrap();
+        assert_eq!(ops.iter().map(|&op| sim.op_count(op)).collect::<Vec<_>>(), calls);
+        assert_eq!(sim.current_bytes(&tail), Some(torn));
+        assert!(sim.current_bytes(&format::temp_file_name("", 99)).is_some());
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //!   file is cut back to it so new records never sit next to stale bytes. In any earlier
 //!   segment it is corruption: the flusher syncs a segment completely before creating the
 //!   next, so a later segment can only exist once the earlier ones were whole.
+//! - A read-only log (`LogConfig::read_only`) modifies nothing: it stops at the torn tail
+//!   without cutting it and leaves temporary files alone (it never writes after them).
 //! - Reads are windowed and every length is checked against the real file size before any
 //!   buffer is allocated, so no input allocates without bound.
 
@@ -71,8 +73,8 @@ enum Scan {
 }
 
 /// Scans the log of `stream` in `storage` from `from`, calls `on_record` for every record at
-/// or after it in LSN order, cleans the torn tail, and returns where new records go. Files of
-/// other streams are not looked at.
+/// or after it in LSN order, cleans the torn tail (unless `config.read_only`), and returns
+/// where new records go. Files of other streams are not looked at.
 pub(crate) fn recover(
     storage: &dyn Storage,
     config: &LogConfig,
@@ -147,12 +149,14 @@ pub(crate) fn recover(
     }
 
     // Now make the tail clean: cut stale bytes after the last valid record, drop leftovers
-    // of interrupted segment creation.
+    // of interrupted segment creation. A read-only log leaves both: it never writes, so no
+    // new record can sit next to them.
+    let read_only = config.read_only;
     let mut segments = Vec::with_capacity(found.len());
     for (index, segment) in found.into_iter().enumerate() {
         let shown = || storage.describe(&segment.name);
         let mut len = segment.file.len().map_err(|e| Error::io("stat", shown(), e))?;
-        if append_to_last && Some(index) == last_index {
+        if !read_only && append_to_last && Some(index) == last_index {
             let keep = segment.span().file_offset(tail_lsn);
             if len > keep {
                 segment.file.set_len(keep).map_err(|e| Error::io("truncate", shown(), e))?;
@@ -163,10 +167,10 @@ pub(crate) fn recover(
         let span = segment.span();
         segments.push(Arc::new(Segment::new(span, segment.name, segment.file, len)));
     }
-    for temp in &temps {
-        storage.remove(temp).map_err(|e| Error::io("remove", storage.describe(temp), e))?;
-    }
-    if !temps.is_empty() {
+    if !read_only && !temps.is_empty() {
+        for temp in &temps {
+            storage.remove(temp).map_err(|e| Error::io("remove", storage.describe(temp), e))?;
+        }
         storage.sync_dir().map_err(|e| Error::io("sync directory", storage.describe(""), e))?;
     }
     Ok(Recovered { lsn: tail_lsn, geometry, segments, append_to_last })

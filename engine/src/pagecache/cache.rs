@@ -69,6 +69,14 @@ use crate::{
 /// # Ok::<(), grove_engine::Error>(())
 /// ```
 ///
+/// # Read-only
+/// With `config.log.read_only` ([`crate::LogConfig::read_only`]) the cache opens without
+/// changing any file. Reads work, cold pages are loaded and paged out again as usual (a page
+/// with a long chain of fragments is paged out as it is, not consolidated, so reading it back
+/// takes a read per fragment); every update, [`PageCache::reserve_id`],
+/// [`PageCache::checkpoint`] and [`PageCache::clean`] fail with [`Error::ReadOnly`], and
+/// [`PageCache::close`] writes nothing.
+///
 /// # Thread safety
 /// `PageCache` is `Send + Sync` and cheap to clone (it is a handle). Reads take no lock;
 /// updates take none either, apart from the free-id list on allocate and free. Maintenance
@@ -141,7 +149,8 @@ impl PageCache {
     ///
     /// # Errors
     /// [`Error::RecordTooLarge`] if the image does not fit in a log record; the log's
-    /// errors ([`Error::LogFailed`], [`Error::Closed`]).
+    /// errors ([`Error::LogFailed`], [`Error::Closed`]); [`Error::ReadOnly`] if the cache
+    /// was opened read-only.
     pub fn allocate(&self, image: &[u8]) -> Result<(PageId, u64)> {
         let inner = &*self.inner;
         loop {
@@ -182,7 +191,7 @@ impl PageCache {
     /// Frees page `id` if it is still at `version`; the id will be reused.
     ///
     /// # Errors
-    /// The log's errors.
+    /// The log's errors; [`Error::ReadOnly`] if the cache was opened read-only.
     pub fn free(&self, id: PageId, version: u64) -> Result<Outcome> {
         let outcome = self.inner.update(id, Expect::Live(version), record::FREE, &[])?;
         if outcome != Outcome::Stale {
@@ -208,6 +217,18 @@ impl PageCache {
         self.inner.logs[Stream::Delta.index()].flush().map(|_| ())
     }
 
+    /// Whether the cache was opened read-only (`config.log.read_only`): it then refuses
+    /// every change with [`Error::ReadOnly`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.config.log.read_only
+    }
+
+    /// `Err(Error::ReadOnly)` if the cache was opened read-only: for the layer above, to
+    /// refuse a write before it starts.
+    pub(crate) fn writable(&self) -> Result<()> {
+        self.inner.writable()
+    }
+
     /// The number of page ids handed out so far (allocated or free).
     pub fn page_id_count(&self) -> u64 {
         self.inner.next_id.load(Ordering::Relaxed)
@@ -218,7 +239,8 @@ impl PageCache {
     /// open's replay right away.
     ///
     /// # Errors
-    /// The log's errors, and [`Error::Io`] if the checkpoint file cannot be written.
+    /// The log's errors, and [`Error::Io`] if the checkpoint file cannot be written;
+    /// [`Error::ReadOnly`] if the cache was opened read-only.
     pub fn checkpoint(&self) -> Result<()> {
         let mut maintenance = sync::lock(&self.inner.maintenance);
         self.inner.checkpoint(&mut maintenance)
@@ -229,7 +251,8 @@ impl PageCache {
     /// after each periodic checkpoint.
     ///
     /// # Errors
-    /// The log's errors, and [`Error::Io`] if a segment cannot be deleted.
+    /// The log's errors, and [`Error::Io`] if a segment cannot be deleted;
+    /// [`Error::ReadOnly`] if the cache was opened read-only.
     pub fn clean(&self) -> Result<()> {
         let mut maintenance = sync::lock(&self.inner.maintenance);
         self.inner.clean(&mut maintenance)
@@ -241,18 +264,28 @@ impl PageCache {
     }
 
     /// Writes a checkpoint (so that the next open replays nothing) and closes the cache.
+    /// A read-only cache writes nothing.
     ///
     /// # Errors
     /// As [`PageCache::checkpoint`].
     pub fn close(self) -> Result<()> {
+        if self.is_read_only() {
+            return Ok(());
+        }
         self.checkpoint()?;
         self.flush()
     }
 }
 
 impl Inner {
+    /// `Err(Error::ReadOnly)` if the cache was opened read-only: every change starts here.
+    pub(crate) fn writable(&self) -> Result<()> {
+        if self.config.log.read_only { Err(Error::ReadOnly) } else { Ok(()) }
+    }
+
     /// A free id: the lowest freed one, or a new one.
     pub(crate) fn take_id(&self) -> Result<PageId> {
+        self.writable()?;
         let popped = sync::lock(&self.free_ids).pop();
         let id = match popped {
             Some(id) => id,
@@ -288,6 +321,7 @@ impl Inner {
         kind: RecordKind,
         payload: &[u8],
     ) -> Result<Outcome> {
+        self.writable()?;
         loop {
             match self.try_update(id, expect, kind, payload)? {
                 Some(outcome) => return Ok(outcome),
@@ -619,7 +653,9 @@ impl Inner {
         if !state.holds_bytes() || state.is_claimed() {
             return;
         }
-        if live.frags.len() >= 2 {
+        // A read-only cache cannot write the consolidated base: it pages the chain out
+        // whole (its records are all on disk), and a later read reads each fragment.
+        if live.frags.len() >= 2 && !self.config.log.read_only {
             drop(guard);
             if self.consolidate(id, false).is_err() {
                 self.counters.failed_consolidations.fetch_add(1, Ordering::Relaxed);

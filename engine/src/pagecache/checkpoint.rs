@@ -198,12 +198,27 @@ pub(crate) fn write(storage: &dyn Storage, checkpoint: &Checkpoint) -> Result<u6
 ///   is damaged.
 /// - `Error::Io` if a storage call fails.
 pub(crate) fn load(storage: &dyn Storage) -> Result<Option<Loaded>> {
+    load_with(storage, true)
+}
+
+/// As [`load`], but modifies nothing: half-written checkpoints are left where they are (a
+/// read-only page cache never writes the checkpoint they would collide with).
+///
+/// # Errors
+/// As [`load`].
+pub(crate) fn load_read_only(storage: &dyn Storage) -> Result<Option<Loaded>> {
+    load_with(storage, false)
+}
+
+fn load_with(storage: &dyn Storage, remove_temps: bool) -> Result<Option<Loaded>> {
     let names = list(storage)?;
     let mut seqs = Vec::new();
     for name in &names {
         if parse_temp_name(name).is_some() {
             // Never renamed into place, so never a checkpoint anyone relied on.
-            storage.remove(name).map_err(|e| Error::io("remove", storage.describe(name), e))?;
+            if remove_temps {
+                storage.remove(name).map_err(|e| Error::io("remove", storage.describe(name), e))?;
+            }
         } else if let Some(seq) = parse_name(name) {
             seqs.push(seq);
         }

@@ -154,7 +154,8 @@ impl PageCache {
     /// Give it back with [`PageCache::release_id`] if the group does not use it.
     ///
     /// # Errors
-    /// [`Error::Config`] if the page table is full.
+    /// [`Error::Config`] if the page table is full; [`Error::ReadOnly`] if the cache was
+    /// opened read-only.
     pub fn reserve_id(&self) -> Result<PageId> {
         self.inner.take_id()
     }
@@ -172,8 +173,9 @@ impl PageCache {
     ///
     /// # Errors
     /// [`Error::Config`] if two updates name the same page; the log's errors (then
-    /// nothing was applied).
+    /// nothing was applied); [`Error::ReadOnly`] if the cache was opened read-only.
     pub fn apply_group(&self, updates: &[GroupUpdate<'_>]) -> Result<GroupOutcome> {
+        self.inner.writable()?;
         let mut order: Vec<&GroupUpdate<'_>> = updates.iter().collect();
         order.sort_by_key(|u| u.id);
         if let Some(pair) = order.windows(2).find(|w| w[0].id == w[1].id) {

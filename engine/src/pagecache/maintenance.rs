@@ -55,6 +55,7 @@ pub(crate) struct Maintenance {
 
 impl Inner {
     pub(crate) fn checkpoint(&self, maintenance: &mut Maintenance) -> Result<()> {
+        self.writable()?;
         let flushed = self.log(Stream::Delta).flush()?;
         // A group update between its first record and its last install may be caught half
         // installed by the snapshot: replay must cover all of its records (`group.rs`).
@@ -134,6 +135,7 @@ impl Inner {
     }
 
     pub(crate) fn clean(&self, maintenance: &mut Maintenance) -> Result<()> {
+        self.writable()?;
         let mut victims = BTreeSet::new();
         let mut dead = Vec::new();
         for stream in Stream::ALL {

@@ -34,6 +34,7 @@ use crate::{
 impl PageCache {
     /// Opens (or creates) the page cache in `storage`: loads the newest valid checkpoint
     /// (falling back to the previous one if it is damaged) and replays the log after it.
+    /// With `config.log.read_only` it modifies no file (see [`PageCache`], "Read-only").
     ///
     /// # Errors
     /// - [`Error::Config`] for inconsistent settings;
@@ -48,7 +49,11 @@ impl PageCache {
         materializer: Arc<dyn Materializer>,
     ) -> Result<PageCache> {
         config.validate()?;
-        let mut loaded = checkpoint::load(&*storage)?;
+        let mut loaded = if config.log.read_only {
+            checkpoint::load_read_only(&*storage)?
+        } else {
+            checkpoint::load(&*storage)?
+        };
         let empty = || Checkpoint {
             seq: 0,
             delta_from: Lsn::ZERO,
