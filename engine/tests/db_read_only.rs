@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use grove_engine::{
     Batch, Bytes, Change, Config, Db, Error, FaultOp, GroupUpdate, LogConfig, PageCache,
-    PageCacheConfig, SimStorage, Storage,
+    PageCacheConfig, SimStorage, Storage, Weigh,
 };
 use support::Concat;
 
@@ -313,7 +313,8 @@ fn a_read_only_page_cache_refuses_every_change_and_still_pages_in_and_out() {
     refused("replace", matches!(cache.replace(id, version, b"x"), Err(Error::ReadOnly)));
     refused("free", matches!(cache.free(id, version), Err(Error::ReadOnly)));
     refused("reserve_id", matches!(cache.reserve_id(), Err(Error::ReadOnly)));
-    let update = GroupUpdate { id, version: Some(version), change: Change::Link(b"x") };
+    let update =
+        GroupUpdate { id, version: Some(version), change: Change::Link(b"x"), weigh: Weigh::Keep };
     refused("apply_group", matches!(cache.apply_group(&[update]), Err(Error::ReadOnly)));
     refused("checkpoint", matches!(cache.checkpoint(), Err(Error::ReadOnly)));
     refused("clean", matches!(cache.clean(), Err(Error::ReadOnly)));

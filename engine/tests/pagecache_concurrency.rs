@@ -25,7 +25,7 @@ use std::{
 
 use grove_engine::{
     Change, GroupOutcome, GroupUpdate, MemStorage, Outcome, PageCache, PageCacheConfig, PageId,
-    SimStorage, Storage,
+    SimStorage, Storage, Weigh,
 };
 
 /// One logical update: 8 bytes naming its writer and sequence number.
@@ -233,7 +233,12 @@ fn allocate_group(cache: &PageCache, count: usize) -> Vec<PageId> {
     let updates: Vec<GroupUpdate<'_>> = ids
         .iter()
         .zip(&images)
-        .map(|(&id, image)| GroupUpdate { id, version: None, change: Change::Replace(image) })
+        .map(|(&id, image)| GroupUpdate {
+            id,
+            version: None,
+            change: Change::Replace(image),
+            weigh: Weigh::Keep,
+        })
         .collect();
     assert_eq!(cache.apply_group(&updates).unwrap(), GroupOutcome::Installed);
     ids
@@ -290,6 +295,7 @@ fn readers_see_whole_groups(cache_bytes: u64, groups_per_writer: u64) -> Atomici
                             id,
                             version: Some(version),
                             change: Change::Replace(image),
+                            weigh: Weigh::Keep,
                         })
                         .collect();
                     if cache.apply_group(&updates).unwrap() == GroupOutcome::Installed {
@@ -460,11 +466,13 @@ fn single_page_writers_wait_for_claimed_pages() {
                             id: b,
                             version: Some(versions[1]),
                             change: Change::Link(&new),
+                            weigh: Weigh::Keep,
                         },
                         GroupUpdate {
                             id: a,
                             version: Some(versions[0]),
                             change: Change::Link(&new),
+                            weigh: Weigh::Keep,
                         },
                     ];
                     if cache.apply_group(&updates).unwrap() == GroupOutcome::Installed {
@@ -584,6 +592,7 @@ fn crash_case(seed: u64, seen: &Mutex<CrashSeen>) {
                                 id,
                                 version: Some(version),
                                 change: Change::Replace(image),
+                                weigh: Weigh::Keep,
                             })
                             .collect();
                         match cache.apply_group(&updates) {
@@ -661,6 +670,7 @@ fn crash_case(seed: u64, seen: &Mutex<CrashSeen>) {
             id,
             version: Some(cache.get(id).unwrap().unwrap().version()),
             change: Change::Replace(image),
+            weigh: Weigh::Keep,
         })
         .collect();
     assert_eq!(cache.apply_group(&updates).unwrap(), GroupOutcome::Installed);

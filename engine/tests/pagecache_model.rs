@@ -15,7 +15,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use grove_engine::{
     Change, GroupOutcome, GroupUpdate, Outcome, PageCache, PageCacheConfig, PageCacheStats, PageId,
-    SimStorage, Storage,
+    SimStorage, Storage, Weigh,
 };
 
 type Model = BTreeMap<PageId, Vec<u8>>;
@@ -224,6 +224,7 @@ fn group(
                 1 => Change::Replace(payload),
                 _ => Change::Free,
             },
+            weigh: Weigh::Keep,
         })
         .collect();
     let outcome = cache.apply_group(&updates).unwrap();

@@ -47,6 +47,22 @@ fn catalog_tree(catalog: &Tree, name: &[u8], value: &[u8]) -> Result<Tree> {
 /// both from its parent and from its left neighbour.
 fn check_tree(cache: &PageCache, tree: &Tree, report: &mut DbCheckReport) -> Result<()> {
     report.trees += 1;
+    let before = report.entries;
+    check_nodes(cache, tree, report)?;
+    let counted = report.entries - before;
+    let kept = u64::try_from(tree.len()?).unwrap_or(u64::MAX);
+    if counted != kept {
+        return Err(Error::Inconsistent(format!(
+            "{:?} ({}): {counted} entries in its leaves, but its length is {kept}",
+            tree.name(),
+            tree.inner.id
+        )));
+    }
+    Ok(())
+}
+
+/// The tree's nodes, level by level (`check_tree`).
+fn check_nodes(cache: &PageCache, tree: &Tree, report: &mut DbCheckReport) -> Result<()> {
     let fail = |id: PageId, what: String| {
         Error::Inconsistent(format!("{:?} ({}), {id}: {what}", tree.name(), tree.inner.id))
     };

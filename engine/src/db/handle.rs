@@ -12,11 +12,11 @@ use super::{Batch, Config, meta};
 use crate::{
     error::{Error, Result},
     ids::{PageId, TreeId},
-    pagecache::{Change, GroupOutcome, GroupUpdate, PageCache, PageCacheStats},
+    pagecache::{Change, GroupOutcome, GroupUpdate, PageCache, PageCacheStats, Weigh},
     storage::{FileStorage, Storage},
     sync::{self, AtomicU64, Mutex, Ordering},
     tree::{
-        Bytes, Event, Plan, Shared, Tree,
+        Bytes, Event, Plan, Shared, Tree, count_change,
         node::{Node, Op, TreeMaterializer, Value},
         walk::Target,
     },
@@ -197,7 +197,7 @@ impl Db {
             let (tree_id, root) = decode_entry(name, &entry)?;
             let tree = Tree::new(self.inner.shared.clone(), tree_id, root, Bytes::copy_from(name));
             let mut plan = Plan::new(self.inner.shared.node_bytes);
-            plan.add(descent, Op::Remove { key: name.to_vec() });
+            plan.add(descent, Op::Remove { key: name.to_vec() }, -1);
             for (id, version) in tree.pages()? {
                 plan.free(id, version);
             }
@@ -244,7 +244,7 @@ impl Db {
             for ((_, key), (tree, value)) in &writes {
                 let descent = tree.descend(Target::Key(key))?;
                 // A value stored out of line is freed with the write that replaces it.
-                let Some((_, blob)) = tree.current(&descent, key)? else {
+                let Some((current, blob)) = tree.current(&descent, key)? else {
                     plan.abandon(&self.inner.shared.cache);
                     continue 'retry;
                 };
@@ -257,7 +257,7 @@ impl Db {
                     }
                     None => Op::Remove { key: key.to_vec() },
                 };
-                plan.add(descent, op);
+                plan.add(descent, op, count_change(current.is_some(), value.is_some()));
             }
             if plan.install(&self.inner.shared.cache)? {
                 publish_batch(&writes);
@@ -355,10 +355,11 @@ fn open_tree(inner: &Arc<DbInner>, name: Bytes) -> Result<Tree> {
         let id = TreeId(inner.ids.generate(cache)?);
         let root = cache.reserve_id()?;
         let mut plan = Plan::new(inner.shared.node_bytes);
-        plan.create(root, Node::empty(id, 0).encode());
+        plan.create(root, Node::empty(id, 0).encode(), Weigh::Set { owner: id.get(), weight: 0 });
         plan.add(
             descent,
             Op::Put { key: name.to_vec(), value: Value::Inline(encode_entry(id, root)) },
+            1,
         );
         if plan.install(cache)? {
             let tree = Tree::new(inner.shared.clone(), id, root, name.clone());
@@ -410,8 +411,18 @@ fn bootstrap(cache: &PageCache) -> Result<u64> {
         let root = Node::empty(TreeId(0), 0).encode();
         let image = meta::encode(0);
         let updates = [
-            GroupUpdate { id: catalog, version: None, change: Change::Replace(&root) },
-            GroupUpdate { id: meta_page, version: None, change: Change::Replace(&image) },
+            GroupUpdate {
+                id: catalog,
+                version: None,
+                change: Change::Replace(&root),
+                weigh: Weigh::Set { owner: 0, weight: 0 },
+            },
+            GroupUpdate {
+                id: meta_page,
+                version: None,
+                change: Change::Replace(&image),
+                weigh: Weigh::Keep,
+            },
         ];
         if cache.apply_group(&updates)? != GroupOutcome::Installed {
             return Err(Error::Inconsistent("a new database's pages were taken".into()));

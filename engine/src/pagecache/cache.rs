@@ -7,11 +7,12 @@ use super::{
     live::Liveness,
     loc::{Loc, Stream},
     maintenance::Maintenance,
-    page::{Materializer, Outcome, Page},
+    page::{Materializer, Outcome, Page, Weigh},
     record,
     state::{PageState, Part},
     stats::{Counters, PageCacheStats},
     table::{Current, PageTable, Slot},
+    weights::Weights,
 };
 use crate::{
     config::PageCacheConfig,
@@ -111,6 +112,8 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     /// Group updates between their first record and their last install.
     pub(crate) in_flight: InFlight,
+    /// Each owner's total page weight.
+    pub(crate) weights: Weights,
 }
 
 impl fmt::Debug for PageCache {
@@ -157,7 +160,7 @@ impl PageCache {
             let id = inner.take_id()?;
             // The id is ours alone, so this only fails if an earlier holder of the id is
             // still mid-free; take another id in that case.
-            match inner.update(id, Expect::Free, record::REPLACE, image)? {
+            match inner.update(id, Expect::Free, record::REPLACE, Weigh::Keep, image)? {
                 Outcome::Installed { version } => return Ok((id, version)),
                 Outcome::Stale => continue,
             }
@@ -173,7 +176,22 @@ impl PageCache {
     /// # Errors
     /// As [`PageCache::allocate`].
     pub fn link(&self, id: PageId, version: u64, fragment: &[u8]) -> Result<Outcome> {
-        let outcome = self.inner.update(id, Expect::Live(version), record::LINK, fragment)?;
+        self.link_with(id, version, fragment, Weigh::Keep)
+    }
+
+    /// [`PageCache::link`], changing the page's weight as `weigh` says.
+    ///
+    /// # Errors
+    /// As [`PageCache::allocate`].
+    pub fn link_with(
+        &self,
+        id: PageId,
+        version: u64,
+        fragment: &[u8],
+        weigh: Weigh,
+    ) -> Result<Outcome> {
+        let outcome =
+            self.inner.update(id, Expect::Live(version), record::LINK, weigh, fragment)?;
         if outcome != Outcome::Stale {
             self.inner.consolidate_if_long(id);
         }
@@ -185,7 +203,27 @@ impl PageCache {
     /// # Errors
     /// As [`PageCache::allocate`].
     pub fn replace(&self, id: PageId, version: u64, image: &[u8]) -> Result<Outcome> {
-        self.inner.update(id, Expect::Live(version), record::REPLACE, image)
+        self.replace_with(id, version, image, Weigh::Keep)
+    }
+
+    /// [`PageCache::replace`], changing the page's weight as `weigh` says.
+    ///
+    /// # Errors
+    /// As [`PageCache::allocate`].
+    pub fn replace_with(
+        &self,
+        id: PageId,
+        version: u64,
+        image: &[u8],
+        weigh: Weigh,
+    ) -> Result<Outcome> {
+        self.inner.update(id, Expect::Live(version), record::REPLACE, weigh, image)
+    }
+
+    /// The total weight of the live pages of `owner` (see [`Weigh`]): O(1), exact after
+    /// every completed update, across restarts and crashes.
+    pub fn weight(&self, owner: u64) -> i64 {
+        self.inner.weights.get(owner)
     }
 
     /// Frees page `id` if it is still at `version`; the id will be reused.
@@ -193,7 +231,8 @@ impl PageCache {
     /// # Errors
     /// The log's errors; [`Error::ReadOnly`] if the cache was opened read-only.
     pub fn free(&self, id: PageId, version: u64) -> Result<Outcome> {
-        let outcome = self.inner.update(id, Expect::Live(version), record::FREE, &[])?;
+        let outcome =
+            self.inner.update(id, Expect::Live(version), record::FREE, Weigh::Keep, &[])?;
         if outcome != Outcome::Stale {
             sync::lock(&self.inner.free_ids).push(id);
         }
@@ -319,11 +358,12 @@ impl Inner {
         id: PageId,
         expect: Expect,
         kind: RecordKind,
+        weigh: Weigh,
         payload: &[u8],
     ) -> Result<Outcome> {
         self.writable()?;
         loop {
-            match self.try_update(id, expect, kind, payload)? {
+            match self.try_update(id, expect, kind, weigh, payload)? {
                 Some(outcome) => return Ok(outcome),
                 None => self.wait_unclaimed(id),
             }
@@ -336,6 +376,7 @@ impl Inner {
         id: PageId,
         expect: Expect,
         kind: RecordKind,
+        weigh: Weigh,
         payload: &[u8],
     ) -> Result<Option<Outcome>> {
         let guard = epoch::pin();
@@ -353,7 +394,7 @@ impl Inner {
             return Ok(Some(Outcome::Stale));
         }
         let version = current.version() + 1;
-        let body = record::encode(id, version, payload);
+        let body = record::encode_update(id, version, weigh, payload);
         let delta = self.log(Stream::Delta);
         let reservation = delta.reserve(kind, &body)?;
         let loc = Loc { stream: Stream::Delta, lsn: reservation.lsn(), len: reservation.len() };
@@ -365,9 +406,13 @@ impl Inner {
                     let mut frags = Vec::with_capacity(live.frags.len() + 1);
                     frags.extend(live.frags.iter().cloned());
                     frags.push(Part::resident(loc, bytes.clone()));
-                    PageState::live(version, live.base.clone(), frags)
+                    let weighs = weigh.apply(Some((live.owner, live.weight)));
+                    PageState::live(version, live.base.clone(), frags, weighs)
                 }
-                _ => PageState::live(version, Part::resident(loc, bytes.clone()), Vec::new()),
+                (_, live) => {
+                    let weighs = weigh.apply(live.map(|l| (l.owner, l.weight)));
+                    PageState::live(version, Part::resident(loc, bytes.clone()), Vec::new(), weighs)
+                }
             };
             match self.install(slot, current, new, &guard) {
                 Ok(_) => {
@@ -424,6 +469,10 @@ impl Inner {
                     }
                 }
                 self.counters.note_install(old, installed.state());
+                self.weights.replace(
+                    old.and_then(PageState::weighs),
+                    installed.state().and_then(PageState::weighs),
+                );
                 Ok(installed)
             }
             Err(lost) => {
@@ -501,7 +550,7 @@ impl Inner {
         };
         let base = load(&live.base)?;
         let frags = live.frags.iter().map(load).collect::<Result<Vec<_>>>()?;
-        Ok(PageState::live(state.version, base, frags))
+        Ok(PageState::live(state.version, base, frags, (live.owner, live.weight)))
     }
 
     /// Reads one record of page `id` back from the log and checks that it is what the
@@ -509,7 +558,10 @@ impl Inner {
     pub(crate) fn read_part(&self, id: PageId, loc: Loc) -> Result<Arc<[u8]>> {
         let record = self.log(loc.stream).read(loc.lsn, loc.len)?;
         let what = || format!("{} stream at {}", loc.stream.name(), loc.lsn);
-        let body = record::decode(&record.body, what)?;
+        let body = match loc.stream {
+            Stream::Delta => record::decode_update(&record.body, what)?.0,
+            Stream::Base => record::decode(&record.body, what)?,
+        };
         let kind_ok = match loc.stream {
             Stream::Delta => {
                 [record::REPLACE, record::LINK, record::GROUP_REPLACE, record::GROUP_LINK]
@@ -577,7 +629,8 @@ impl Inner {
         let body = record::encode(id, state.version, &image);
         let reservation = self.log(Stream::Base).reserve(record::BASE, &body)?;
         let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
-        let new = PageState::live(state.version, Part::resident(loc, Arc::from(image)), Vec::new());
+        let base = Part::resident(loc, Arc::from(image));
+        let new = PageState::live(state.version, base, Vec::new(), (live.owner, live.weight));
         match self.install(slot, current, new, &guard) {
             Ok(_) => {
                 reservation.complete();

@@ -2,7 +2,7 @@
 //! tool) run: every page's records read back and name their page, and the bookkeeping
 //! (live bytes per segment, the free-id list) agrees with the pages.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::{
     cache::PageCache,
@@ -47,6 +47,7 @@ impl PageCache {
         let mut report = CheckReport::default();
         let mut live: BTreeMap<(Stream, SegmentId), u64> = BTreeMap::new();
         let mut free = Vec::new();
+        let mut weights: HashMap<u64, i64> = HashMap::new();
         let count = inner.next_id.load(Ordering::Relaxed);
         let guard = epoch::pin();
         for id in 0..count {
@@ -60,8 +61,18 @@ impl PageCache {
                     free.push(id);
                     continue;
                 }
-                Peek::State(state) => state.locs().collect(),
-                Peek::Cold(image) => image.locs().collect(),
+                Peek::State(state) => {
+                    if let Some((owner, weight)) = state.weighs() {
+                        *weights.entry(owner).or_default() += weight;
+                    }
+                    state.locs().collect()
+                }
+                Peek::Cold(image) => {
+                    if let PageImage::Live { weighs: (owner, weight), .. } = image {
+                        *weights.entry(owner).or_default() += weight;
+                    }
+                    image.locs().collect()
+                }
             };
             report.pages += 1;
             for loc in locs {
@@ -92,6 +103,13 @@ impl PageCache {
         if listed != free {
             return Err(Error::Inconsistent(format!(
                 "free ids listed {listed:?}, free in the table {free:?}"
+            )));
+        }
+        weights.retain(|_, weight| *weight != 0);
+        let kept = inner.weights.all();
+        if kept != weights {
+            return Err(Error::Inconsistent(format!(
+                "owner weights kept {kept:?}, summed over the pages {weights:?}"
             )));
         }
         let counted = inner.counters.live_pages.load(Ordering::Relaxed);

@@ -11,7 +11,7 @@
 //! What this is not: it knows nothing of the log's records or of how the page cache uses the
 //! table; it stores and validates a [`Checkpoint`] and nothing more.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! All integers are little-endian. `docs/format.md` mirrors this comment.
 //!
@@ -20,7 +20,7 @@
 //! ```text
 //! offset size field
 //!      0    8 magic          b"GROVECKP"
-//!      8    4 version        CHECKPOINT_VERSION (1)
+//!      8    4 version        CHECKPOINT_VERSION (2)
 //!     12    4 prefix crc     CRC-32 (IEEE) of bytes 0..12
 //!     16    4 header crc     CRC-32 (IEEE) of bytes 0..16 and 20..64
 //!     20    4 body crc       CRC-32 (IEEE) of the body
@@ -66,8 +66,9 @@ use crate::{
 
 /// Magic number at the start of every checkpoint file.
 const MAGIC: [u8; 8] = *b"GROVECKP";
-/// The checkpoint format version this build reads and writes.
-const CHECKPOINT_VERSION: u32 = 1;
+/// The checkpoint format version this build reads and writes. Version 2 added each live
+/// page's owner and weight; version 1 files (from before any release) are refused.
+const CHECKPOINT_VERSION: u32 = 2;
 /// Bytes in the fixed header.
 const HEADER_LEN: usize = 64;
 /// `HEADER_LEN` as a `u64`, for file offsets.
@@ -539,6 +540,7 @@ mod tests {
                 } else {
                     SlotImage::Live {
                         version: random_version(rng),
+                        weighs: (rng.u64(..), rng.i64(..)),
                         base: random_loc(rng),
                         frags: (0..rng.usize(0..5)).map(|_| random_loc(rng)).collect(),
                     }
@@ -566,12 +568,18 @@ mod tests {
             pages: vec![
                 SlotImage::Live {
                     version: 1,
+                    weighs: (7, 12),
                     base: loc(Stream::Base, 200, 100),
                     frags: vec![loc(Stream::Delta, 5000, 40), loc(Stream::Delta, 5040, 33)],
                 },
                 SlotImage::Free { version: 0 },
                 SlotImage::Free { version: 2 },
-                SlotImage::Live { version: 3, base: loc(Stream::Delta, 4000, 1000), frags: vec![] },
+                SlotImage::Live {
+                    version: 3,
+                    weighs: (7, -2),
+                    base: loc(Stream::Delta, 4000, 1000),
+                    frags: vec![],
+                },
             ]
             .into(),
             live: vec![SegmentLive { stream: Stream::Base, segment: SegmentId(0), bytes: 100 }],
@@ -751,13 +759,13 @@ mod tests {
     #[test]
     fn a_newer_version_is_an_error_not_a_fallback() {
         let (disk, mut bytes) = two_checkpoints();
-        bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+        bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
         let prefix_crc = crc32fast::hash(&bytes[0..12]);
         bytes[12..16].copy_from_slice(&prefix_crc.to_le_bytes());
         disk.set_bytes(&file_name(2), bytes);
         assert!(matches!(
             load(&disk),
-            Err(Error::UnsupportedVersion { found: 2, supported: 1, .. })
+            Err(Error::UnsupportedVersion { found: 3, supported: 2, .. })
         ));
     }
 
@@ -780,9 +788,9 @@ mod tests {
     fn malformed_bodies_are_corruption_with_a_reason() {
         let cases: [(&str, u64, &[u8]); 12] = [
             ("unknown slot tag 0x02", 1, &[2, 0]),
-            ("unknown stream 0x02", 1, &[1, 0, 2, 0, 1, 0]),
-            ("record length 0", 1, &[1, 0, 0, 0, 0, 0]),
-            ("record length 4294967296", 1, &[1, 0, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x10, 0]),
+            ("unknown stream 0x02", 1, &[1, 0, 0, 0, 2, 0, 1, 0]),
+            ("record length 0", 1, &[1, 0, 0, 0, 0, 0, 0, 0]),
+            ("record length 4294967296", 1, &[1, 0, 0, 0, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x10, 0]),
             ("shortest form", 1, &[0, 0x80, 0]),
             ("overflows 64 bits", 1, &[0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2]),
             (
@@ -790,8 +798,8 @@ mod tests {
                 1,
                 &[0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x81, 0],
             ),
-            ("2 fragments in 3 bytes", 1, &[1, 0, 0, 0, 1, 2, 0, 0, 1]),
-            ("body ends early", 2, &[0, 0, 1, 0]),
+            ("2 fragments in 3 bytes", 1, &[1, 0, 0, 0, 0, 0, 1, 2, 0, 0, 1]),
+            ("body ends early", 2, &[0, 0, 1, 0, 0, 0]),
             ("cannot fit", 3, &[0, 0, 0, 0]),
             ("unknown stream 0x07", 1, &[0, 0, 1, 7, 0, 0]),
             ("2 bytes after the last segment", 1, &[0, 0, 0, 0, 0]),

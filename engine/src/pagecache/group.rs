@@ -33,6 +33,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use super::{
     cache::{Inner, PageCache},
     loc::{Loc, Stream},
+    page::Weigh,
     record,
     state::{PageState, Part},
 };
@@ -64,6 +65,8 @@ pub struct GroupUpdate<'a> {
     pub version: Option<u64>,
     /// What to do.
     pub change: Change<'a>,
+    /// How the page's weight changes (see [`Weigh`]); a free leaves it 0.
+    pub weigh: Weigh,
 }
 
 /// What became of a group update.
@@ -307,7 +310,7 @@ impl Inner {
                 Change::Replace(image) => (record::GROUP_REPLACE, image),
                 Change::Free => (record::GROUP_FREE, &[]),
             };
-            let body = record::encode(update.id, version, payload);
+            let body = record::encode_update(update.id, version, update.weigh, payload);
             let reservation = delta.reserve(kind, &body)?;
             locs.push(Loc {
                 stream: Stream::Delta,
@@ -337,15 +340,17 @@ impl Inner {
                 return; // Only this thread releases its claims; nothing else to do.
             }
             let version = state.version + 1;
+            let weighs = update.weigh.apply(state.weighs());
             let new = match (update.change, state.live.as_ref()) {
                 (Change::Free, _) => PageState::free(version),
                 (Change::Replace(image), _) => {
-                    PageState::live(version, Part::resident(loc, Arc::from(image)), Vec::new())
+                    let base = Part::resident(loc, Arc::from(image));
+                    PageState::live(version, base, Vec::new(), weighs)
                 }
                 (Change::Link(fragment), Some(live)) => {
                     let mut frags = live.frags.to_vec();
                     frags.push(Part::resident(loc, Arc::from(fragment)));
-                    PageState::live(version, live.base.clone(), frags)
+                    PageState::live(version, live.base.clone(), frags, weighs)
                 }
                 // A claimed link always holds a live page (`claim` checked it).
                 (Change::Link(_), None) => PageState::free(state.version),

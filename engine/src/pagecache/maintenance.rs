@@ -69,13 +69,14 @@ impl Inner {
             let fits = match self.table.peek(PageId(id), &guard) {
                 Peek::Empty => pages.push_free(0),
                 Peek::Cold(PageImage::Free { version }) => pages.push_free(version),
-                Peek::Cold(PageImage::Live { version, base, frags }) => {
-                    pages.push_live(version, base, frags)
+                Peek::Cold(PageImage::Live { version, weighs, base, frags }) => {
+                    pages.push_live(version, weighs, base, frags)
                 }
                 Peek::State(state) => match &state.live {
                     None => pages.push_free(state.version),
                     Some(live) => pages.push_live(
                         state.version,
+                        (live.owner, live.weight),
                         live.base.loc,
                         live.frags.iter().map(|f| f.loc),
                     ),

@@ -21,11 +21,12 @@ mod slots;
 mod state;
 mod stats;
 mod table;
+mod weights;
 
 pub use cache::PageCache;
 pub use check::CheckReport;
 pub use group::{Change, GroupOutcome, GroupUpdate};
-pub use page::{Materializer, Outcome, Page};
+pub use page::{Materializer, Outcome, Page, Weigh};
 pub use stats::PageCacheStats;
 
 #[cfg(all(test, loom))]

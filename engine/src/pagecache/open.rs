@@ -6,7 +6,10 @@
 //! is thus the checkpoint's size plus the replay, both bounded by `checkpoint_every`, not
 //! by the size of the database.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use super::{
     cache::{Inner, PageCache},
@@ -16,11 +19,12 @@ use super::{
     loc::{Loc, Stream},
     maintenance::{Kept, Maintenance},
     page::Materializer,
-    pages::Pages,
+    pages::{Pages, Summary},
     record,
     state::{PageState, Part},
     stats::Counters,
     table::PageTable,
+    weights::Weights,
 };
 use crate::{
     config::PageCacheConfig,
@@ -123,8 +127,9 @@ impl PageCache {
             maintenance: Mutex::new(maintenance),
             counters,
             in_flight: InFlight::default(),
+            weights: Weights::default(),
         };
-        inner.account_recovered(&checkpoint, checkpoint_ids, &summary.free, replayed);
+        inner.account_recovered(&checkpoint, checkpoint_ids, &summary, replayed);
         inner.schedule_checkpoint([checkpoint.delta_from, checkpoint.base_from]);
         Ok(PageCache { inner: Arc::new(inner) })
     }
@@ -142,6 +147,8 @@ struct Replayed {
     /// Group members waiting for their commit record, by LSN: kind (as the single-page
     /// kind it acts as), length on disk, body. Those left at the end never committed.
     members: BTreeMap<Lsn, (RecordKind, u32, Vec<u8>)>,
+    /// What replay changed of each owner's total weight.
+    weights: HashMap<u64, i64>,
 }
 
 /// Replays one delta-stream record: applies an update, keeps a group member until its
@@ -192,7 +199,7 @@ fn apply(
     replayed: &mut Replayed,
 ) -> Result<()> {
     let what = || format!("delta stream record at {}", loc.lsn);
-    let body = record::decode(body, what)?;
+    let (body, weigh) = record::decode_update(body, what)?;
     let guard = epoch::pin();
     let (slot, current) = table.load_or_create(body.id, &guard);
     let version = current.version();
@@ -210,12 +217,13 @@ fn apply(
         ));
     }
     let live = current.state().and_then(|s| s.live.as_ref());
+    let weighs = weigh.apply(current.state().and_then(PageState::weighs));
     let new = match (kind, live) {
-        (record::REPLACE, _) => PageState::live(body.version, Part::cold(loc), Vec::new()),
+        (record::REPLACE, _) => PageState::live(body.version, Part::cold(loc), Vec::new(), weighs),
         (record::LINK, Some(live)) => {
             let mut frags = live.frags.to_vec();
             frags.push(Part::resident(loc, Arc::from(body.payload)));
-            PageState::live(body.version, live.base.clone(), frags)
+            PageState::live(body.version, live.base.clone(), frags, weighs)
         }
         (record::FREE, Some(_)) => PageState::free(body.version),
         (kind, _) => {
@@ -232,6 +240,12 @@ fn apply(
         }
     };
     let old = current.state();
+    if let Some((owner, weight)) = old.and_then(PageState::weighs) {
+        *replayed.weights.entry(owner).or_default() -= weight;
+    }
+    if let Some((owner, weight)) = new.weighs() {
+        *replayed.weights.entry(owner).or_default() += weight;
+    }
     for loc in new.locs() {
         if old.is_none_or(|old| !old.locs().any(|l| l == loc)) {
             replayed.live_changes.push((loc, true));
@@ -296,14 +310,18 @@ impl Inner {
         &self,
         checkpoint: &Checkpoint,
         checkpoint_ids: u64,
-        free: &[u64],
+        summary: &Summary,
         mut replayed: Replayed,
     ) {
+        let free = &summary.free;
         replayed.touched.sort_unstable();
         replayed.touched.dedup();
         let touched = |id: &u64| replayed.touched.binary_search(id).is_ok();
         for entry in &checkpoint.live {
             self.live.set(entry.stream, entry.segment, entry.bytes);
+        }
+        for (&owner, &weight) in summary.weights.iter().chain(&replayed.weights) {
+            self.weights.add(owner, weight);
         }
         for (loc, add) in replayed.live_changes {
             self.live.adjust(&self.logs, loc, add);

@@ -62,6 +62,40 @@ impl Page {
     }
 }
 
+/// How an update changes its page's weight (see [`PageCache::weight`](super::PageCache::weight)).
+///
+/// Every live page belongs to an owner (a number the layer above chooses; the tree uses its
+/// tree id) and has a weight (the tree counts a leaf's entries). The cache keeps each
+/// owner's total weight exactly, across restarts and crashes, so the layer above can answer
+/// "how many" in O(1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Weigh {
+    /// Keep the page's owner and weight (a new page: owner 0, weight 0).
+    #[default]
+    Keep,
+    /// Add this to the page's weight.
+    Add(i64),
+    /// Give the page this owner and weight.
+    Set {
+        /// The owner.
+        owner: u64,
+        /// The weight.
+        weight: i64,
+    },
+}
+
+impl Weigh {
+    /// The owner and weight a page has after this, given what it had.
+    pub(crate) fn apply(self, old: Option<(u64, i64)>) -> (u64, i64) {
+        let (owner, weight) = old.unwrap_or((0, 0));
+        match self {
+            Weigh::Keep => (owner, weight),
+            Weigh::Add(delta) => (owner, weight.saturating_add(delta)),
+            Weigh::Set { owner, weight } => (owner, weight),
+        }
+    }
+}
+
 /// What became of a compare-and-swap update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a stale update did nothing: read the page again and retry"]

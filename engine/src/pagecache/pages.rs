@@ -7,21 +7,27 @@
 //! is first used. Decoding into a struct per page instead touched three times the memory,
 //! and on this machine's VM the page faults of that memory dominated open time.
 //!
-//! # Body format (checkpoint format version 1)
+//! # Body format (checkpoint format version 2)
 //!
 //! One slot per page id, in page id order, then nothing:
 //!
 //! ```text
-//! slot  := 0x00 version                      a free id (never allocated: version 0)
-//!        | 0x01 version base frags frag*     a live page: base image, then fragments
+//! slot  := 0x00 version                                   a free id (never allocated: version 0)
+//!        | 0x01 version owner weight base frags frag*     a live page: base image, then fragments
 //! loc   := stream lsn len                    stream: 0 delta, 1 base; len in 1..=u32::MAX
 //! ```
 //!
-//! `version`, `frags`, `lsn` and `len` are unsigned LEB128 varints in their shortest form (at
+//! `weight` is a zigzag varint (0, -1, 1, -2 ... as 0, 1, 2, 3 ...).
+//! `version`, `owner`, `frags`, `lsn` and `len` are unsigned LEB128 varints in their shortest form (at
 //! most 10 bytes; 7 bits a byte, low bits first, high bit set on every byte but the last).
 //! `stream` and the slot tag are single bytes.
 
-use super::loc::{Loc, Stream};
+use std::collections::HashMap;
+
+use super::{
+    loc::{Loc, Stream},
+    record::{unzigzag, zigzag},
+};
 use crate::{ids::Lsn, varint};
 
 /// Slot tag of a free page id.
@@ -47,6 +53,8 @@ pub(crate) enum SlotImage {
     Live {
         /// The slot's version.
         version: u64,
+        /// The page's owner and weight.
+        weighs: (u64, i64),
         /// Where the page's base image is.
         base: Loc,
         /// Where its fragments are; usually 0 or 1 of them.
@@ -60,7 +68,7 @@ pub(crate) enum PageImage<'a> {
     /// A free id (version 0: never allocated).
     Free { version: u64 },
     /// A live page.
-    Live { version: u64, base: Loc, frags: Frags<'a> },
+    Live { version: u64, weighs: (u64, i64), base: Loc, frags: Frags<'a> },
 }
 
 impl<'a> PageImage<'a> {
@@ -125,6 +133,8 @@ pub(crate) struct Summary {
     pub(crate) live: u64,
     /// Per stream, the end (LSN plus length) of the furthest record an entry names.
     pub(crate) ends: [u64; 2],
+    /// Each owner's total weight.
+    pub(crate) weights: HashMap<u64, i64>,
 }
 
 impl Pages {
@@ -154,6 +164,7 @@ impl Pages {
     pub(crate) fn push_live(
         &mut self,
         version: u64,
+        (owner, weight): (u64, i64),
         base: Loc,
         frags: impl ExactSizeIterator<Item = Loc>,
     ) -> bool {
@@ -164,6 +175,9 @@ impl Pages {
         self.summary.live += 1;
         self.body.push(TAG_LIVE);
         varint::put(&mut self.body, version);
+        varint::put(&mut self.body, owner);
+        varint::put(&mut self.body, zigzag(weight));
+        self.summary.weigh(owner, weight);
         put_loc(&mut self.body, base);
         self.summary.reach(base);
         varint::put(&mut self.body, u64::try_from(frags.len()).unwrap_or(u64::MAX));
@@ -195,7 +209,7 @@ impl Pages {
         for page in 0..count {
             offsets.push(u32::try_from(reader.at).unwrap_or(u32::MAX));
             let live = reader
-                .slot_with(|loc| summary.reach(loc))
+                .slot_with(&mut summary)
                 .map_err(|(at, reason)| (at, format!("page {page}: {reason}")))?;
             if live {
                 summary.live += 1;
@@ -242,6 +256,12 @@ impl Pages {
 }
 
 impl Summary {
+    fn weigh(&mut self, owner: u64, weight: i64) {
+        if weight != 0 {
+            *self.weights.entry(owner).or_default() += weight;
+        }
+    }
+
     fn reach(&mut self, loc: Loc) {
         let end = loc.lsn.get().saturating_add(u64::from(loc.len));
         let furthest = &mut self.ends[loc.stream.index()];
@@ -287,7 +307,7 @@ impl<'a> Reader<'a> {
     /// Reads one slot; its fragments are checked here and decoded again as iterated.
     /// Checks one slot, handing each of its locations to `each` (decoded once: this is the
     /// loop that opening runs over every page). Returns whether the page is live.
-    fn slot_with(&mut self, mut each: impl FnMut(Loc)) -> Result<bool, (usize, String)> {
+    fn slot_with(&mut self, summary: &mut Summary) -> Result<bool, (usize, String)> {
         let at = self.at;
         match self.byte()? {
             TAG_FREE => {
@@ -296,9 +316,11 @@ impl<'a> Reader<'a> {
             }
             TAG_LIVE => {
                 self.varint()?;
-                each(self.loc()?);
+                let owner = self.varint()?;
+                summary.weigh(owner, unzigzag(self.varint()?));
+                summary.reach(self.loc()?);
                 for _ in 0..self.frag_count()? {
-                    each(self.loc()?);
+                    summary.reach(self.loc()?);
                 }
                 Ok(true)
             }
@@ -322,13 +344,15 @@ impl<'a> Reader<'a> {
             TAG_FREE => Ok(PageImage::Free { version: self.varint()? }),
             TAG_LIVE => {
                 let version = self.varint()?;
+                let owner = self.varint()?;
+                let weight = unzigzag(self.varint()?);
                 let base = self.loc()?;
                 let count = self.frag_count()?;
                 let frags = Frags { reader: *self, left: count };
                 for _ in 0..count {
                     self.loc()?;
                 }
-                Ok(PageImage::Live { version, base, frags })
+                Ok(PageImage::Live { version, weighs: (owner, weight), base, frags })
             }
             tag => Err((at, format!("unknown slot tag {tag:#04x}"))),
         }
@@ -362,8 +386,8 @@ impl From<Vec<SlotImage>> for Pages {
         for image in images {
             let pushed = match image {
                 SlotImage::Free { version } => pages.push_free(version),
-                SlotImage::Live { version, base, frags } => {
-                    pages.push_live(version, base, frags.into_iter())
+                SlotImage::Live { version, weighs, base, frags } => {
+                    pages.push_live(version, weighs, base, frags.into_iter())
                 }
             };
             assert!(pushed, "test-sized pages fit");
@@ -379,8 +403,8 @@ impl Pages {
         self.iter()
             .map(|image| match image {
                 PageImage::Free { version } => SlotImage::Free { version },
-                PageImage::Live { version, base, frags } => {
-                    SlotImage::Live { version, base, frags: frags.collect() }
+                PageImage::Live { version, weighs, base, frags } => {
+                    SlotImage::Live { version, weighs, base, frags: frags.collect() }
                 }
             })
             .collect()
@@ -396,9 +420,14 @@ mod tests {
         let loc = |lsn| Loc { stream: Stream::Base, lsn: Lsn(lsn), len: 9 };
         let images = vec![
             SlotImage::Free { version: 0 },
-            SlotImage::Live { version: 3, base: loc(1), frags: vec![loc(2), loc(300)] },
+            SlotImage::Live {
+                version: 3,
+                weighs: (9, -4),
+                base: loc(1),
+                frags: vec![loc(2), loc(300)],
+            },
             SlotImage::Free { version: 7 },
-            SlotImage::Live { version: 1 << 40, base: loc(4), frags: vec![] },
+            SlotImage::Live { version: 1 << 40, weighs: (0, 1 << 40), base: loc(4), frags: vec![] },
         ];
         let pages = Pages::from(images.clone());
         assert_eq!(pages.len(), 4);

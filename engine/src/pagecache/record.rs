@@ -5,15 +5,19 @@
 //! ```text
 //! 0   page id   u64
 //! 8   version   u64   the page's version after this record
-//! 16  payload         image (replace, base), fragment (link), nothing (free)
+//! 16  weigh           delta stream only: how the page's weight changes (below)
+//!     payload         image (replace, base), fragment (link), nothing (free)
 //! ```
+//!
+//! `weigh` is a tag byte: 0 keep the owner and weight; 1 add a zigzag varint to the weight;
+//! 2 set the owner (varint) and the weight (zigzag varint). A free always leaves weight 0.
 //!
 //! In the delta stream the kinds are updates, replayed at recovery in LSN order: a record
 //! applies to a page exactly when its version is one more than the page's. In the base
 //! stream the only kind is [`BASE`]: an image the page cache wrote on its own (a
 //! consolidation or a relocation), found only through a checkpoint or the page table.
 
-use super::loc::Loc;
+use super::{loc::Loc, page::Weigh};
 use crate::{
     error::{Error, Result},
     ids::{Lsn, PageId},
@@ -54,7 +58,68 @@ const fn kind(n: u8) -> RecordKind {
     }
 }
 
-/// Encodes a record body.
+/// Encodes a delta-stream record body.
+pub(crate) fn encode_update(id: PageId, version: u64, weigh: Weigh, payload: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(PREFIX_LEN + 21 + payload.len());
+    body.extend_from_slice(&id.get().to_le_bytes());
+    body.extend_from_slice(&version.to_le_bytes());
+    match weigh {
+        Weigh::Keep => body.push(WEIGH_KEEP),
+        Weigh::Add(delta) => {
+            body.push(WEIGH_ADD);
+            varint::put(&mut body, zigzag(delta));
+        }
+        Weigh::Set { owner, weight } => {
+            body.push(WEIGH_SET);
+            varint::put(&mut body, owner);
+            varint::put(&mut body, zigzag(weight));
+        }
+    }
+    body.extend_from_slice(payload);
+    body
+}
+
+/// Decodes a delta-stream record body: the body, and how it changes the page's weight.
+pub(crate) fn decode_update<'a>(
+    body: &'a [u8],
+    what: impl Fn() -> String,
+) -> Result<(Body<'a>, Weigh)> {
+    let decoded = decode(body, &what)?;
+    let rest = decoded.payload;
+    let bad = |(offset, reason): (usize, String)| {
+        Error::corruption(what(), u64::try_from(PREFIX_LEN + offset).unwrap_or(u64::MAX), reason)
+    };
+    let Some((&tag, _)) = rest.split_first() else {
+        return Err(bad((0, "the record ends before its weight".into())));
+    };
+    let mut at = 1;
+    let weigh = match tag {
+        WEIGH_KEEP => Weigh::Keep,
+        WEIGH_ADD => Weigh::Add(unzigzag(varint::get(rest, &mut at).map_err(bad)?)),
+        WEIGH_SET => {
+            let owner = varint::get(rest, &mut at).map_err(bad)?;
+            Weigh::Set { owner, weight: unzigzag(varint::get(rest, &mut at).map_err(bad)?) }
+        }
+        _ => return Err(bad((0, format!("unknown weight tag {tag}")))),
+    };
+    Ok((Body { payload: &rest[at..], ..decoded }, weigh))
+}
+
+const WEIGH_KEEP: u8 = 0;
+const WEIGH_ADD: u8 = 1;
+const WEIGH_SET: u8 = 2;
+
+/// Signed to unsigned, small magnitudes small: 0, -1, 1, -2 ... become 0, 1, 2, 3 ...
+pub(crate) fn zigzag(value: i64) -> u64 {
+    (value << 1 ^ (value >> 63)).cast_unsigned()
+}
+
+/// The inverse of [`zigzag`].
+pub(crate) fn unzigzag(value: u64) -> i64 {
+    (value >> 1).cast_signed() ^ -((value & 1).cast_signed())
+}
+
+/// Encodes a base-stream record body (no weight: the base stream is never replayed).
 pub(crate) fn encode(id: PageId, version: u64, payload: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(PREFIX_LEN + payload.len());
     body.extend_from_slice(&id.get().to_le_bytes());
@@ -72,7 +137,7 @@ pub(crate) struct Body<'a> {
 }
 
 /// Decodes a record body; `what` names the record in the error.
-pub(crate) fn decode<'a>(body: &'a [u8], what: impl FnOnce() -> String) -> Result<Body<'a>> {
+pub(crate) fn decode<'a>(body: &'a [u8], what: impl Fn() -> String) -> Result<Body<'a>> {
     let (Some(id), Some(version)) = (read_u64(body, 0), read_u64(body, 8)) else {
         return Err(Error::corruption(
             what(),

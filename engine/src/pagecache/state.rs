@@ -36,6 +36,9 @@ pub(crate) struct Live {
     /// briefly while a consolidation races with links. A boxed slice, not a `Vec`: 8 bytes
     /// less in every state, and states are never grown in place.
     pub(crate) frags: Box<[Part]>,
+    /// Who the page belongs to, and what it weighs (see [`Weigh`](super::Weigh)).
+    pub(crate) owner: u64,
+    pub(crate) weight: i64,
 }
 
 /// One version of a page.
@@ -58,12 +61,22 @@ impl PageState {
         PageState { version, live: None, claim: None }
     }
 
-    pub(crate) fn live(version: u64, base: Part, frags: Vec<Part>) -> PageState {
+    pub(crate) fn live(
+        version: u64,
+        base: Part,
+        frags: Vec<Part>,
+        (owner, weight): (u64, i64),
+    ) -> PageState {
         PageState {
             version,
-            live: Some(Live { base, frags: frags.into_boxed_slice() }),
+            live: Some(Live { base, frags: frags.into_boxed_slice(), owner, weight }),
             claim: None,
         }
+    }
+
+    /// The owner and weight, if the page is live.
+    pub(crate) fn weighs(&self) -> Option<(u64, i64)> {
+        self.live.as_ref().map(|live| (live.owner, live.weight))
     }
 
     /// The same state, held by `claim` (or released, with `None`).
@@ -102,6 +115,8 @@ impl PageState {
         let live = self.live.as_ref().map(|live| Live {
             base: Part::cold(live.base.loc),
             frags: live.frags.iter().map(|f| Part::cold(f.loc)).collect(),
+            owner: live.owner,
+            weight: live.weight,
         });
         PageState { version: self.version, live, claim: self.claim.clone() }
     }
@@ -159,6 +174,7 @@ mod tests {
             3,
             Part::resident(loc(0), Arc::from(&b"base"[..])),
             vec![Part::resident(loc(40), Arc::from(&b"f"[..]))],
+            (7, 2),
         );
         assert!(state.page(PageId(1)).is_some());
         let cold = state.paged_out();

@@ -212,8 +212,8 @@ impl PageTable {
             return (slot, current);
         }
         let state = match self.cold(id) {
-            Some(PageImage::Live { version, base, frags }) => {
-                PageState::live(version, Part::cold(base), frags.map(Part::cold).collect())
+            Some(PageImage::Live { version, weighs, base, frags }) => {
+                PageState::live(version, Part::cold(base), frags.map(Part::cold).collect(), weighs)
             }
             Some(PageImage::Free { version }) if version > 0 => PageState::free(version),
             _ => return (slot, current),

@@ -6,13 +6,13 @@ use super::{
     Bytes, Subscriptions, blob,
     iter::Iter,
     node::{Entry, Node, Op, Value},
-    plan::Plan,
+    plan::{Plan, count_change},
     walk::{self, Descent, Target, TreePage},
 };
 use crate::{
     error::{Error, Result},
     ids::{PageId, TreeId},
-    pagecache::{Change, GroupOutcome, GroupUpdate, PageCache},
+    pagecache::{Change, GroupOutcome, GroupUpdate, PageCache, Weigh},
 };
 
 /// The catalog tree's id (its root is page 0).
@@ -376,18 +376,15 @@ impl Tree {
         }
     }
 
-    /// The number of entries. This walks the leaves (it does not read values stored out
-    /// of line).
+    /// The number of entries, in O(1): the page cache keeps each tree's count as the total
+    /// weight of its leaves (see [`Weigh`]), exactly, across restarts and crashes. While a
+    /// batch is being installed the count may include part of it.
     ///
     /// # Errors
-    /// As [`Tree::get`].
+    /// None today; a `Result` so that a count kept elsewhere could report failures.
     pub fn len(&self) -> Result<usize> {
-        let mut count = 0;
-        for entry in self.iter() {
-            entry?;
-            count += 1;
-        }
-        Ok(count)
+        let count = self.cache().weight(self.inner.id.get());
+        Ok(usize::try_from(count).unwrap_or(0))
     }
 
     /// Whether the tree has no entries.
@@ -417,6 +414,7 @@ impl Tree {
                     } else {
                         Change::Free
                     },
+                    weigh: Weigh::Set { owner: self.inner.id.get(), weight: 0 },
                 })
                 .collect();
             if self.cache().apply_group(&updates)? == GroupOutcome::Installed {
@@ -508,7 +506,8 @@ impl Tree {
             return Ok(Value::Inline(value.to_vec()));
         }
         let page = self.cache().reserve_id()?;
-        plan.create(page, blob::encode(self.inner.id, key, value));
+        let weigh = Weigh::Set { owner: self.inner.id.get(), weight: 0 };
+        plan.create(page, blob::encode(self.inner.id, key, value), weigh);
         Ok(Value::Blob { page, len: u64::try_from(value.len()).unwrap_or(u64::MAX) })
     }
 
@@ -563,7 +562,7 @@ impl Tree {
                 }
                 None => Op::Remove { key: key.to_vec() },
             };
-            plan.add(descent, op);
+            plan.add(descent, op, count_change(current.is_some(), new.is_some()));
             if plan.install(self.cache())? {
                 let new = new.map(Bytes::from);
                 self.publish_one(key, new.as_ref());

@@ -14,12 +14,13 @@
 use super::{
     Tree,
     node::{Entry, Node},
+    plan::weigh,
     walk::{self, Target, TreePage},
 };
 use crate::{
     error::Result,
     ids::PageId,
-    pagecache::{Change, GroupUpdate},
+    pagecache::{Change, GroupUpdate, Weigh},
 };
 
 impl Tree {
@@ -103,18 +104,26 @@ impl Tree {
             return Ok(false);
         }
         parent_node.entries.remove(right_at);
+        let merged_weigh = weigh(&merged);
         let (merged, parent_image) = (merged.encode(), parent_node.encode());
         let updates = [
             GroupUpdate {
                 id: left_id,
                 version: Some(left.version()),
                 change: Change::Replace(&merged),
+                weigh: merged_weigh,
             },
-            GroupUpdate { id: right_id, version: Some(right.version()), change: Change::Free },
+            GroupUpdate {
+                id: right_id,
+                version: Some(right.version()),
+                change: Change::Free,
+                weigh: Weigh::Keep,
+            },
             GroupUpdate {
                 id: parent.id(),
                 version: Some(parent.version()),
                 change: Change::Replace(&parent_image),
+                weigh: Weigh::Keep,
             },
         ];
         Ok(self.cache().apply_group(&updates)? == crate::pagecache::GroupOutcome::Installed)
@@ -139,8 +148,14 @@ impl Tree {
                 id: root.id(),
                 version: Some(root.version()),
                 change: Change::Replace(&image),
+                weigh: weigh(&node),
             },
-            GroupUpdate { id: *child_id, version: Some(child.version()), change: Change::Free },
+            GroupUpdate {
+                id: *child_id,
+                version: Some(child.version()),
+                change: Change::Free,
+                weigh: Weigh::Keep,
+            },
         ];
         Ok(self.cache().apply_group(&updates)? == crate::pagecache::GroupOutcome::Installed)
     }

@@ -21,4 +21,4 @@ pub use watch::{Event, SUBSCRIBER_CAPACITY, Subscriber};
 pub(crate) use watch::Subscriptions;
 
 pub(crate) use handle::Shared;
-pub(crate) use plan::Plan;
+pub(crate) use plan::{Plan, count_change};

@@ -23,27 +23,53 @@ use super::{
 use crate::{
     error::Result,
     ids::PageId,
-    pagecache::{Change, GroupOutcome, GroupUpdate, Outcome, PageCache},
+    pagecache::{Change, GroupOutcome, GroupUpdate, Outcome, PageCache, Weigh},
 };
+
+/// What a write changes in its tree's entry count, given whether the key was there before
+/// and is after.
+pub(crate) fn count_change(before: bool, after: bool) -> i64 {
+    i64::from(after) - i64::from(before)
+}
+
+/// A node's weight in the page cache: its entry count for a leaf (so that a tree's total
+/// weight is its length), 0 for an index node; owned by its tree.
+pub(crate) fn weigh(node: &Node) -> Weigh {
+    let weight =
+        if node.is_leaf() { i64::try_from(node.entries.len()).unwrap_or(i64::MAX) } else { 0 };
+    Weigh::Set { owner: node.header.tree.get(), weight }
+}
 
 /// What will happen to one existing page.
 #[derive(Debug)]
 enum Planned {
-    /// Link these operations as one fragment (a leaf with room for them).
-    Link { version: u64, ops: Vec<Op> },
+    /// Link these operations as one fragment (a leaf with room for them); `delta` is the
+    /// change in the leaf's entry count.
+    Link { version: u64, ops: Vec<Op>, delta: i64 },
     /// Rewrite the page with this node.
     Replace { version: u64, node: Node },
+}
+
+/// One page's bytes in a group update: a fragment to link or an image to write.
+struct Image {
+    id: PageId,
+    /// `None` for a new page.
+    version: Option<u64>,
+    link: bool,
+    bytes: Vec<u8>,
+    weigh: Weigh,
 }
 
 /// A write in the making. Build it with [`Plan::add`], then [`Plan::install`].
 #[derive(Debug)]
 pub(crate) struct Plan {
     node_bytes: usize,
-    /// The touched leaves' descents, by leaf id, with the operations on each.
-    leaves: BTreeMap<PageId, (Descent, Vec<Op>)>,
+    /// The touched leaves' descents, by leaf id, with the operations on each and the
+    /// change they make to the leaf's entry count.
+    leaves: BTreeMap<PageId, (Descent, Vec<Op>, i64)>,
     /// New pages' images (ids from `PageCache::reserve_id`, given back if the plan fails):
     /// a new tree's root, a value stored out of line.
-    created: Vec<(PageId, Vec<u8>)>,
+    created: Vec<(PageId, Vec<u8>, Weigh)>,
     /// Pages to free, at the versions read.
     freed: Vec<(PageId, u64)>,
 }
@@ -55,14 +81,14 @@ impl Plan {
 
     /// Adds a new page holding `image`; `id` comes from `PageCache::reserve_id`, and the
     /// plan gives it back if it is not installed.
-    pub(crate) fn create(&mut self, id: PageId, image: Vec<u8>) {
-        self.created.push((id, image));
+    pub(crate) fn create(&mut self, id: PageId, image: Vec<u8>, weigh: Weigh) {
+        self.created.push((id, image, weigh));
     }
 
     /// Drops the plan without installing it, giving back the ids of the pages it would
     /// have created.
     pub(crate) fn abandon(self, cache: &PageCache) {
-        self.created.iter().for_each(|(id, _)| cache.release_id(*id));
+        self.created.iter().for_each(|(id, ..)| cache.release_id(*id));
     }
 
     /// Adds freeing page `id`, read at `version`.
@@ -70,10 +96,13 @@ impl Plan {
         self.freed.push((id, version));
     }
 
-    /// Adds `op` on the leaf that `descent` found.
-    pub(crate) fn add(&mut self, descent: Descent, op: Op) {
-        let entry = self.leaves.entry(descent.leaf.id()).or_insert_with(|| (descent, Vec::new()));
+    /// Adds `op` on the leaf that `descent` found; `delta` is what it changes in the leaf's
+    /// entry count (+1 a new key, -1 a removed one, 0 an overwrite).
+    pub(crate) fn add(&mut self, descent: Descent, op: Op, delta: i64) {
+        let entry =
+            self.leaves.entry(descent.leaf.id()).or_insert_with(|| (descent, Vec::new(), 0));
         entry.1.push(op);
+        entry.2 += delta;
     }
 
     /// Installs the plan: all of it or, if any page changed since it was read, none of it
@@ -90,7 +119,7 @@ impl Plan {
         // Parents and their versions, from the descents, for the splits that need them.
         let mut parents: BTreeMap<PageId, (PageId, u64)> = BTreeMap::new();
         let mut roots: BTreeMap<PageId, ()> = BTreeMap::new();
-        for (id, (descent, ops)) in self.leaves {
+        for (id, (descent, ops, delta)) in self.leaves {
             let leaf = &descent.leaf;
             for pair in descent.path.windows(2) {
                 parents.insert(pair[1].0, pair[0]);
@@ -103,7 +132,7 @@ impl Plan {
             let fragment_len = node::encode_fragment(&ops).len();
             let fits = leaf.page_len() + fragment_len <= node_bytes;
             if fits {
-                planned.insert(id, Planned::Link { version: leaf.version(), ops });
+                planned.insert(id, Planned::Link { version: leaf.version(), ops, delta });
             } else {
                 let mut node = leaf.materialize()?;
                 for op in &ops {
@@ -118,7 +147,7 @@ impl Plan {
         let result = split_all(cache, node_bytes, &mut planned, &parents, &mut new_pages);
         if !matches!(result, Ok(true)) {
             new_pages.iter().for_each(|(id, _)| cache.release_id(*id));
-            created.iter().for_each(|(id, _)| cache.release_id(*id));
+            created.iter().for_each(|(id, ..)| cache.release_id(*id));
             return result;
         }
 
@@ -128,43 +157,73 @@ impl Plan {
                 return Ok(true);
             };
             let outcome = match change {
-                Planned::Link { version, ops } => {
-                    cache.link(id, version, &node::encode_fragment(&ops))?
+                Planned::Link { version, ops, delta } => {
+                    cache.link_with(id, version, &node::encode_fragment(&ops), Weigh::Add(delta))?
                 }
-                Planned::Replace { version, node } => cache.replace(id, version, &node.encode())?,
+                Planned::Replace { version, node } => {
+                    cache.replace_with(id, version, &node.encode(), weigh(&node))?
+                }
             };
             return Ok(outcome != Outcome::Stale);
         }
 
-        let images: Vec<(PageId, Option<u64>, bool, Vec<u8>)> = planned
+        let images: Vec<Image> = planned
             .into_iter()
             .map(|(id, change)| match change {
-                Planned::Link { version, ops } => {
-                    (id, Some(version), true, node::encode_fragment(&ops))
-                }
-                Planned::Replace { version, node } => (id, Some(version), false, node.encode()),
+                Planned::Link { version, ops, delta } => Image {
+                    id,
+                    version: Some(version),
+                    link: true,
+                    bytes: node::encode_fragment(&ops),
+                    weigh: Weigh::Add(delta),
+                },
+                Planned::Replace { version, node } => Image {
+                    id,
+                    version: Some(version),
+                    link: false,
+                    bytes: node.encode(),
+                    weigh: weigh(&node),
+                },
             })
-            .chain(new_pages.iter().map(|(id, node)| (*id, None, false, node.encode())))
-            .chain(created.iter().map(|(id, image)| (*id, None, false, image.clone())))
+            .chain(new_pages.iter().map(|(id, node)| Image {
+                id: *id,
+                version: None,
+                link: false,
+                bytes: node.encode(),
+                weigh: weigh(node),
+            }))
+            .chain(created.iter().map(|(id, image, w)| Image {
+                id: *id,
+                version: None,
+                link: false,
+                bytes: image.clone(),
+                weigh: *w,
+            }))
             .collect();
         let frees = freed.iter().map(|&(id, version)| GroupUpdate {
             id,
             version: Some(version),
             change: Change::Free,
+            weigh: Weigh::Keep,
         });
         let updates: Vec<GroupUpdate<'_>> = images
             .iter()
-            .map(|(id, version, link, bytes)| GroupUpdate {
-                id: *id,
-                version: *version,
-                change: if *link { Change::Link(bytes) } else { Change::Replace(bytes) },
+            .map(|image| GroupUpdate {
+                id: image.id,
+                version: image.version,
+                change: if image.link {
+                    Change::Link(&image.bytes)
+                } else {
+                    Change::Replace(&image.bytes)
+                },
+                weigh: image.weigh,
             })
             .chain(frees)
             .collect();
         let outcome = cache.apply_group(&updates);
         if !matches!(outcome, Ok(GroupOutcome::Installed)) {
             new_pages.iter().for_each(|(id, _)| cache.release_id(*id));
-            created.iter().for_each(|(id, _)| cache.release_id(*id));
+            created.iter().for_each(|(id, ..)| cache.release_id(*id));
         }
         Ok(outcome? == GroupOutcome::Installed)
     }
