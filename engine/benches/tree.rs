@@ -234,7 +234,7 @@ fn load(plan: &Plan, dir: &std::path::Path) -> BenchResult<Fixture> {
     db.flush()?;
     let elapsed = start.elapsed().as_secs_f64();
     let rss = vm_rss()?;
-    let stats = db.stats();
+    let stats = db.stats()?.page_cache;
     let logical = count_f64(keys.len()) * count_f64(KEY + VALUE);
     let disk = count_f64_u64(db.size_on_disk());
     println!("## Load");
@@ -379,7 +379,7 @@ fn summarize(plan: &Plan, fixture: &Fixture) -> BenchResult<()> {
     }
     drop(samples);
     println!();
-    let stats = fixture.db.stats();
+    let stats = fixture.db.stats()?.page_cache;
     println!(
         "At the end: {} keys, `size_on_disk` {}, `memory_bytes` {}, {} evictions, {} cold \
          reads, VmRSS {}, VmHWM {}.",

@@ -46,7 +46,7 @@ pub mod tree;
 pub(crate) mod varint;
 
 pub use config::{LogConfig, PageCacheConfig};
-pub use db::{Batch, Config, DEFAULT_TREE, Db, DbCheckReport, Transfer, open};
+pub use db::{Batch, Config, DEFAULT_TREE, Db, DbCheckReport, DbStats, Transfer, open};
 pub use error::{Error, Result};
 pub use ids::{Lsn, PageId, SegmentId, TreeId};
 pub use log::{Log, LogStats, OwnedRecord, Record, RecordKind, Reservation, SegmentInfo};

@@ -22,6 +22,16 @@ use crate::{
     },
 };
 
+/// What [`Db::stats`] reports.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DbStats {
+    /// The page cache's figures.
+    pub page_cache: PageCacheStats,
+    /// Every tree's name and entry count, the default tree first.
+    pub trees: Vec<(Bytes, usize)>,
+}
+
 /// The name of the tree a [`Db`] dereferences to.
 pub const DEFAULT_TREE: &[u8] = b"__grove_default";
 
@@ -290,15 +300,23 @@ impl Db {
         self.inner.shared.cache.flush()
     }
 
-    /// The page cache's figures: memory, disk and live bytes, space amplification, cleaner
-    /// work, checkpoints.
-    pub fn stats(&self) -> PageCacheStats {
-        self.inner.shared.cache.stats()
+    /// The database's figures: the page cache's (memory, disk and live bytes, space
+    /// amplification, cleaner work, checkpoints) and every tree's entry count.
+    ///
+    /// # Errors
+    /// As [`Db::tree_names`].
+    pub fn stats(&self) -> Result<DbStats> {
+        let mut trees = vec![(Bytes::copy_from(DEFAULT_TREE), self.default.len()?)];
+        for name in self.tree_names()? {
+            let tree = self.open_tree(&name)?;
+            trees.push((name, tree.len()?));
+        }
+        Ok(DbStats { page_cache: self.inner.shared.cache.stats(), trees })
     }
 
     /// Bytes the database's files take on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.stats().disk_bytes
+        self.inner.shared.cache.stats().disk_bytes
     }
 
     /// Checks the whole database: every page's records (checksums) and the page cache's

@@ -11,6 +11,6 @@ pub use batch::Batch;
 pub use check::DbCheckReport;
 pub use config::Config;
 pub use export::Transfer;
-pub use handle::{DEFAULT_TREE, Db, open};
+pub use handle::{DEFAULT_TREE, Db, DbStats, open};
 
 pub(crate) use check::DbCheckReport as CheckReport;
