@@ -46,7 +46,7 @@ pub mod tree;
 pub(crate) mod varint;
 
 pub use config::{LogConfig, PageCacheConfig};
-pub use db::{Batch, Config, DEFAULT_TREE, Db, DbCheckReport, DbStats, Transfer, open};
+pub use db::{Config, DEFAULT_TREE, Db, DbCheckReport, DbStats, Transfer, open};
 pub use error::{Error, Result};
 pub use ids::{Lsn, PageId, SegmentId, TreeId};
 pub use log::{Log, LogStats, OwnedRecord, Record, RecordKind, Reservation, SegmentInfo};
@@ -58,5 +58,6 @@ pub use storage::{
     Fault, FaultKind, FaultOp, FileStorage, MemStorage, SimStorage, Storage, StorageFile,
 };
 pub use tree::{
-    Bytes, CompareAndSwapError, Event, Iter, MergeOperator, SUBSCRIBER_CAPACITY, Subscriber, Tree,
+    Batch, Bytes, CompareAndSwapError, Event, Iter, MergeOperator, SUBSCRIBER_CAPACITY, Subscriber,
+    Tree,
 };

@@ -144,6 +144,7 @@ struct Seen {
     max_entries: usize,
     /// Mass removals after which the trees had fewer nodes (merges happened).
     shrinks: u64,
+    drops: u64,
 }
 
 fn run_case(seed: u64, seen: &mut Seen) {
@@ -164,12 +165,13 @@ fn run_case(seed: u64, seen: &mut Seen) {
     };
     let mut events = trees[2].watch_prefix(b"a");
     let mut shadow = watched(&model);
+    let mut last_id: Option<u64> = None;
     let steps = rng.usize(50..300);
     for _ in 0..steps {
         let mut reopened = false;
         let t = rng.usize(..TREES.len());
         let (tree, m) = (&trees[t], &mut model[t]);
-        match rng.u32(..107) {
+        match rng.u32(..112) {
             0..30 => {
                 let (k, v) = (key(&mut rng), value(&mut rng));
                 let old = tree.insert(&k, &v).unwrap();
@@ -259,7 +261,11 @@ fn run_case(seed: u64, seen: &mut Seen) {
                         model[t].insert(k, v);
                     }
                 }
-                db.apply_batch(batch).unwrap();
+                if rng.bool() {
+                    db.apply_batch(batch).unwrap();
+                } else {
+                    trees[rng.usize(..TREES.len())].apply_batch(batch).unwrap();
+                }
                 seen.batches += 1;
             }
             82..88 => {
@@ -343,6 +349,21 @@ fn run_case(seed: u64, seen: &mut Seen) {
                     .collect();
                 assert_eq!(contents(&copied), model, "an exported and imported copy");
                 copy.check().unwrap();
+            }
+            107..109 => {
+                // Ids grow, across restarts and crashes too.
+                let id = db.generate_id().unwrap();
+                assert!(last_id.is_none_or(|last| id > last), "id {id} after {last_id:?}");
+                last_id = Some(id);
+            }
+            109..110 => {
+                // Drop tree "beta" and open a new, empty one of that name.
+                assert!(db.drop_tree("beta").unwrap());
+                trees[2] = db.open_tree("beta").unwrap();
+                assert!(trees[2].is_empty().unwrap());
+                model[2].clear();
+                reopened = true; // the old tree's subscription ended with it
+                seen.drops += 1;
             }
             _ => {}
         }

@@ -13,10 +13,10 @@
 
 use std::io::{BufReader, BufWriter, Read, Write};
 
-use super::{Batch, Db, handle::DEFAULT_TREE};
+use super::{Db, handle::DEFAULT_TREE};
 use crate::{
     error::{Error, Result},
-    tree::Bytes,
+    tree::{Batch, Bytes},
     varint,
 };
 

@@ -1,14 +1,8 @@
 //! [`Db`]: the database handle: named trees, batches, ids, flushing.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    fmt,
-    ops::Deref,
-    path::PathBuf,
-    sync::Arc,
-};
+use std::{collections::HashMap, fmt, ops::Deref, path::PathBuf, sync::Arc};
 
-use super::{Batch, Config, meta};
+use super::{Config, meta};
 use crate::{
     error::{Error, Result},
     ids::{PageId, TreeId},
@@ -16,7 +10,7 @@ use crate::{
     storage::{FileStorage, Storage},
     sync::{self, AtomicU64, Mutex, Ordering},
     tree::{
-        Bytes, Event, Plan, Shared, Tree, count_change,
+        Batch, Bytes, Plan, Shared, Tree,
         node::{Node, Op, TreeMaterializer, Value},
         walk::Target,
     },
@@ -240,45 +234,7 @@ impl Db {
     /// # Errors
     /// As [`Tree::insert`]; on error nothing was applied.
     pub fn apply_batch(&self, batch: Batch) -> Result<()> {
-        self.inner.shared.cache.writable()?;
-        // The last write to a key wins.
-        let mut writes: BTreeMap<(TreeId, Bytes), (Tree, Option<Bytes>)> = BTreeMap::new();
-        for (tree, key, value) in batch.writes {
-            writes.insert((tree.inner.id, key), (tree, value));
-        }
-        if writes.is_empty() {
-            return Ok(());
-        }
-        'retry: loop {
-            let mut plan = Plan::new(self.inner.shared.node_bytes);
-            for ((_, key), (tree, value)) in &writes {
-                let descent = tree.descend(Target::Key(key))?;
-                // A value stored out of line is freed with the write that replaces it.
-                let Some((current, blob)) = tree.current(&descent, key)? else {
-                    plan.abandon(&self.inner.shared.cache);
-                    continue 'retry;
-                };
-                if let Some((page, version)) = blob {
-                    plan.free(page, version);
-                }
-                let op = match value {
-                    Some(value) => {
-                        Op::Put { key: key.to_vec(), value: tree.store(key, value, &mut plan)? }
-                    }
-                    None => Op::Remove { key: key.to_vec() },
-                };
-                plan.add(descent, op, count_change(current.is_some(), value.is_some()));
-            }
-            if plan.install(&self.inner.shared.cache)? {
-                publish_batch(&writes);
-                for ((_, key), (tree, value)) in &writes {
-                    if value.is_none() {
-                        tree.merge_if_underfull(key)?;
-                    }
-                }
-                return Ok(());
-            }
-        }
+        crate::tree::apply_batch(&self.inner.shared, batch)
     }
 
     /// A new id, larger than every id this database handed out before, across restarts
@@ -328,29 +284,6 @@ impl Db {
     /// invariant, with what was found.
     pub fn check(&self) -> Result<super::CheckReport> {
         super::check::check(&self.inner.shared.cache, &self.inner.catalog)
-    }
-}
-
-/// Publishes a batch: to each subscriber, the batch's writes under its prefix.
-fn publish_batch(writes: &BTreeMap<(TreeId, Bytes), (Tree, Option<Bytes>)>) {
-    let mut trees: BTreeMap<TreeId, &Tree> = BTreeMap::new();
-    for ((id, _), (tree, _)) in writes {
-        trees.entry(*id).or_insert(tree);
-    }
-    for (id, tree) in trees {
-        let subscriptions = &tree.inner.shared.subscriptions;
-        if !subscriptions.any() {
-            return;
-        }
-        subscriptions.publish(id, |prefix| {
-            let matching: Vec<(Bytes, Option<Bytes>)> = writes
-                .range((id, Bytes::default())..)
-                .take_while(|((tree, _), _)| *tree == id)
-                .filter(|((_, key), _)| key.starts_with(prefix))
-                .map(|((_, key), (_, value))| (key.clone(), value.clone()))
-                .collect();
-            (!matching.is_empty()).then_some(Event::Batch(matching))
-        });
     }
 }
 

@@ -1,13 +1,11 @@
 //! The database: named trees in a catalog, atomic batches across trees, ids, checks.
 
-mod batch;
 mod check;
 mod config;
 mod export;
 mod handle;
 mod meta;
 
-pub use batch::Batch;
 pub use check::DbCheckReport;
 pub use config::Config;
 pub use export::Transfer;

@@ -3,7 +3,7 @@
 use std::{collections::HashMap, fmt, ops::RangeBounds, sync::Arc};
 
 use super::{
-    Bytes, Subscriptions, blob,
+    Batch, Bytes, Subscriptions, blob,
     iter::Iter,
     node::{Entry, Node, Op, Value},
     plan::{Plan, count_change},
@@ -422,6 +422,15 @@ impl Tree {
                 return Ok(());
             }
         }
+    }
+
+    /// Applies `batch` atomically, as [`Db::apply_batch`](crate::Db::apply_batch) does
+    /// (the batch may write to other trees too).
+    ///
+    /// # Errors
+    /// As [`Tree::insert`]; on error nothing was applied.
+    pub fn apply_batch(&self, batch: Batch) -> Result<()> {
+        super::apply_batch(&self.inner.shared, batch)
     }
 
     /// Makes every write made before this call durable.

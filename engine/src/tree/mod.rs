@@ -3,6 +3,7 @@
 //! Nodes are pages of the page cache: a base image plus fragments (small deltas). The tree
 //! knows key order; it never sees files, segments or log positions. Start at [`Tree`].
 
+mod batch;
 mod blob;
 mod bytes;
 mod handle;
@@ -13,6 +14,7 @@ mod plan;
 pub(crate) mod walk;
 mod watch;
 
+pub use batch::Batch;
 pub use bytes::Bytes;
 pub use handle::{CompareAndSwapError, MergeOperator, Tree};
 pub use iter::Iter;
@@ -20,5 +22,6 @@ pub use watch::{Event, SUBSCRIBER_CAPACITY, Subscriber};
 
 pub(crate) use watch::Subscriptions;
 
+pub(crate) use batch::apply_batch;
 pub(crate) use handle::Shared;
-pub(crate) use plan::{Plan, count_change};
+pub(crate) use plan::Plan;
