@@ -63,6 +63,19 @@ fn main() -> Result<(), Error> {
         let id = u64::from_be_bytes(id.as_ref().try_into().unwrap_or([0; 8]));
         println!("newest item {id}: {}", String::from_utf8_lossy(&record));
     }
+    // Ids: one atomic increment each, a durable reservation every 2^20.
+    let started = Instant::now();
+    let mut last = 0;
+    for _ in 0..ITEMS * 10 {
+        last = db.generate_id()?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let per_second = f64::from(u32::try_from(ITEMS * 10).unwrap_or(u32::MAX)) / seconds;
+    println!(
+        "generated {} ids in {seconds:.3} s ({per_second:.0} ids/s), the last {last}",
+        ITEMS * 10
+    );
+
     let report = db.check()?;
     println!(
         "check: {} trees, {} nodes, {} entries; {} bytes on disk",
