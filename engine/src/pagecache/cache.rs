@@ -105,6 +105,13 @@ pub(crate) struct Inner {
     pub(crate) free_ids: Mutex<Vec<PageId>>,
     /// The eviction clock's hand (a page id); the lock makes one thread evict at a time.
     pub(crate) evictor: Mutex<u64>,
+    /// Memory below which no eviction is tried, set when a sweep could not get under the
+    /// budget (what is left is bookkeeping, or records not yet written): eviction waits
+    /// until the cache has grown by a slack beyond that, instead of sweeping on every
+    /// write and read. 0 after a sweep that succeeded. Owner: the evictor (under
+    /// `evictor`); others load it. Relaxed: a hint; a late sweep or a skipped one is
+    /// harmless.
+    pub(crate) evict_floor: AtomicU64,
     pub(crate) maintenance: Mutex<Maintenance>,
     /// Per stream, the LSN past which the next checkpoint is due. Owner: the maintenance
     /// thread (stores); writers load it. Relaxed: a late checkpoint is harmless.
@@ -121,6 +128,10 @@ impl fmt::Debug for PageCache {
         f.debug_struct("PageCache").field("stats", &self.stats()).finish_non_exhaustive()
     }
 }
+
+/// The least growth after a sweep that could not get under the budget before the next
+/// sweep (see `Inner::evict_floor`); 1/64 of the budget if that is more.
+const EVICTION_SLACK: u64 = 16 << 10;
 
 /// The most slots one call of `evict_if_over_budget` looks at.
 const MAX_EVICTION_SCAN: u64 = 4096;
@@ -657,7 +668,8 @@ impl Inner {
     /// must find them there). A page with two or more fragments is consolidated first, so
     /// that a paged-out page always reads back in at most two reads.
     pub(crate) fn evict_if_over_budget(&self) {
-        if self.memory_bytes() <= self.config.cache_bytes {
+        let memory = self.memory_bytes();
+        if memory <= self.config.cache_bytes || memory <= self.evict_floor.load(Ordering::Relaxed) {
             return;
         }
         // Replaced states count until the collector frees them: let it run first, as that
@@ -691,6 +703,13 @@ impl Inner {
             }
             self.page_out(id, slot, written);
         }
+        let memory = self.memory_bytes();
+        let floor = if memory > self.config.cache_bytes {
+            memory.saturating_add((self.config.cache_bytes / 64).max(EVICTION_SLACK))
+        } else {
+            0
+        };
+        self.evict_floor.store(floor, Ordering::Relaxed);
     }
 
     fn page_out(&self, id: PageId, slot: &Slot, written: [u64; 2]) {

@@ -124,6 +124,7 @@ impl PageCache {
             next_id: AtomicU64::new(replayed.id_count),
             free_ids: Mutex::new(Vec::new()),
             evictor: Mutex::new(0),
+            evict_floor: AtomicU64::new(0),
             maintenance: Mutex::new(maintenance),
             counters,
             in_flight: InFlight::default(),

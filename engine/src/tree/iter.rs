@@ -32,15 +32,31 @@ pub struct Iter {
     back: VecDeque<(Bytes, Bytes)>,
     /// Set after an error: the iterator ends.
     failed: bool,
+    /// Set once either end found nothing left to fetch between the bounds. From then on
+    /// neither end fetches again: an end that ran dry has taken entries from the other
+    /// end's buffer, which lie beyond its bound, so a key written into the gap afterwards
+    /// would come out of order.
+    drained: bool,
 }
 
 impl Iter {
     pub(crate) fn new(tree: Tree, lo: Bound<Vec<u8>>, hi: Bound<Vec<u8>>) -> Iter {
-        Iter { tree, lo, hi, front: VecDeque::new(), back: VecDeque::new(), failed: false }
+        Iter {
+            tree,
+            lo,
+            hi,
+            front: VecDeque::new(),
+            back: VecDeque::new(),
+            failed: false,
+            drained: false,
+        }
     }
 
-    /// Whether the bounds leave no key between them.
+    /// Whether the bounds leave no key between them (or an end ran dry).
     fn exhausted(&self) -> bool {
+        if self.drained {
+            return true;
+        }
         match (&self.lo, &self.hi) {
             (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
             (Bound::Included(lo), Bound::Included(hi)) => lo > hi,
@@ -150,7 +166,10 @@ impl Iterator for Iter {
         }
         match self.fetch_front() {
             Ok(true) => self.front.pop_front().map(Ok),
-            Ok(false) => self.back.pop_front().map(Ok),
+            Ok(false) => {
+                self.drained = true;
+                self.back.pop_front().map(Ok)
+            }
             Err(error) => {
                 self.failed = true;
                 Some(Err(error))
@@ -169,7 +188,10 @@ impl DoubleEndedIterator for Iter {
         }
         match self.fetch_back() {
             Ok(true) => self.back.pop_back().map(Ok),
-            Ok(false) => self.front.pop_back().map(Ok),
+            Ok(false) => {
+                self.drained = true;
+                self.front.pop_back().map(Ok)
+            }
             Err(error) => {
                 self.failed = true;
                 Some(Err(error))

@@ -40,7 +40,11 @@ impl Tree {
             if page.node()?.level() != level {
                 return Ok(()); // the tree is not that tall (any more)
             }
-            if page.page_len() > node_bytes / 4 {
+            // Fragments (removes among them) count in a page's length until it is next
+            // consolidated: a long page with fragments is measured as a node.
+            if page.page_len() > node_bytes / 4
+                && (!page.has_fragments() || page.materialize()?.encoded_len() > node_bytes / 4)
+            {
                 return Ok(());
             }
             let Some(&(parent_id, parent_version)) = descent.path.last() else {
@@ -94,13 +98,20 @@ impl Tree {
         };
         let mut merged = left.materialize()?;
         let right_node = right.materialize()?;
+        // Two nodes merge if the result leaves room to grow; an empty node always merges
+        // (its sibling fits in a page already), so emptied nodes never linger.
+        let limit = if merged.entries.is_empty() || right_node.entries.is_empty() {
+            node_bytes
+        } else {
+            node_bytes / 4 * 3
+        };
         if merged.header.right != Some(right_id) || merged.header.level != right_node.header.level {
             return Ok(false);
         }
         merged.entries.extend(right_node.entries);
         merged.header.high = right_node.header.high;
         merged.header.right = right_node.header.right;
-        if merged.encoded_len() > node_bytes / 4 * 3 {
+        if merged.encoded_len() > limit {
             return Ok(false);
         }
         parent_node.entries.remove(right_at);

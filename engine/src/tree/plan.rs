@@ -220,7 +220,15 @@ impl Plan {
             })
             .chain(frees)
             .collect();
-        let outcome = cache.apply_group(&updates);
+        // Descents made at different moments can name one page in two roles (a value page
+        // freed and reused as a leaf meanwhile, say): the plan is out of date.
+        let mut ids: Vec<PageId> = updates.iter().map(|u| u.id).collect();
+        ids.sort_unstable();
+        let outcome = if ids.windows(2).any(|w| w[0] == w[1]) {
+            Ok(GroupOutcome::Stale)
+        } else {
+            cache.apply_group(&updates)
+        };
         if !matches!(outcome, Ok(GroupOutcome::Installed)) {
             new_pages.iter().for_each(|(id, _)| cache.release_id(*id));
             created.iter().for_each(|(id, ..)| cache.release_id(*id));

@@ -43,6 +43,11 @@ impl TreePage {
         NodeRef::parse_header(self.page.base()).map_err(|m| corrupt(self.id(), &m))
     }
 
+    /// Whether fragments are linked onto the base.
+    pub(crate) fn has_fragments(&self) -> bool {
+        self.page.fragments().len() > 0
+    }
+
     /// Base plus fragments, in bytes: the page's size before it is next consolidated.
     pub(crate) fn page_len(&self) -> usize {
         self.page.base().len() + self.page.fragments().map(<[u8]>::len).sum::<usize>()
