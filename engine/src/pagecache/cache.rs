@@ -131,7 +131,7 @@ impl fmt::Debug for PageCache {
 
 /// The least growth after a sweep that could not get under the budget before the next
 /// sweep (see `Inner::evict_floor`); 1/64 of the budget if that is more.
-const EVICTION_SLACK: u64 = 16 << 10;
+const EVICTION_SLACK: u64 = 1 << 10;
 
 /// The most slots one call of `evict_if_over_budget` looks at.
 const MAX_EVICTION_SCAN: u64 = 4096;
