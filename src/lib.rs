@@ -1,8 +1,9 @@
 //! Grove: an embedded database for Rust applications.
 //!
 //! Grove stores your application's data in one directory, owned by one process. Underneath is
-//! a byte-oriented engine (a storage log today; a page cache and a B-link tree next); on top
-//! will come typed `Map`, `Set`, `Queue` collections and derived records.
+//! a byte-oriented engine, [`engine`]: named trees of byte strings with atomic batches across
+//! them, on a lock-free B-link tree, page cache and storage log. On top will come typed
+//! `Map`, `Set`, `Queue` collections and derived records.
 //!
 //! This crate is the facade: it holds re-exports only. See the README for the status of each
 //! layer and the durability promise.
