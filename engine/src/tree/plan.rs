@@ -118,16 +118,14 @@ impl Plan {
         let mut planned: BTreeMap<PageId, Planned> = BTreeMap::new();
         // Parents and their versions, from the descents, for the splits that need them.
         let mut parents: BTreeMap<PageId, (PageId, u64)> = BTreeMap::new();
-        let mut roots: BTreeMap<PageId, ()> = BTreeMap::new();
         for (id, (descent, ops, delta)) in self.leaves {
             let leaf = &descent.leaf;
             for pair in descent.path.windows(2) {
                 parents.insert(pair[1].0, pair[0]);
             }
+            // A leaf without a parent is the root (split_all treats it so).
             if let Some(&parent) = descent.path.last() {
                 parents.insert(id, parent);
-            } else {
-                roots.insert(id, ());
             }
             let fragment_len = node::encode_fragment(&ops).len();
             let fits = leaf.page_len() + fragment_len <= node_bytes;
