@@ -20,17 +20,6 @@ type Contents = BTreeMap<Bytes, Vec<(Bytes, Bytes)>>;
 /// A file's bytes as a read sees them and as they would survive a crash.
 type Files = BTreeMap<String, (Option<Vec<u8>>, Option<Vec<u8>>)>;
 
-/// The storage calls that change a disk.
-const MUTATING: [FaultOp; 7] = [
-    FaultOp::Write,
-    FaultOp::Sync,
-    FaultOp::SetLen,
-    FaultOp::CreateNew,
-    FaultOp::Remove,
-    FaultOp::Rename,
-    FaultOp::SyncDir,
-];
-
 fn files(sim: &SimStorage) -> Files {
     let mut names = sim.list().unwrap();
     names.sort();
@@ -38,7 +27,7 @@ fn files(sim: &SimStorage) -> Files {
 }
 
 fn mutating_calls(sim: &SimStorage) -> Vec<u64> {
-    MUTATING.iter().map(|&op| sim.op_count(op)).collect()
+    FaultOp::MUTATING.iter().map(|&op| sim.op_count(op)).collect()
 }
 
 /// An independent disk holding the same files (after a crash: current equals durable).
@@ -260,7 +249,7 @@ fn a_read_only_open_of_an_empty_place_is_an_error_and_creates_nothing() {
     let result = Config::new().storage(Arc::new(sim.clone())).read_only(true).open();
     assert!(matches!(result, Err(Error::Config(_))), "{result:?}");
     assert!(sim.list().unwrap().is_empty());
-    assert_eq!(mutating_calls(&sim), vec![0; MUTATING.len()]);
+    assert_eq!(mutating_calls(&sim), vec![0; FaultOp::MUTATING.len()]);
 }
 
 #[test]

@@ -830,17 +830,9 @@ mod tests {
     /// How many mutating storage calls one `write` of `small(3)` makes on a disk holding
     /// checkpoints 1 and 2.
     fn write_steps() -> u64 {
-        const MUTATING: [FaultOp; 7] = [
-            FaultOp::Write,
-            FaultOp::Sync,
-            FaultOp::SetLen,
-            FaultOp::CreateNew,
-            FaultOp::Remove,
-            FaultOp::Rename,
-            FaultOp::SyncDir,
-        ];
         let (disk, _) = two_checkpoints();
-        let count = |disk: &SimStorage| MUTATING.iter().map(|&op| disk.op_count(op)).sum::<u64>();
+        let count =
+            |disk: &SimStorage| FaultOp::MUTATING.iter().map(|&op| disk.op_count(op)).sum::<u64>();
         let before = count(&disk);
         write(&disk, &small(3)).unwrap();
         count(&disk) - before

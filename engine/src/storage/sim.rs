@@ -106,18 +106,21 @@ pub enum FaultOp {
 }
 
 impl FaultOp {
-    /// Whether the call changes the disk, and so counts towards a power-cut budget.
+    /// The calls that change the disk: they count towards a power-cut budget, and a test
+    /// that must prove nothing was written counts them.
+    pub const MUTATING: [FaultOp; 7] = [
+        Self::Write,
+        Self::Sync,
+        Self::SetLen,
+        Self::CreateNew,
+        Self::Remove,
+        Self::Rename,
+        Self::SyncDir,
+    ];
+
+    /// Whether the call changes the disk.
     fn is_mutating(self) -> bool {
-        matches!(
-            self,
-            Self::Write
-                | Self::Sync
-                | Self::SetLen
-                | Self::CreateNew
-                | Self::Remove
-                | Self::Rename
-                | Self::SyncDir
-        )
+        Self::MUTATING.contains(&self)
     }
 }
 
