@@ -1,0 +1,79 @@
+use std::path::Path;
+
+use grove_engine::{Batch, Db, Tree};
+
+use super::{Result, Store};
+
+pub struct Grove {
+    db: Db,
+    tree: Tree,
+}
+
+impl Grove {
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Grove> {
+        let db = grove_engine::Config::new().path(dir).cache_capacity(cache_bytes).open()?;
+        let tree = db.open_tree("bench")?;
+        Ok(Grove { db, tree })
+    }
+
+    fn done(&self, durable: bool) -> Result<()> {
+        if durable {
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for Grove {
+    fn put(&self, key: &[u8], value: &[u8], durable: bool) -> Result<()> {
+        self.tree.insert(key, value)?;
+        self.done(durable)
+    }
+
+    fn batch(&self, entries: &[(Vec<u8>, Vec<u8>)], durable: bool) -> Result<()> {
+        let mut batch = Batch::default();
+        for (key, value) in entries {
+            batch.insert(&self.tree, key, value);
+        }
+        self.db.apply_batch(batch)?;
+        self.done(durable)
+    }
+
+    fn remove(&self, keys: &[Vec<u8>], durable: bool) -> Result<()> {
+        let mut batch = Batch::default();
+        for key in keys {
+            batch.remove(&self.tree, key);
+        }
+        self.db.apply_batch(batch)?;
+        self.done(durable)
+    }
+
+    fn get(&self, keys: &[Vec<u8>]) -> Result<usize> {
+        let mut found = 0;
+        for key in keys {
+            if let Some(value) = self.tree.get(key)? {
+                found += usize::from(!value.is_empty());
+            }
+        }
+        Ok(found)
+    }
+
+    fn range(&self, starts: &[Vec<u8>], len: usize) -> Result<usize> {
+        let mut read = 0;
+        for start in starts {
+            for entry in self.tree.range(start.as_slice()..).take(len) {
+                let (_, value) = entry?;
+                read += usize::from(!value.is_empty());
+            }
+        }
+        Ok(read)
+    }
+
+    fn len(&self) -> Result<u64> {
+        Ok(u64::try_from(self.tree.len()?)?)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.done(true)
+    }
+}
