@@ -24,6 +24,18 @@ impl Grove {
     }
 }
 
+/// With `GROVE_COMPARE_STATS` set, the page cache's figures go to stderr at close: to see
+/// where memory, disk and cold reads went.
+impl Drop for Grove {
+    fn drop(&mut self) {
+        if std::env::var_os("GROVE_COMPARE_STATS").is_some()
+            && let Ok(stats) = self.db.stats()
+        {
+            eprintln!("{:#?}", stats.page_cache);
+        }
+    }
+}
+
 impl Store for Grove {
     fn put(&self, key: &[u8], value: &[u8], durable: bool) -> Result<()> {
         self.tree.insert(key, value)?;

@@ -7,7 +7,7 @@ use super::{
     live::Liveness,
     loc::{Loc, Stream},
     maintenance::Maintenance,
-    page::{Materializer, Outcome, Page, Weigh},
+    page::{Materializer, Outcome, Page, PageView, Weigh},
     record,
     state::{PageState, Part},
     stats::{Counters, PageCacheStats},
@@ -259,6 +259,21 @@ impl PageCache {
         self.inner.get(id)
     }
 
+    /// As [`PageCache::get`], borrowing the page under `guard` instead of sharing it:
+    /// no reference count is touched and nothing is allocated, which is what the tree's
+    /// read path wants. Hold the guard only as long as the read takes; it delays the
+    /// reclamation of every page version replaced meanwhile.
+    ///
+    /// # Errors
+    /// As [`PageCache::get`].
+    pub(crate) fn read<'g>(
+        &self,
+        id: PageId,
+        guard: &'g epoch::Guard,
+    ) -> Result<Option<PageView<'g>>> {
+        self.inner.read(id, guard)
+    }
+
     /// Makes every update made before this call durable.
     ///
     /// # Errors
@@ -506,24 +521,32 @@ impl Inner {
 
     fn get(&self, id: PageId) -> Result<Option<Page>> {
         let guard = epoch::pin();
+        Ok(self.read(id, &guard)?.map(PageView::to_page))
+    }
+
+    pub(crate) fn read<'g>(
+        &self,
+        id: PageId,
+        guard: &'g epoch::Guard,
+    ) -> Result<Option<PageView<'g>>> {
         loop {
-            let Some((slot, current)) = self.table.load(id, &guard) else {
+            let Some((slot, current)) = self.table.load(id, guard) else {
                 return Ok(None);
             };
             let Some(state) = current.state() else {
                 return Ok(None);
             };
             if let Some(claim) = &state.claim
-                && let Some(page) = claim.committed_page(id, state.version + 1)
+                && let Some(view) = claim.committed_view(id, state.version + 1)
             {
-                return Ok(page);
+                return Ok(view);
             }
             if state.live.is_none() {
                 return Ok(None);
             }
-            if let Some(page) = state.page(id) {
+            if let Some(view) = PageView::of_state(id, state) {
                 self.table.touch(id);
-                return Ok(Some(page));
+                return Ok(Some(view));
             }
             // Paged out: read what is missing and install the loaded state. A page loaded
             // by a read starts unreferenced, so a scan does not push out pages in use.
@@ -532,19 +555,20 @@ impl Inner {
                 // The epoch keeps the state in memory, not its records on disk: the cleaner
                 // may have moved the page and deleted the segment meanwhile. Then the slot
                 // holds a newer state; read that one.
-                Err(_) if !slot.load(&guard).is(&current) => continue,
+                Err(_) if !slot.load(guard).is(&current) => continue,
                 Err(error) => return Err(error),
             };
-            let page = loaded.page(id);
             // A load keeps the version, so it keeps a group's claim too.
             let loaded = loaded.with_claim(state.claim.clone());
             self.counters.cold_reads.fetch_add(1, Ordering::Relaxed);
-            // If the install loses a race, the page read is still the version it was at
-            // the moment we loaded the slot, which is a correct answer for this call.
-            let _ = self.install(slot, current, loaded, &guard);
-            drop(guard);
+            // A lost race means the page changed meanwhile: read it again.
+            let Ok(installed) = self.install(slot, current, loaded, guard) else {
+                continue;
+            };
             self.evict_if_over_budget();
-            return Ok(page);
+            if let Some(view) = installed.state().and_then(|state| PageView::of_state(id, state)) {
+                return Ok(Some(view));
+            }
         }
     }
 

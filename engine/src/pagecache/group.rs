@@ -33,7 +33,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use super::{
     cache::{Inner, PageCache},
     loc::{Loc, Stream},
-    page::Weigh,
+    page::{PageView, Weigh},
     record,
     state::{PageState, Part},
 };
@@ -104,20 +104,15 @@ struct GroupFlag {
 impl Claim {
     /// The page as readers see it once the group committed (version `version`), or `None`
     /// before the commit. `Some(None)`: the group frees the page.
-    pub(crate) fn committed_page(
-        &self,
-        id: PageId,
-        version: u64,
-    ) -> Option<Option<crate::pagecache::Page>> {
+    pub(crate) fn committed_view(&self, id: PageId, version: u64) -> Option<Option<PageView<'_>>> {
         if !self.group.committed.load(Ordering::Acquire) {
             return None;
         }
-        Some(self.next.as_ref().map(|(base, fragments)| crate::pagecache::Page {
-            id,
-            version,
-            base: base.clone(),
-            fragments: fragments.clone(),
-        }))
+        Some(
+            self.next
+                .as_ref()
+                .map(|(base, fragments)| PageView::of_contents(id, version, base, fragments)),
+        )
     }
 }
 

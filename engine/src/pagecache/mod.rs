@@ -26,6 +26,7 @@ mod weights;
 pub use cache::PageCache;
 pub use check::CheckReport;
 pub use group::{Change, GroupOutcome, GroupUpdate};
+pub(crate) use page::PageView;
 pub use page::{Materializer, Outcome, Page, Weigh};
 pub use stats::PageCacheStats;
 

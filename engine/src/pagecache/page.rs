@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::state::{PageState, Part};
 use crate::ids::PageId;
 
 /// Folds a page's fragments into a new base image. The layer above (the tree) defines what
@@ -47,7 +48,7 @@ impl Page {
     }
 
     /// The fragments linked onto the base, oldest first.
-    pub fn fragments(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+    pub fn fragments(&self) -> impl DoubleEndedIterator<Item = &[u8]> + ExactSizeIterator {
         self.fragments.iter().map(|f| &**f)
     }
 
@@ -59,6 +60,142 @@ impl Page {
         }
         let fragments: Vec<&[u8]> = self.fragments().collect();
         materializer.merge(&self.base, &fragments)
+    }
+}
+
+/// A page read under an epoch guard ([`PageCache::read`](super::PageCache::read)): it
+/// borrows the cache's own copy, so reading it touches no reference count and allocates
+/// nothing. The read path of the tree uses it; [`Page`] is the owned form.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PageView<'g> {
+    id: PageId,
+    version: u64,
+    base: &'g Arc<[u8]>,
+    fragments: Fragments<'g>,
+}
+
+/// Where a view's fragments are: in a page state (every part resident, which
+/// [`PageView::of_state`] checks) or in a group's committed contents.
+#[derive(Debug, Clone, Copy)]
+enum Fragments<'g> {
+    Parts(&'g [Part]),
+    Shared(&'g [Arc<[u8]>]),
+}
+
+impl<'g> Fragments<'g> {
+    fn len(self) -> usize {
+        match self {
+            Fragments::Parts(parts) => parts.len(),
+            Fragments::Shared(shared) => shared.len(),
+        }
+    }
+
+    fn at(self, i: usize) -> &'g [u8] {
+        match self {
+            // `of_state` checked that every part is resident: the default is never taken.
+            Fragments::Parts(parts) => {
+                parts.get(i).and_then(|p| p.bytes.as_deref()).unwrap_or_default()
+            }
+            Fragments::Shared(shared) => shared.get(i).map_or(&[], |f| &**f),
+        }
+    }
+}
+
+/// The fragments of a [`PageView`], oldest first.
+#[derive(Debug, Clone)]
+pub(crate) struct FragmentIter<'g> {
+    fragments: Fragments<'g>,
+    front: usize,
+    back: usize,
+}
+
+impl<'g> Iterator for FragmentIter<'g> {
+    type Item = &'g [u8];
+
+    fn next(&mut self) -> Option<&'g [u8]> {
+        (self.front < self.back).then(|| {
+            self.front += 1;
+            self.fragments.at(self.front - 1)
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.back - self.front, Some(self.back - self.front))
+    }
+}
+
+impl DoubleEndedIterator for FragmentIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        (self.front < self.back).then(|| {
+            self.back -= 1;
+            self.fragments.at(self.back)
+        })
+    }
+}
+
+impl ExactSizeIterator for FragmentIter<'_> {}
+
+impl<'g> PageView<'g> {
+    /// A view of `state`, if it is live and every payload is in memory.
+    pub(crate) fn of_state(id: PageId, state: &'g PageState) -> Option<PageView<'g>> {
+        let live = state.live.as_ref()?;
+        let base = live.base.bytes.as_ref()?;
+        if live.frags.iter().any(|f| f.bytes.is_none()) {
+            return None;
+        }
+        Some(PageView {
+            id,
+            version: state.version,
+            base,
+            fragments: Fragments::Parts(&live.frags),
+        })
+    }
+
+    /// A view of contents a group update holds for the page.
+    pub(crate) fn of_contents(
+        id: PageId,
+        version: u64,
+        base: &'g Arc<[u8]>,
+        fragments: &'g [Arc<[u8]>],
+    ) -> PageView<'g> {
+        PageView { id, version, base, fragments: Fragments::Shared(fragments) }
+    }
+
+    /// The page's id.
+    pub(crate) fn id(&self) -> PageId {
+        self.id
+    }
+
+    /// The page's version, as [`Page::version`].
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The base image.
+    pub(crate) fn base(&self) -> &'g [u8] {
+        self.base
+    }
+
+    /// The fragments linked onto the base, oldest first.
+    pub(crate) fn fragments(&self) -> FragmentIter<'g> {
+        FragmentIter { fragments: self.fragments, front: 0, back: self.fragments.len() }
+    }
+
+    /// Whether fragments are linked onto the base.
+    pub(crate) fn has_fragments(&self) -> bool {
+        match self.fragments {
+            Fragments::Parts(parts) => !parts.is_empty(),
+            Fragments::Shared(shared) => !shared.is_empty(),
+        }
+    }
+
+    /// The owned page, which outlives the guard.
+    pub(crate) fn to_page(self) -> Page {
+        let fragments = match self.fragments {
+            Fragments::Parts(parts) => parts.iter().filter_map(|p| p.bytes.clone()).collect(),
+            Fragments::Shared(shared) => shared.to_vec(),
+        };
+        Page { id: self.id, version: self.version, base: Arc::clone(self.base), fragments }
     }
 }
 

@@ -23,6 +23,11 @@ impl Bytes {
     pub fn copy_from(bytes: &[u8]) -> Bytes {
         Bytes(Arc::from(bytes))
     }
+
+    /// `a` followed by `b`, in one allocation: a key rebuilt from a node's prefix and suffix.
+    pub(crate) fn concat(a: &[u8], b: &[u8]) -> Bytes {
+        Bytes(a.iter().chain(b).copied().collect())
+    }
 }
 
 impl Deref for Bytes {

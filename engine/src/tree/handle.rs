@@ -5,14 +5,15 @@ use std::{collections::HashMap, fmt, ops::RangeBounds, sync::Arc};
 use super::{
     Batch, Bytes, Subscriptions, blob,
     iter::Iter,
-    node::{Entry, Node, Op, Value},
+    node::{Entry, Node, Op, Value, ValueRef},
     plan::{Plan, count_change},
     walk::{self, Descent, Target, TreePage},
 };
 use crate::{
     error::{Error, Result},
     ids::{PageId, TreeId},
-    pagecache::{Change, GroupOutcome, GroupUpdate, PageCache, Weigh},
+    pagecache::{Change, GroupOutcome, GroupUpdate, PageCache, PageView, Weigh},
+    sync::epoch,
 };
 
 /// The catalog tree's id (its root is page 0).
@@ -112,6 +113,10 @@ impl Tree {
         &self.inner.shared.cache
     }
 
+    pub(crate) fn id(&self) -> TreeId {
+        self.inner.id
+    }
+
     /// The tree's name.
     pub fn name(&self) -> Bytes {
         self.inner.name.clone()
@@ -133,12 +138,13 @@ impl Tree {
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         loop {
-            let descent = self.descend(Target::Key(key))?;
-            let Some(value) = descent.leaf.lookup(key)? else {
+            let guard = epoch::pin();
+            let leaf = self.descend_view(Target::Key(key), &guard)?;
+            let Some(value) = walk::lookup_in(&leaf, key)? else {
                 return Ok(None);
             };
             // `None`: the value moved while we read it; read the leaf again.
-            if let Some((bytes, _)) = self.read_value(key, &value)? {
+            if let Some((bytes, _)) = self.read_value(key, value)? {
                 return Ok(Some(bytes));
             }
         }
@@ -150,7 +156,8 @@ impl Tree {
     /// As [`Tree::get`].
     pub fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         let key = key.as_ref();
-        Ok(self.descend(Target::Key(key))?.leaf.lookup(key)?.is_some())
+        let guard = epoch::pin();
+        Ok(walk::lookup_in(&self.descend_view(Target::Key(key), &guard)?, key)?.is_some())
     }
 
     /// Sets `key` to `value`; returns the previous value.
@@ -458,17 +465,33 @@ impl Tree {
     }
 
     pub(crate) fn descend(&self, target: Target<'_>) -> Result<Descent> {
-        match walk::descend(self.cache(), self.inner.id, self.inner.root, target) {
-            Err(error @ Error::Corruption { .. }) => {
-                // A root that is free or not ours: the tree may have been dropped.
-                if self.inner.id != CATALOG && self.dropped()? {
-                    return Err(Error::TreeDropped {
-                        tree: String::from_utf8_lossy(&self.inner.name).into_owned(),
-                    });
-                }
-                Err(error)
+        walk::descend(self.cache(), self.inner.id, self.inner.root, target)
+            .map_err(|error| self.explain(error))
+    }
+
+    /// As [`Tree::descend`], under `guard` and taking no reference to any page: the read
+    /// path.
+    pub(crate) fn descend_view<'g>(
+        &self,
+        target: Target<'_>,
+        guard: &'g epoch::Guard,
+    ) -> Result<PageView<'g>> {
+        walk::descend_in(self.cache(), self.inner.id, self.inner.root, target, 0, guard, None)
+            .map_err(|error| self.explain(error))
+    }
+
+    /// A descent's error as the user should see it: a root that is free or not ours may
+    /// mean that the tree was dropped.
+    fn explain(&self, error: Error) -> Error {
+        if !matches!(error, Error::Corruption { .. }) || self.inner.id == CATALOG {
+            return error;
+        }
+        match self.dropped() {
+            Ok(true) => {
+                Error::TreeDropped { tree: String::from_utf8_lossy(&self.inner.name).into_owned() }
             }
-            other => other,
+            Ok(false) => error,
+            Err(other) => other,
         }
     }
 
@@ -487,11 +510,11 @@ impl Tree {
     pub(crate) fn read_value(
         &self,
         key: &[u8],
-        value: &Value,
+        value: ValueRef<'_>,
     ) -> Result<Option<(Bytes, Option<ValuePage>)>> {
         let (page, len) = match value {
-            Value::Inline(bytes) => return Ok(Some((Bytes::copy_from(bytes), None))),
-            Value::Blob { page, len } => (*page, *len),
+            ValueRef::Inline(bytes) => return Ok(Some((Bytes::copy_from(bytes), None))),
+            ValueRef::Blob { page, len } => (page, len),
         };
         let Some(blob) = walk::try_read(self.cache(), page)? else {
             return Ok(None);
@@ -530,7 +553,7 @@ impl Tree {
         match descent.leaf.lookup(key)? {
             None => Ok(Some((None, None))),
             Some(value) => {
-                Ok(self.read_value(key, &value)?.map(|(bytes, blob)| (Some(bytes), blob)))
+                Ok(self.read_value(key, value.as_ref())?.map(|(bytes, blob)| (Some(bytes), blob)))
             }
         }
     }

@@ -11,10 +11,10 @@ use std::{collections::VecDeque, ops::Bound};
 
 use super::{
     Bytes, Tree,
-    node::{Entry, Node},
-    walk::Target,
+    node::{Entry, EntryRef, Malformed, Node, ValueRef},
+    walk::{self, Target},
 };
-use crate::error::Result;
+use crate::{error::Result, ids::PageId, pagecache::PageView, sync::epoch};
 
 /// An iterator over a tree's entries in key order, from [`Tree::iter`], [`Tree::range`] or
 /// [`Tree::scan_prefix`]. Double-ended. It is not a snapshot: an entry written after the
@@ -37,6 +37,8 @@ pub struct Iter {
     /// end's buffer, which lie beyond its bound, so a key written into the gap afterwards
     /// would come out of order.
     drained: bool,
+    /// The right sibling of the leaf the front read last, to try before descending.
+    next_leaf: Option<PageId>,
 }
 
 impl Iter {
@@ -49,6 +51,7 @@ impl Iter {
             back: VecDeque::new(),
             failed: false,
             drained: false,
+            next_leaf: None,
         }
     }
 
@@ -79,24 +82,89 @@ impl Iter {
         above && below
     }
 
-    /// The entries of `node` between the bounds, with their values read; `None` if a
-    /// value moved meanwhile (read the leaf again).
-    fn entries_of(&self, node: &Node) -> Result<Option<Vec<(Bytes, Bytes)>>> {
+    /// The entries of `leaf` from `from` on (or all) and within the bounds, in key order,
+    /// with their values read; `None` if a value moved meanwhile (read the leaf again).
+    /// A leaf without fragments is read in place; one with fragments is materialized.
+    fn entries_of(
+        &self,
+        leaf: &PageView<'_>,
+        from: Option<&[u8]>,
+    ) -> Result<Option<Vec<(Bytes, Bytes)>>> {
         let mut out = Vec::new();
-        for (key, entry) in &node.entries {
-            if let Entry::Value(value) = entry
-                && self.within(key)
-            {
-                let Some((bytes, _)) = self.tree.read_value(key, value)? else {
+        if leaf.has_fragments() {
+            let fragments: Vec<&[u8]> = leaf.fragments().collect();
+            let node = Node::materialize(leaf.base(), &fragments)
+                .map_err(|m| walk::corrupt(leaf.id(), &m))?;
+            let first =
+                from.map_or(0, |from| node.entries.partition_point(|(k, _)| k.as_slice() < from));
+            for (key, entry) in node.entries.get(first..).unwrap_or_default() {
+                if let Entry::Value(value) = entry
+                    && !self.push_within(&mut out, Bytes::copy_from(key), value.as_ref())?
+                {
                     return Ok(None);
+                }
+            }
+        } else {
+            let node = walk::node_of(leaf)?;
+            let corrupt = |m| walk::corrupt(leaf.id(), &m);
+            let first = match from.map(|from| node.search(from)).transpose().map_err(corrupt)? {
+                Some(Ok(i) | Err(i)) => i,
+                None => 0,
+            };
+            let prefix = node.prefix();
+            for i in first..node.len() {
+                let (key, entry) = node.entry(i).map_err(corrupt)?;
+                let EntryRef::Value(value) = entry else {
+                    return Err(corrupt(Malformed::new(
+                        1,
+                        "an index node where a leaf was expected",
+                    )));
                 };
-                out.push((Bytes::copy_from(key), bytes));
+                if !self.push_within(&mut out, Bytes::concat(prefix, key.suffix()), value)? {
+                    return Ok(None);
+                }
             }
         }
         Ok(Some(out))
     }
 
+    /// Pushes `key` and its value if the key is within the bounds; `false` if the value
+    /// moved meanwhile.
+    fn push_within(
+        &self,
+        out: &mut Vec<(Bytes, Bytes)>,
+        key: Bytes,
+        value: ValueRef<'_>,
+    ) -> Result<bool> {
+        if !self.within(&key) {
+            return Ok(true);
+        }
+        let Some((bytes, _)) = self.tree.read_value(&key, value)? else {
+            return Ok(false);
+        };
+        out.push((key, bytes));
+        Ok(true)
+    }
+
+    /// The leaf that holds `start`: the right sibling remembered from the last fetch if it
+    /// still begins exactly at `start` (so it is the leaf covering it), else a descent.
+    fn leaf_for<'g>(&mut self, start: &[u8], guard: &'g epoch::Guard) -> Result<PageView<'g>> {
+        if let Some(id) = self.next_leaf.take()
+            && let Some(page) = self.tree.cache().read(id, guard)?
+            && let Ok(node) = walk::node_of(&page)
+            && node.tree() == self.tree.id()
+            && node.is_leaf()
+            && node.low() == start
+        {
+            return Ok(page);
+        }
+        self.tree.descend_view(Target::Key(start), guard)
+    }
+
     /// Fills the front buffer from the leaves after `lo`; `false` if no key is left.
+    ///
+    /// It takes every entry of a leaf from `lo` on, then moves `lo` to the leaf's high
+    /// fence: the next fetch starts at the next leaf, usually found by the right link.
     fn fetch_front(&mut self) -> Result<bool> {
         loop {
             if self.exhausted() {
@@ -106,20 +174,26 @@ impl Iter {
                 Bound::Unbounded => Vec::new(),
                 Bound::Included(key) | Bound::Excluded(key) => key.clone(),
             };
-            let descent = self.tree.descend(Target::Key(&start))?;
-            let node = descent.leaf.materialize()?;
-            let Some(found) = self.entries_of(&node)? else {
+            let guard = epoch::pin();
+            let leaf = self.leaf_for(&start, &guard)?;
+            let Some(found) = self.entries_of(&leaf, Some(&start))? else {
                 continue;
             };
-            if let Some((last, _)) = found.last() {
-                self.lo = Bound::Excluded(last.to_vec());
+            let node = walk::node_of(&leaf)?;
+            let (high, right) = (node.high().map(<[u8]>::to_vec), node.right());
+            drop(guard);
+            match (high, found.last()) {
+                (Some(high), _) => {
+                    self.lo = Bound::Included(high);
+                    self.next_leaf = right;
+                }
+                (None, Some((last, _))) => self.lo = Bound::Excluded(last.to_vec()),
+                // Nothing here, and this was the last leaf.
+                (None, None) => return Ok(false),
+            }
+            if !found.is_empty() {
                 self.front.extend(found);
                 return Ok(true);
-            }
-            // Nothing here: go on from the next leaf, unless this was the last one.
-            match node.header.high {
-                Some(high) => self.lo = Bound::Included(high),
-                None => return Ok(false),
             }
         }
     }
@@ -130,15 +204,17 @@ impl Iter {
             if self.exhausted() {
                 return Ok(false);
             }
-            let descent = match &self.hi {
-                Bound::Unbounded => self.tree.descend(Target::Last)?,
-                Bound::Included(key) => self.tree.descend(Target::Key(key))?,
-                Bound::Excluded(key) => self.tree.descend(Target::Below(key))?,
+            let guard = epoch::pin();
+            let leaf = match &self.hi {
+                Bound::Unbounded => self.tree.descend_view(Target::Last, &guard)?,
+                Bound::Included(key) => self.tree.descend_view(Target::Key(key), &guard)?,
+                Bound::Excluded(key) => self.tree.descend_view(Target::Below(key), &guard)?,
             };
-            let node = descent.leaf.materialize()?;
-            let Some(found) = self.entries_of(&node)? else {
+            let Some(found) = self.entries_of(&leaf, None)? else {
                 continue;
             };
+            let low = walk::node_of(&leaf)?.low().to_vec();
+            drop(guard);
             if let Some((first, _)) = found.first() {
                 self.hi = Bound::Excluded(first.to_vec());
                 for entry in found.into_iter().rev() {
@@ -146,10 +222,10 @@ impl Iter {
                 }
                 return Ok(true);
             }
-            if node.header.low.is_empty() {
+            if low.is_empty() {
                 return Ok(false);
             }
-            self.hi = Bound::Excluded(node.header.low);
+            self.hi = Bound::Excluded(low);
         }
     }
 }

@@ -102,7 +102,7 @@ pub(crate) struct Malformed {
 
 impl Malformed {
     #[cold]
-    fn new(offset: usize, reason: impl Into<String>) -> Malformed {
+    pub(crate) fn new(offset: usize, reason: impl Into<String>) -> Malformed {
         Malformed { offset, reason: reason.into() }
     }
 
@@ -289,7 +289,12 @@ pub(crate) struct KeyRef<'a> {
     suffix: &'a [u8],
 }
 
-impl KeyRef<'_> {
+impl<'a> KeyRef<'a> {
+    /// The part of the key after the node's shared prefix.
+    pub(crate) fn suffix(self) -> &'a [u8] {
+        self.suffix
+    }
+
     /// How this key orders against `other`.
     pub(crate) fn compare(self, other: &[u8]) -> Ordering {
         let (head, tail) = other.split_at(other.len().min(self.prefix.len()));
@@ -981,17 +986,26 @@ pub(crate) fn decode_fragment(fragment: &[u8]) -> Result<Vec<Op>, Malformed> {
     Ok(ops)
 }
 
-/// What `fragment` says about `key`: `Some(Some(value))` if its last op on the key is a put,
+/// The value the last op on `key` in `fragment` leaves: `Some(Some(value))` for a put,
 /// `Some(None)` if it is a remove, `None` if no op names the key. Allocates only the value
 /// found.
 ///
 /// # Errors
 /// [`Malformed`] if the bytes are not a fragment (all of it is checked, not only up to the
 /// key).
+#[cfg(test)]
 pub(crate) fn fragment_lookup(
     fragment: &[u8],
     key: &[u8],
 ) -> Result<Option<Option<Value>>, Malformed> {
+    Ok(fragment_lookup_ref(fragment, key)?.map(|value| value.map(ValueRef::to_value)))
+}
+
+/// As [`fragment_lookup`], borrowing the value from the fragment.
+fn fragment_lookup_ref<'a>(
+    fragment: &'a [u8],
+    key: &[u8],
+) -> Result<Option<Option<ValueRef<'a>>>, Malformed> {
     let mut found = None;
     scan_fragment(fragment, |_, op| {
         if op.key == key {
@@ -999,7 +1013,7 @@ pub(crate) fn fragment_lookup(
         }
         Ok(())
     })?;
-    Ok(found.map(|value| value.map(ValueRef::to_value)))
+    Ok(found)
 }
 
 /// The value of `key` in the leaf made of `base` and `fragments` (oldest first), without
@@ -1009,13 +1023,27 @@ pub(crate) fn fragment_lookup(
 /// # Errors
 /// [`Malformed`] if a fragment read is malformed, or the base is when it is read (or is not
 /// a leaf). An error in a fragment names it.
+#[cfg(test)]
 pub(crate) fn leaf_lookup(
     base: &[u8],
     fragments: &[&[u8]],
     key: &[u8],
 ) -> Result<Option<Value>, Malformed> {
-    for (index, fragment) in fragments.iter().enumerate().rev() {
-        if let Some(found) = fragment_lookup(fragment, key).map_err(|e| e.in_fragment(index))? {
+    Ok(leaf_lookup_ref(base, fragments.iter().copied(), key)?.map(ValueRef::to_value))
+}
+
+/// As [`leaf_lookup`], borrowing the value from the base or fragment that holds it: the
+/// read path of a get allocates nothing until it copies the value out.
+///
+/// # Errors
+/// As [`leaf_lookup`].
+pub(crate) fn leaf_lookup_ref<'a>(
+    base: &'a [u8],
+    fragments: impl DoubleEndedIterator<Item = &'a [u8]> + ExactSizeIterator,
+    key: &[u8],
+) -> Result<Option<ValueRef<'a>>, Malformed> {
+    for (index, fragment) in fragments.enumerate().rev() {
+        if let Some(found) = fragment_lookup_ref(fragment, key).map_err(|e| e.in_fragment(index))? {
             return Ok(found);
         }
     }
@@ -1024,7 +1052,7 @@ pub(crate) fn leaf_lookup(
         return Err(Malformed::new(1, format!("level {}: not a leaf", node.level())));
     }
     match node.search(key)? {
-        Ok(i) => Ok(Some(node.value(i)?.to_value())),
+        Ok(i) => Ok(Some(node.value(i)?)),
         Err(_) => Ok(None),
     }
 }

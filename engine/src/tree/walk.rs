@@ -7,11 +7,12 @@
 
 use std::cmp::Ordering;
 
-use super::node::{self, Malformed, Node, NodeRef, Value};
+use super::node::{self, Malformed, Node, NodeRef, Value, ValueRef};
 use crate::{
     error::{Error, Result},
     ids::{PageId, TreeId},
-    pagecache::{Page, PageCache},
+    pagecache::{Page, PageCache, PageView},
+    sync::epoch,
 };
 
 /// How many times a descent restarts before it reports the tree as damaged: a restart
@@ -61,8 +62,8 @@ impl TreePage {
 
     /// The value of `key` in this leaf.
     pub(crate) fn lookup(&self, key: &[u8]) -> Result<Option<Value>> {
-        let fragments: Vec<&[u8]> = self.page.fragments().collect();
-        node::leaf_lookup(self.page.base(), &fragments, key).map_err(|m| corrupt(self.id(), &m))
+        let found = node::leaf_lookup_ref(self.page.base(), self.page.fragments(), key);
+        Ok(found.map_err(|m| corrupt(self.id(), &m))?.map(ValueRef::to_value))
     }
 }
 
@@ -164,12 +165,45 @@ pub(crate) fn descend_to(
     target: Target<'_>,
     stop: u8,
 ) -> Result<Descent> {
+    let guard = epoch::pin();
+    let mut path = Vec::new();
+    let leaf = descend_in(cache, tree, root, target, stop, &guard, Some(&mut path))?;
+    Ok(Descent { leaf: TreePage { page: leaf.to_page() }, path })
+}
+
+/// The node of a page read under a guard, its header parsed.
+pub(crate) fn node_of<'g>(page: &PageView<'g>) -> Result<NodeRef<'g>> {
+    NodeRef::parse_header(page.base()).map_err(|m| corrupt(page.id(), &m))
+}
+
+/// The value of `key` in a leaf read under a guard, borrowed from the page.
+pub(crate) fn lookup_in<'g>(page: &PageView<'g>, key: &[u8]) -> Result<Option<ValueRef<'g>>> {
+    node::leaf_lookup_ref(page.base(), page.fragments(), key).map_err(|m| corrupt(page.id(), &m))
+}
+
+/// As [`descend_to`], under the caller's guard and without taking a reference to any page:
+/// the read path. The index nodes passed on the way (id and version, root first) go to
+/// `path` if given.
+///
+/// # Errors
+/// As [`descend`].
+pub(crate) fn descend_in<'g>(
+    cache: &PageCache,
+    tree: TreeId,
+    root: PageId,
+    target: Target<'_>,
+    stop: u8,
+    guard: &'g epoch::Guard,
+    mut path: Option<&mut Vec<(PageId, u64)>>,
+) -> Result<PageView<'g>> {
     'restart: for _ in 0..MAX_RESTARTS {
-        let mut path: Vec<(PageId, u64)> = Vec::new();
+        if let Some(path) = path.as_deref_mut() {
+            path.clear();
+        }
         let mut id = root;
         let mut level: Option<u8> = None;
         loop {
-            let Some(page) = try_read(cache, id)? else {
+            let Some(page) = cache.read(id, guard)? else {
                 if id == root {
                     return Err(Error::corruption(
                         format!("tree {root}"),
@@ -179,7 +213,7 @@ pub(crate) fn descend_to(
                 }
                 continue 'restart;
             };
-            let node = page.node()?;
+            let node = node_of(&page)?;
             if node.tree() != tree || level.is_some_and(|l| l != node.level()) {
                 if id == root {
                     return Err(Error::corruption(
@@ -202,7 +236,7 @@ pub(crate) fn descend_to(
                 Ordering::Equal => {}
             }
             if node.level() <= stop {
-                return Ok(Descent { leaf: page, path });
+                return Ok(page);
             }
             let child = match target {
                 Target::Key(key) => node.child_for(key),
@@ -210,7 +244,9 @@ pub(crate) fn descend_to(
                 Target::Last => node.child(node.len().saturating_sub(1)),
             }
             .map_err(|m| corrupt(id, &m))?;
-            path.push((id, page.version()));
+            if let Some(path) = path.as_deref_mut() {
+                path.push((id, page.version()));
+            }
             level = Some(node.level() - 1);
             id = child;
         }
