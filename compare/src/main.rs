@@ -20,6 +20,10 @@ use std::{
 
 use engines::Result;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 grove-compare [flags]
   --engines a,b,...    engines to run (default: all this build has)

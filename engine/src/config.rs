@@ -129,12 +129,13 @@ pub struct PageCacheConfig {
     pub consolidate_after: usize,
     /// A checkpoint is written after this many bytes of log (either stream) since the last
     /// one. Open time is bounded by it: recovery replays at most about this much log. The
-    /// delta stream keeps about twice this much log on disk (back to the older of the two
-    /// kept checkpoints), so a small database that cares about disk space should lower it;
+    /// delta stream keeps one to two times this much log on disk (back to the older of the
+    /// two kept checkpoints), so a small database that cares about disk space should lower it;
     /// each checkpoint writes the whole page table (about 12 bytes a page). Default 64 MiB.
     pub checkpoint_every: u64,
     /// The cleaner relocates what is still live out of sealed segments whose live fraction
-    /// is below this, so that they can be deleted. Between 0 and 1. Default 0.6.
+    /// is below this (a quarter of it for the delta stream, whose segments cost a page per
+    /// live fragment to empty), so that they can be deleted. Between 0 and 1. Default 0.6.
     pub clean_below: f64,
 }
 

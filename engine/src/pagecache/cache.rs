@@ -320,7 +320,7 @@ impl PageCache {
     /// [`Error::ReadOnly`] if the cache was opened read-only.
     pub fn clean(&self) -> Result<()> {
         let mut maintenance = sync::lock(&self.inner.maintenance);
-        self.inner.clean(&mut maintenance)
+        self.inner.clean(&mut maintenance).map(drop)
     }
 
     /// Current figures.
@@ -773,14 +773,7 @@ impl Inner {
         let Ok(mut maintenance) = self.maintenance.try_lock() else {
             return;
         };
-        // Cleaning before the checkpoint lets the checkpoint already leave out the segments
-        // just emptied, so they can go one checkpoint sooner (deleting waits until neither
-        // kept checkpoint needs a segment).
-        let result = self
-            .clean(&mut maintenance)
-            .and_then(|()| self.checkpoint(&mut maintenance))
-            .and_then(|()| self.clean(&mut maintenance));
-        if let Err(error) = result {
+        if let Err(error) = self.maintain(&mut maintenance) {
             self.counters.note_maintenance_error(&error);
         }
     }

@@ -12,10 +12,12 @@
 //! 4. write the file atomically (see `checkpoint.rs`), keeping the previous one.
 //!
 //! # Cleaning
-//! A sealed segment whose live fraction is below `clean_below` is emptied by rewriting
-//! every page that refers to it into the base stream. A segment with no live bytes is
-//! deleted once no kept checkpoint can need it: two checkpoints are kept, it must be below
-//! where both start in its stream, and neither may refer to it.
+//! A sealed segment whose live fraction is below `clean_below` (a quarter of it for the
+//! delta stream) is emptied by rewriting every page that refers to it into the base stream.
+//! A segment with no live bytes is deleted once no kept checkpoint can need it: two
+//! checkpoints are kept, it must be below where both start in its stream, and neither may
+//! refer to it. A maintenance pass that leaves such segments takes its checkpoint twice, so
+//! that it can delete them itself.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -135,7 +137,27 @@ impl Inner {
         }
     }
 
-    pub(crate) fn clean(&self, maintenance: &mut Maintenance) -> Result<()> {
+    /// Cleans, checkpoints, and deletes what the cleaning emptied: the periodic
+    /// maintenance.
+    pub(crate) fn maintain(&self, maintenance: &mut Maintenance) -> Result<()> {
+        // Cleaning before the checkpoint lets the checkpoint already leave out the segments
+        // just emptied.
+        let waiting = self.clean(maintenance)?;
+        self.checkpoint(maintenance)?;
+        if waiting > 0 {
+            // A segment is deleted only once neither kept checkpoint needs it. A second
+            // checkpoint now makes both postdate the cleaning, so what it emptied goes in
+            // this pass rather than two checkpoint intervals later (128 MiB of log by
+            // default, all of it disk held for nothing).
+            self.checkpoint(maintenance)?;
+        }
+        self.clean(maintenance).map(drop)
+    }
+
+    /// Relocates the live pages out of segments below `clean_below` and deletes the dead
+    /// segments no kept checkpoint needs. Returns how many segments are left emptied or
+    /// being emptied but not deleted: they wait for checkpoints that do not need them.
+    pub(crate) fn clean(&self, maintenance: &mut Maintenance) -> Result<usize> {
         self.writable()?;
         let mut victims = BTreeSet::new();
         let mut dead = Vec::new();
@@ -155,12 +177,13 @@ impl Inner {
                 let span = segment.end.get().saturating_sub(segment.base.get());
                 if live == 0 {
                     dead.push((stream, segment.id, segment.end));
-                } else if fraction_below(live, span, self.config.clean_below) {
+                } else if fraction_below(live, span, clean_below(stream, self.config.clean_below)) {
                     victims.insert((stream, segment.id));
                 }
             }
         }
 
+        let mut waiting = victims.len();
         if !victims.is_empty() {
             let chosen = u64::try_from(victims.len()).unwrap_or(u64::MAX);
             self.counters.cleaned_segments.fetch_add(chosen, Ordering::Relaxed);
@@ -179,13 +202,17 @@ impl Inner {
                 let needed = maintenance.kept.iter().any(|kept| {
                     end > kept.from[stream.index()] || kept.refers_to.contains(&(stream, id))
                 });
-                if !needed {
+                if needed {
+                    waiting += 1;
+                } else {
                     self.log(stream).remove_segment(id)?;
                     self.counters.deleted_segments.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        } else {
+            waiting += dead.len();
         }
-        Ok(())
+        Ok(waiting)
     }
 
     fn refers_to_any(&self, id: PageId, segments: &BTreeSet<(Stream, SegmentId)>) -> bool {
@@ -200,6 +227,18 @@ impl Inner {
             Peek::Cold(image) => image.locs().any(in_victim),
             Peek::Empty => false,
         }
+    }
+}
+
+/// The live fraction below which a segment of `stream` is cleaned. Emptying a base segment
+/// rewrites its live bases: a byte for a byte. Emptying a delta segment rewrites every page
+/// with a fragment in it, base and all, each live fragment costing a whole page (some 15
+/// times its size); so a delta segment waits until it is mostly dead, which the
+/// consolidation of its pages brings about anyway.
+fn clean_below(stream: Stream, threshold: f64) -> f64 {
+    match stream {
+        Stream::Base => threshold,
+        Stream::Delta => threshold / 4.0,
     }
 }
 

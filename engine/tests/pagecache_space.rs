@@ -1,0 +1,79 @@
+//! Disk space comes back promptly: the maintenance pass that finds segments emptied (by
+//! overwrites, or by its own cleaning) deletes them in the same pass, and steady
+//! overwriting keeps the disk within a bound of the live data.
+
+#![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
+mod support;
+
+use std::sync::Arc;
+
+use grove_engine::{LogConfig, Outcome, PageCache, PageCacheConfig, PageId, SimStorage, Storage};
+use support::Concat;
+
+/// 64 pages of 256 bytes in 4 KiB segments, a checkpoint every 32 KiB of log.
+fn config() -> PageCacheConfig {
+    PageCacheConfig {
+        log: LogConfig { segment_size: 4096, buffer_size: 1024, ..LogConfig::tiny() },
+        cache_bytes: 1 << 20,
+        consolidate_after: 4,
+        checkpoint_every: 32 << 10,
+        clean_below: 0.6,
+    }
+}
+
+const PAGES: usize = 64;
+const IMAGE: usize = 256;
+
+fn overwrite_all(cache: &PageCache, pages: &mut [(PageId, u64)], round: u8) {
+    for (id, version) in pages.iter_mut() {
+        match cache.replace(*id, *version, &[round; IMAGE]).unwrap() {
+            Outcome::Installed { version: new } => *version = new,
+            Outcome::Stale => panic!("{id} changed under a single writer"),
+        }
+    }
+}
+
+#[test]
+fn the_first_maintenance_pass_deletes_what_it_finds_dead() {
+    let storage: Arc<dyn Storage> = Arc::new(SimStorage::new(7));
+    let cache = PageCache::open(storage, config(), Arc::new(Concat)).unwrap();
+    let mut pages: Vec<(PageId, u64)> =
+        (0..PAGES).map(|_| cache.allocate(&[0; IMAGE]).unwrap()).collect();
+    // Each round writes ~17 KiB of replaces, which leave the previous round's records dead:
+    // the second round crosses the first checkpoint's 32 KiB mark.
+    let mut round = 0;
+    while cache.stats().checkpoints == 0 {
+        round += 1;
+        overwrite_all(&cache, &mut pages, round);
+        assert!(round < 10, "no maintenance ran: {:?}", cache.stats());
+    }
+    let stats = cache.stats();
+    assert!(
+        stats.deleted_segments > 0,
+        "the pass that took the first checkpoint left every dead segment on disk: {stats:#?}"
+    );
+}
+
+#[test]
+fn steady_overwrites_keep_the_disk_within_a_bound_of_the_live_data() {
+    let storage: Arc<dyn Storage> = Arc::new(SimStorage::new(8));
+    let cache = PageCache::open(storage, config(), Arc::new(Concat)).unwrap();
+    let mut pages: Vec<(PageId, u64)> =
+        (0..PAGES).map(|_| cache.allocate(&[0; IMAGE]).unwrap()).collect();
+    let mut worst: f64 = 0.0;
+    for round in 1..=60 {
+        overwrite_all(&cache, &mut pages, round);
+        let stats = cache.stats();
+        if stats.checkpoints >= 2 {
+            worst = worst.max(stats.space_amplification);
+        }
+    }
+    let stats = cache.stats();
+    assert!(stats.deleted_segments > 0, "{stats:#?}");
+    // Live data is ~17 KiB; the log keeps about one checkpoint interval (32 KiB) of delta
+    // stream behind the newest checkpoint, plus the segments being filled and those the
+    // cleaner has not reached. Measured: 2.9x at worst; 4.9x when deleting waited for two
+    // more checkpoints.
+    assert!(worst < 4.0, "space amplification reached {worst:.2}: {stats:#?}");
+}
