@@ -181,14 +181,6 @@ impl<'g> PageView<'g> {
         FragmentIter { fragments: self.fragments, front: 0, back: self.fragments.len() }
     }
 
-    /// Whether fragments are linked onto the base.
-    pub(crate) fn has_fragments(&self) -> bool {
-        match self.fragments {
-            Fragments::Parts(parts) => !parts.is_empty(),
-            Fragments::Shared(shared) => !shared.is_empty(),
-        }
-    }
-
     /// The owned page, which outlives the guard.
     pub(crate) fn to_page(self) -> Page {
         let fragments = match self.fragments {

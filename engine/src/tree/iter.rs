@@ -7,14 +7,22 @@
 //! an end that finds nothing left to fetch takes from the other end's buffer, so mixing
 //! `next` and `next_back` never repeats or skips an entry.
 
-use std::{collections::VecDeque, ops::Bound};
+use std::{
+    collections::VecDeque,
+    ops::{Bound, Range},
+    sync::Arc,
+};
 
 use super::{
     Bytes, Tree,
-    node::{Entry, EntryRef, Malformed, Node, ValueRef},
+    node::{self, ValueRef},
     walk::{self, Target},
 };
 use crate::{error::Result, ids::PageId, pagecache::PageView, sync::epoch};
+
+/// Where a fetched value is: a range of the leaf's buffer, or (stored out of line) bytes of
+/// its own.
+type Span = std::result::Result<Range<usize>, Bytes>;
 
 /// An iterator over a tree's entries in key order, from [`Tree::iter`], [`Tree::range`] or
 /// [`Tree::scan_prefix`]. Double-ended. It is not a snapshot: an entry written after the
@@ -68,6 +76,15 @@ impl Iter {
         }
     }
 
+    /// Whether `key` lies above the upper bound (and so does every key after it).
+    fn past_hi(&self, key: &[u8]) -> bool {
+        match &self.hi {
+            Bound::Unbounded => false,
+            Bound::Included(hi) => key > hi.as_slice(),
+            Bound::Excluded(hi) => key >= hi.as_slice(),
+        }
+    }
+
     fn within(&self, key: &[u8]) -> bool {
         let above = match &self.lo {
             Bound::Unbounded => true,
@@ -84,66 +101,60 @@ impl Iter {
 
     /// The entries of `leaf` from `from` on (or all) and within the bounds, in key order,
     /// with their values read; `None` if a value moved meanwhile (read the leaf again).
-    /// A leaf without fragments is read in place; one with fragments is materialized.
+    ///
+    /// The keys and inline values are copied into one buffer, and the entries handed out
+    /// are slices of it: one allocation per leaf rather than two per entry.
     fn entries_of(
         &self,
         leaf: &PageView<'_>,
         from: Option<&[u8]>,
     ) -> Result<Option<Vec<(Bytes, Bytes)>>> {
-        let mut out = Vec::new();
-        if leaf.has_fragments() {
-            let fragments: Vec<&[u8]> = leaf.fragments().collect();
-            let node = Node::materialize(leaf.base(), &fragments)
-                .map_err(|m| walk::corrupt(leaf.id(), &m))?;
-            let first =
-                from.map_or(0, |from| node.entries.partition_point(|(k, _)| k.as_slice() < from));
-            for (key, entry) in node.entries.get(first..).unwrap_or_default() {
-                if let Entry::Value(value) = entry
-                    && !self.push_within(&mut out, Bytes::copy_from(key), value.as_ref())?
-                {
-                    return Ok(None);
-                }
+        let entries = node::leaf_entries(leaf.base(), leaf.fragments(), from.unwrap_or_default())
+            .map_err(|m| walk::corrupt(leaf.id(), &m))?;
+        let size = entries
+            .iter()
+            .map(|(key, value)| {
+                key.len() + if let ValueRef::Inline(v) = value { v.len() } else { 0 }
+            })
+            .sum();
+        let mut buffer = Vec::with_capacity(size);
+        let mut spans: Vec<(Range<usize>, Span)> = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let (prefix, rest) = key.parts();
+            let key_start = buffer.len();
+            buffer.extend_from_slice(prefix);
+            buffer.extend_from_slice(rest);
+            let key_range = key_start..buffer.len();
+            let key = buffer.get(key_range.clone()).unwrap_or_default();
+            if self.past_hi(key) {
+                buffer.truncate(key_start);
+                break;
             }
-        } else {
-            let node = walk::node_of(leaf)?;
-            let corrupt = |m| walk::corrupt(leaf.id(), &m);
-            let first = match from.map(|from| node.search(from)).transpose().map_err(corrupt)? {
-                Some(Ok(i) | Err(i)) => i,
-                None => 0,
+            if !self.within(key) {
+                buffer.truncate(key_start);
+                continue;
+            }
+            let value = match value {
+                ValueRef::Inline(bytes) => {
+                    let value_start = buffer.len();
+                    buffer.extend_from_slice(bytes);
+                    Ok(value_start..buffer.len())
+                }
+                ValueRef::Blob { .. } => match self.tree.read_value(key, value)? {
+                    Some((bytes, _)) => Err(bytes),
+                    None => return Ok(None),
+                },
             };
-            let prefix = node.prefix();
-            for i in first..node.len() {
-                let (key, entry) = node.entry(i).map_err(corrupt)?;
-                let EntryRef::Value(value) = entry else {
-                    return Err(corrupt(Malformed::new(
-                        1,
-                        "an index node where a leaf was expected",
-                    )));
-                };
-                if !self.push_within(&mut out, Bytes::concat(prefix, key.suffix()), value)? {
-                    return Ok(None);
-                }
-            }
+            spans.push((key_range, value));
         }
-        Ok(Some(out))
-    }
-
-    /// Pushes `key` and its value if the key is within the bounds; `false` if the value
-    /// moved meanwhile.
-    fn push_within(
-        &self,
-        out: &mut Vec<(Bytes, Bytes)>,
-        key: Bytes,
-        value: ValueRef<'_>,
-    ) -> Result<bool> {
-        if !self.within(&key) {
-            return Ok(true);
-        }
-        let Some((bytes, _)) = self.tree.read_value(&key, value)? else {
-            return Ok(false);
-        };
-        out.push((key, bytes));
-        Ok(true)
+        let buffer: Arc<[u8]> = Arc::from(buffer);
+        let slice = |range: Range<usize>| Bytes::slice_of(&buffer, range).unwrap_or_default();
+        Ok(Some(
+            spans
+                .into_iter()
+                .map(|(key, value)| (slice(key), value.map_or_else(|blob| blob, slice)))
+                .collect(),
+        ))
     }
 
     /// The leaf that holds `start`: the right sibling remembered from the last fetch if it

@@ -290,9 +290,14 @@ pub(crate) struct KeyRef<'a> {
 }
 
 impl<'a> KeyRef<'a> {
-    /// The part of the key after the node's shared prefix.
-    pub(crate) fn suffix(self) -> &'a [u8] {
-        self.suffix
+    /// A whole key, as a fragment holds it.
+    fn whole(key: &'a [u8]) -> KeyRef<'a> {
+        KeyRef { prefix: &[], suffix: key }
+    }
+
+    /// The key as two parts to join: the node's shared prefix and the rest.
+    pub(crate) fn parts(self) -> (&'a [u8], &'a [u8]) {
+        (self.prefix, self.suffix)
     }
 
     /// How this key orders against `other`.
@@ -1057,6 +1062,74 @@ pub(crate) fn leaf_lookup_ref<'a>(
     }
 }
 
+/// The entries of the leaf made of `base` and `fragments` (oldest first) whose keys are at
+/// least `from`, in key order, borrowed from the page: what a range scan reads, without
+/// materializing the leaf (no allocation per entry). The fragments' ops are gathered in one
+/// ordered overlay, as [`Node::materialize`] does, and merged with the base's entries from
+/// the first one at or after `from`.
+///
+/// # Errors
+/// [`Malformed`] if the base is not a leaf, a fragment is malformed, or an op lies outside
+/// the fences. As on the get path, the base's entries are checked as they are read.
+pub(crate) fn leaf_entries<'a>(
+    base: &'a [u8],
+    fragments: impl Iterator<Item = &'a [u8]>,
+    from: &[u8],
+) -> Result<Vec<(KeyRef<'a>, ValueRef<'a>)>, Malformed> {
+    let node = NodeRef::parse_header(base)?;
+    if !node.is_leaf() {
+        return Err(Malformed::new(1, format!("level {}: not a leaf", node.level())));
+    }
+    let mut overlay: BTreeMap<&[u8], Option<ValueRef<'_>>> = BTreeMap::new();
+    for (index, fragment) in fragments.enumerate() {
+        scan_fragment(fragment, |at, op| {
+            if !node.covers(op.key) {
+                return Err(Malformed::new(at, "an op on a key outside the leaf's fences"));
+            }
+            if op.key >= from {
+                overlay.insert(op.key, op.value);
+            }
+            Ok(())
+        })
+        .map_err(|error| error.in_fragment(index))?;
+    }
+    let first = match node.search(from)? {
+        Ok(i) | Err(i) => i,
+    };
+    let mut entries = Vec::with_capacity(node.len().saturating_sub(first) + overlay.len());
+    let mut changes = overlay.into_iter().peekable();
+    // A change that removes the key puts nothing.
+    let put = |entries: &mut Vec<_>, key: &'a [u8], value: Option<ValueRef<'a>>| {
+        if let Some(value) = value {
+            entries.push((KeyRef::whole(key), value));
+        }
+    };
+    for i in first..node.len() {
+        let (key, entry) = node.entry(i)?;
+        let EntryRef::Value(value) = entry else {
+            return Err(Malformed::new(1, format!("entry {i} of a leaf is a child")));
+        };
+        while let Some(&(changed, value)) = changes.peek()
+            && key.compare(changed) == Ordering::Greater
+        {
+            put(&mut entries, changed, value);
+            changes.next();
+        }
+        if let Some(&(changed, value)) = changes.peek()
+            && key.compare(changed) == Ordering::Equal
+        {
+            put(&mut entries, changed, value);
+            changes.next();
+        } else {
+            entries.push((key, value));
+        }
+    }
+    for (changed, value) in changes {
+        put(&mut entries, changed, value);
+    }
+    Ok(entries)
+}
+
 /// The tree's [`Materializer`]: decodes a leaf, applies its fragments and encodes the result.
 ///
 /// If the base or a fragment is malformed, `merge` returns the base unchanged. The page cache
@@ -1550,6 +1623,16 @@ mod tests {
                 let rank = model.range(..probe.clone()).count();
                 let found = view.search(&probe).unwrap();
                 assert_eq!(found, if want.is_some() { Ok(rank) } else { Err(rank) }, "seed {seed}");
+                // A scan from the probe, read in place, sees what the merged leaf holds.
+                let scanned: Vec<(Vec<u8>, Value)> =
+                    leaf_entries(&base, fragments.iter().copied(), &probe)
+                        .unwrap()
+                        .into_iter()
+                        .map(|(key, value)| (key.to_vec(), value.to_value()))
+                        .collect();
+                let expected: Vec<(Vec<u8>, Value)> =
+                    model.range(probe.clone()..).map(|(k, v)| (k.clone(), v.clone())).collect();
+                assert_eq!(scanned, expected, "seed {seed}, scan from {probe:?}");
             }
         }
         assert!(long_prefixes > SEEDS / 20, "only {long_prefixes} nodes with a long prefix");
