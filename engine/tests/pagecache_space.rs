@@ -1,6 +1,7 @@
-//! Disk space comes back promptly: the maintenance pass that finds segments emptied (by
-//! overwrites, or by its own cleaning) deletes them in the same pass, and steady
-//! overwriting keeps the disk within a bound of the live data.
+//! Maintenance does what it must and no more: the pass that finds segments emptied (by
+//! overwrites, or by its own cleaning) deletes them in the same pass, steady overwriting
+//! keeps the disk within a bound of the live data, and closing after a session that wrote
+//! nothing does not rewrite the checkpoint.
 
 #![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
@@ -76,4 +77,33 @@ fn steady_overwrites_keep_the_disk_within_a_bound_of_the_live_data() {
     // cleaner has not reached. Measured: 2.9x at worst; 4.9x when deleting waited for two
     // more checkpoints.
     assert!(worst < 4.0, "space amplification reached {worst:.2}: {stats:#?}");
+}
+
+#[test]
+fn closing_without_writes_keeps_the_checkpoint() {
+    let storage = Arc::new(SimStorage::new(9));
+    let open = || {
+        let storage: Arc<dyn Storage> = storage.clone();
+        PageCache::open(storage, config(), Arc::new(Concat)).unwrap()
+    };
+    let cache = open();
+    let (id, _) = cache.allocate(&[1; IMAGE]).unwrap();
+    cache.close().unwrap();
+
+    let cache = open();
+    let written = cache.stats().checkpoint_seq;
+    assert!(written > 0, "closing after a write takes a checkpoint");
+    assert_eq!(cache.get(id).unwrap().unwrap().base(), &[1; IMAGE][..]);
+    cache.close().unwrap();
+
+    let cache = open();
+    assert_eq!(cache.stats().checkpoint_seq, written, "a session that only read took one");
+    let version = cache.get(id).unwrap().unwrap().version();
+    cache.replace(id, version, &[2; IMAGE]).unwrap();
+    cache.close().unwrap();
+
+    let cache = open();
+    assert_eq!(cache.stats().checkpoint_seq, written + 1, "a session that wrote takes one");
+    assert_eq!(cache.get(id).unwrap().unwrap().base(), &[2; IMAGE][..]);
+    cache.check().unwrap();
 }

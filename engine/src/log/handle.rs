@@ -322,6 +322,12 @@ impl Log {
         Lsn(self.shared.ring.stable())
     }
 
+    /// Where the next record will go: every record reserved so far (written or not, kept
+    /// or aborted) ends at or below this LSN. Only grows.
+    pub fn reserved_lsn(&self) -> Lsn {
+        Lsn(self.shared.ring.reserved_end())
+    }
+
     /// Every record below this LSN has been written to its segment file (not necessarily
     /// synced), so [`Log::read`] finds it. Only grows; at least [`Log::stable_lsn`].
     pub fn written_lsn(&self) -> Lsn {
@@ -481,7 +487,7 @@ impl Log {
         let stats = &self.shared.stats;
         LogStats {
             stable_lsn: self.stable_lsn(),
-            reserved_lsn: Lsn(self.shared.ring.reserved_end()),
+            reserved_lsn: self.reserved_lsn(),
             bytes_written: stats.bytes_written.load(Ordering::Relaxed),
             syncs: stats.syncs.load(Ordering::Relaxed),
             segments_created: stats.segments_created.load(Ordering::Relaxed),

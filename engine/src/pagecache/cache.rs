@@ -337,7 +337,13 @@ impl PageCache {
         if self.is_read_only() {
             return Ok(());
         }
-        self.checkpoint()?;
+        let mut maintenance = sync::lock(&self.inner.maintenance);
+        // Nothing written since the newest checkpoint: it is already what this one would
+        // be (a session that only read closes without rewriting the page table).
+        if self.inner.changed_since_checkpoint(&maintenance) {
+            self.inner.checkpoint(&mut maintenance)?;
+        }
+        drop(maintenance);
         self.flush()
     }
 }

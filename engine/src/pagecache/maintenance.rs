@@ -19,7 +19,7 @@
 //! refer to it. A maintenance pass that leaves such segments takes its checkpoint twice, so
 //! that it can delete them itself.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use super::{
     cache::Inner,
@@ -53,6 +53,10 @@ pub(crate) struct Maintenance {
     pub(crate) last_seq: u64,
     /// The checkpoints kept, oldest first; at most two.
     pub(crate) kept: Vec<Kept>,
+    /// Where each log ended (reserved LSN) when the newest checkpoint was complete, or when
+    /// the cache opened from it with nothing to replay: while the logs still end there, a
+    /// new checkpoint would repeat it.
+    pub(crate) current_at: Option<[Lsn; 2]>,
 }
 
 impl Inner {
@@ -97,19 +101,33 @@ impl Inner {
         // The live bytes of the snapshot's segments: opening starts from these instead of
         // counting every page's records again.
         let segments = SegmentMap::new(&self.logs);
-        let mut sums: BTreeMap<(Stream, SegmentId), u64> = BTreeMap::new();
+        // Summed by position in each stream's segment list: a page has a few records, and a
+        // map keyed by segment made this loop most of a checkpoint's time.
+        let mut sums: [Vec<u64>; 2] =
+            Stream::ALL.map(|stream| vec![0; segments.segments(stream).len()]);
         for page in pages.iter() {
             for loc in page.locs() {
-                if let Some(segment) = segments.of_loc(loc) {
-                    *sums.entry(segment).or_default() += u64::from(loc.len);
+                if let Some(index) = segments.index(loc)
+                    && let Some(sum) = sums[loc.stream.index()].get_mut(index)
+                {
+                    *sum += u64::from(loc.len);
                 }
             }
         }
-        let refers_to: HashSet<(Stream, SegmentId)> = sums.keys().copied().collect();
-        let live = sums
+        let live: Vec<SegmentLive> = Stream::ALL
             .into_iter()
-            .map(|((stream, segment), bytes)| SegmentLive { stream, segment, bytes })
+            .flat_map(|stream| {
+                let sums = &sums[stream.index()];
+                segments
+                    .segments(stream)
+                    .iter()
+                    .zip(sums)
+                    .filter(|(_, bytes)| **bytes > 0)
+                    .map(move |(info, &bytes)| SegmentLive { stream, segment: info.id, bytes })
+            })
             .collect();
+        let refers_to: HashSet<(Stream, SegmentId)> =
+            live.iter().map(|l| (l.stream, l.segment)).collect();
 
         let seq = maintenance.last_seq + 1;
         let checkpoint = Checkpoint { seq, delta_from, base_from, pages, live };
@@ -120,9 +138,20 @@ impl Inner {
             maintenance.kept.remove(0);
         }
         self.schedule_checkpoint([delta_from, base_from]);
+        maintenance.current_at = Some(self.log_ends());
         let kept_bytes = maintenance.kept.iter().map(|k| k.bytes).sum();
         self.counters.note_checkpoint(seq, bytes, kept_bytes, delta_from);
         Ok(())
+    }
+
+    /// Where each log ends now (reserved LSNs, by stream index).
+    pub(crate) fn log_ends(&self) -> [Lsn; 2] {
+        [self.log(Stream::ALL[0]).reserved_lsn(), self.log(Stream::ALL[1]).reserved_lsn()]
+    }
+
+    /// Whether anything was written since the newest checkpoint was complete.
+    pub(crate) fn changed_since_checkpoint(&self, maintenance: &Maintenance) -> bool {
+        maintenance.current_at != Some(self.log_ends())
     }
 
     /// Sets when the next checkpoint is due: `checkpoint_every` bytes after `from` in each

@@ -107,6 +107,13 @@ impl PageCache {
                 checkpoint.delta_from,
             );
             counters.checkpoints.store(0, Ordering::Relaxed);
+            // A log that ends where the checkpoint starts had nothing to replay: the
+            // checkpoint is current, and closing without a write need not take another.
+            let ends = [logs[0].reserved_lsn(), logs[1].reserved_lsn()];
+            let from = [checkpoint.delta_from, checkpoint.base_from];
+            if ends == from {
+                maintenance.current_at = Some(ends);
+            }
             *crate::sync::lock(&counters.checkpoint_fallback) = loaded.skipped.clone();
         }
         let every = config.checkpoint_every;
