@@ -99,7 +99,7 @@ fn closing_without_writes_keeps_the_checkpoint() {
     let cache = open();
     assert_eq!(cache.stats().checkpoint_seq, written, "a session that only read took one");
     let version = cache.get(id).unwrap().unwrap().version();
-    cache.replace(id, version, &[2; IMAGE]).unwrap();
+    assert!(matches!(cache.replace(id, version, &[2; IMAGE]).unwrap(), Outcome::Installed { .. }));
     cache.close().unwrap();
 
     let cache = open();
