@@ -445,7 +445,8 @@ impl Node {
     /// Decodes `base` and applies every op of `fragments` (oldest first) in order.
     ///
     /// The ops of all fragments are gathered in one ordered overlay (the newest op on a key
-    /// wins) and merged with the base's entries in one pass, rather than inserted one by one.
+    /// wins) and merged with the base's entries in one pass, rather than inserted one by one
+    /// ([`leaf_entries`], which range scans use without the copies).
     ///
     /// # Errors
     /// [`Malformed`] if the base or a fragment is malformed, if there are fragments on an
@@ -462,46 +463,10 @@ impl Node {
                 format!("{} fragments on an index node (level {})", fragments.len(), node.level()),
             ));
         }
-        let mut overlay: BTreeMap<&[u8], Option<ValueRef<'_>>> = BTreeMap::new();
-        for (index, fragment) in fragments.iter().enumerate() {
-            scan_fragment(fragment, |at, op| {
-                if !node.covers(op.key) {
-                    return Err(Malformed::new(at, "an op on a key outside the leaf's fences"));
-                }
-                overlay.insert(op.key, op.value);
-                Ok(())
-            })
-            .map_err(|error| error.in_fragment(index))?;
-        }
-
-        let mut entries = Vec::with_capacity(node.len() + overlay.len());
-        let mut changes = overlay.into_iter().peekable();
-        // A change that removes the key puts nothing.
-        fn put(entries: &mut Vec<(Vec<u8>, Entry)>, key: &[u8], value: Option<ValueRef<'_>>) {
-            if let Some(value) = value {
-                entries.push((key.to_vec(), Entry::Value(value.to_value())));
-            }
-        }
-        for i in 0..node.len() {
-            let (key, entry) = node.entry(i)?;
-            while let Some(&(changed, value)) = changes.peek()
-                && key.compare(changed) == Ordering::Greater
-            {
-                put(&mut entries, changed, value);
-                changes.next();
-            }
-            if let Some(&(changed, value)) = changes.peek()
-                && key.compare(changed) == Ordering::Equal
-            {
-                put(&mut entries, changed, value);
-                changes.next();
-            } else {
-                entries.push((key.to_vec(), entry.to_entry()));
-            }
-        }
-        for (changed, value) in changes {
-            put(&mut entries, changed, value);
-        }
+        let entries = leaf_entries(base, fragments.iter().copied(), &[])?
+            .into_iter()
+            .map(|(key, value)| (key.to_vec(), Entry::Value(value.to_value())))
+            .collect();
         Ok(Node { header: node.header(), entries })
     }
 
