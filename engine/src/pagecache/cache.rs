@@ -798,15 +798,6 @@ impl Inner {
     /// stats: what the maintenance thread does when asked.
     pub(crate) fn maintain_now(&self) {
         let mut maintenance = sync::lock(&self.maintenance);
-        // Writes made during the last pass, before it moved the threshold, asked again:
-        // nothing is due if that pass already covered them.
-        let due = Stream::ALL.into_iter().any(|stream| {
-            self.log(stream).reserved_lsn().get()
-                >= self.checkpoint_due[stream.index()].load(Ordering::Relaxed)
-        });
-        if !due {
-            return;
-        }
         if let Err(error) = self.maintain(&mut maintenance) {
             self.counters.note_maintenance_error(&error);
         }
