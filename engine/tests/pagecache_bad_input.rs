@@ -74,11 +74,7 @@ fn closed_cache(seed: u64) -> (Arc<SimStorage>, Model) {
     let cache = open(&storage).unwrap();
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut model = Model::new();
-    work(&cache, &mut rng, &mut model, 250).unwrap();
-    // Whether the maintenance thread got to a pass meanwhile is timing: this one and the
-    // close's (after more writes) make sure of two.
-    cache.checkpoint().unwrap();
-    work(&cache, &mut rng, &mut model, 50).unwrap();
+    work(&cache, &mut rng, &mut model, 300).unwrap();
     cache.close().unwrap();
     assert_eq!(checkpoints(&storage).len(), 2);
     (storage, model)

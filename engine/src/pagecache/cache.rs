@@ -6,7 +6,6 @@ use super::{
     group::InFlight,
     live::Liveness,
     loc::{Loc, Stream},
-    maintainer::Maintainer,
     maintenance::Maintenance,
     page::{Materializer, Outcome, Page, PageView, Weigh},
     record,
@@ -34,8 +33,7 @@ use crate::{
 ///
 /// Behind the scenes the cache consolidates long chains into new bases, pages out what does
 /// not fit in [`PageCacheConfig::cache_bytes`], writes checkpoints so that opening replays
-/// a bounded amount of log, and cleans segments that are mostly dead (the last two on a
-/// maintenance thread of its own, which writes wake).
+/// a bounded amount of log, and cleans segments that are mostly dead.
 ///
 /// # Durability
 /// An update is durable once a later [`PageCache::flush`] returns. After a crash,
@@ -115,8 +113,6 @@ pub(crate) struct Inner {
     /// harmless.
     pub(crate) evict_floor: AtomicU64,
     pub(crate) maintenance: Mutex<Maintenance>,
-    /// Runs maintenance when a write finds it due.
-    pub(crate) maintainer: Maintainer,
     /// Per stream, the LSN past which the next checkpoint is due. Owner: the maintenance
     /// thread (stores); writers load it. Relaxed: a late checkpoint is harmless.
     pub(crate) checkpoint_due: [AtomicU64; 2],
@@ -327,17 +323,6 @@ impl PageCache {
         self.inner.clean(&mut maintenance).map(drop)
     }
 
-    /// Runs a pass of maintenance now, as the maintenance thread does every
-    /// [`PageCacheConfig::checkpoint_every`] bytes of log: the cleaner, a checkpoint, and
-    /// the deletion of the segments the cleaner emptied. Returns once the pass is done.
-    ///
-    /// # Errors
-    /// As [`PageCache::checkpoint`] and [`PageCache::clean`].
-    pub fn maintain(&self) -> Result<()> {
-        let mut maintenance = sync::lock(&self.inner.maintenance);
-        self.inner.maintain(&mut maintenance)
-    }
-
     /// Current figures.
     pub fn stats(&self) -> PageCacheStats {
         self.inner.stats()
@@ -352,15 +337,10 @@ impl PageCache {
         if self.is_read_only() {
             return Ok(());
         }
-        // No pass after the last checkpoint: the thread ends (after the one it may be in),
-        // and a pass it was asked for and did not start runs here.
-        let pending = self.inner.maintainer.stop();
         let mut maintenance = sync::lock(&self.inner.maintenance);
-        if pending {
-            self.inner.maintain(&mut maintenance)?;
-        } else if self.inner.changed_since_checkpoint(&maintenance) {
-            // Otherwise a checkpoint, unless nothing was written since the newest one: a
-            // session that only read closes without rewriting the page table.
+        // Nothing written since the newest checkpoint: it is already what this one would
+        // be (a session that only read closes without rewriting the page table).
+        if self.inner.changed_since_checkpoint(&maintenance) {
             self.inner.checkpoint(&mut maintenance)?;
         }
         drop(maintenance);
@@ -536,12 +516,12 @@ impl Inner {
         }
     }
 
-    /// Evicts if over budget, and asks for maintenance if a checkpoint is due.
+    /// Evicts if over budget, and runs maintenance if a checkpoint is due.
     pub(crate) fn after_write(&self, loc: Loc) {
         self.evict_if_over_budget();
         let end = loc.lsn.get() + u64::from(loc.len);
         if end >= self.checkpoint_due[loc.stream.index()].load(Ordering::Relaxed) {
-            self.maintainer.request();
+            self.maintain_if_idle();
         }
     }
 
@@ -794,10 +774,11 @@ impl Inner {
         }
     }
 
-    /// Runs a pass of maintenance (cleaning and a checkpoint), recording an error in the
-    /// stats: what the maintenance thread does when asked.
-    pub(crate) fn maintain_now(&self) {
-        let mut maintenance = sync::lock(&self.maintenance);
+    /// Runs a checkpoint and the cleaner unless another thread is already at it.
+    fn maintain_if_idle(&self) {
+        let Ok(mut maintenance) = self.maintenance.try_lock() else {
+            return;
+        };
         if let Err(error) = self.maintain(&mut maintenance) {
             self.counters.note_maintenance_error(&error);
         }

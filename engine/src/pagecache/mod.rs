@@ -12,7 +12,6 @@ mod checkpoint;
 mod group;
 mod live;
 mod loc;
-mod maintainer;
 mod maintenance;
 mod open;
 mod page;

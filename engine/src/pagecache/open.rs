@@ -17,7 +17,6 @@ use super::{
     group::InFlight,
     live::Liveness,
     loc::{Loc, Stream},
-    maintainer::Maintainer,
     maintenance::{Kept, Maintenance},
     page::Materializer,
     pages::{Pages, Summary},
@@ -134,19 +133,13 @@ impl PageCache {
             evictor: Mutex::new(0),
             evict_floor: AtomicU64::new(0),
             maintenance: Mutex::new(maintenance),
-            maintainer: Maintainer::none(),
             counters,
             in_flight: InFlight::default(),
             weights: Weights::default(),
         };
         inner.account_recovered(&checkpoint, checkpoint_ids, &summary, replayed);
         inner.schedule_checkpoint([checkpoint.delta_from, checkpoint.base_from]);
-        let inner = Arc::new(inner);
-        if !inner.config.log.read_only {
-            Maintainer::start(&inner)
-                .map_err(|e| Error::io("spawn the maintenance thread", "", e))?;
-        }
-        Ok(PageCache { inner })
+        Ok(PageCache { inner: Arc::new(inner) })
     }
 }
 
