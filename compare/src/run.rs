@@ -51,14 +51,20 @@ pub fn run(engine: &str, dir: &Path, sizes: &Sizes) -> Result<()> {
     out("load", per_second(sizes.keys, took));
     out("disk_load", mib(disk_bytes(dir)?));
 
+    // New keys, one write each, from key number `next` on; the time they took.
+    let puts = |next: &mut u64, count: u64, durable: bool| -> Result<Duration> {
+        let mut took = Duration::ZERO;
+        for i in *next..*next + count {
+            let (key, value) = (shape.key(i), shape.value(i, 0));
+            took += timed(|| store.put(&key, &value, durable))?;
+        }
+        *next += count;
+        Ok(took)
+    };
+
     progress("durable writes");
     let mut next = sizes.keys;
-    let mut took = Duration::ZERO;
-    for i in next..next + sizes.durable_writes {
-        let (key, value) = (shape.key(i), shape.value(i, 0));
-        took += timed(|| store.put(&key, &value, true))?;
-    }
-    next += sizes.durable_writes;
+    let took = puts(&mut next, sizes.durable_writes, true)?;
     out("durable_writes", per_second(sizes.durable_writes, took));
 
     progress("durable batches");
@@ -72,12 +78,7 @@ pub fn run(engine: &str, dir: &Path, sizes: &Sizes) -> Result<()> {
     out("durable_batches", per_second(sizes.batches * sizes.batch_size, took));
 
     progress("writes");
-    let mut took = Duration::ZERO;
-    for i in next..next + sizes.writes {
-        let (key, value) = (shape.key(i), shape.value(i, 0));
-        took += timed(|| store.put(&key, &value, false))?;
-    }
-    next += sizes.writes;
+    let took = puts(&mut next, sizes.writes, false)?;
     out("writes", per_second(sizes.writes, took));
 
     progress("len");

@@ -35,12 +35,17 @@ fn overwrite_all(cache: &PageCache, pages: &mut [(PageId, u64)], round: u8) {
     }
 }
 
+/// A cache on a simulated disk seeded with `seed`, holding `PAGES` pages (id, version).
+fn with_pages(seed: u64) -> (PageCache, Vec<(PageId, u64)>) {
+    let storage: Arc<dyn Storage> = Arc::new(SimStorage::new(seed));
+    let cache = PageCache::open(storage, config(), Arc::new(Concat)).unwrap();
+    let pages = (0..PAGES).map(|_| cache.allocate(&[0; IMAGE]).unwrap()).collect();
+    (cache, pages)
+}
+
 #[test]
 fn the_first_maintenance_pass_deletes_what_it_finds_dead() {
-    let storage: Arc<dyn Storage> = Arc::new(SimStorage::new(7));
-    let cache = PageCache::open(storage, config(), Arc::new(Concat)).unwrap();
-    let mut pages: Vec<(PageId, u64)> =
-        (0..PAGES).map(|_| cache.allocate(&[0; IMAGE]).unwrap()).collect();
+    let (cache, mut pages) = with_pages(7);
     // Each round writes ~17 KiB of replaces, which leave the previous round's records dead:
     // the second round crosses the first checkpoint's 32 KiB mark.
     let mut round = 0;
@@ -58,10 +63,7 @@ fn the_first_maintenance_pass_deletes_what_it_finds_dead() {
 
 #[test]
 fn steady_overwrites_keep_the_disk_within_a_bound_of_the_live_data() {
-    let storage: Arc<dyn Storage> = Arc::new(SimStorage::new(8));
-    let cache = PageCache::open(storage, config(), Arc::new(Concat)).unwrap();
-    let mut pages: Vec<(PageId, u64)> =
-        (0..PAGES).map(|_| cache.allocate(&[0; IMAGE]).unwrap()).collect();
+    let (cache, mut pages) = with_pages(8);
     let mut worst: f64 = 0.0;
     for round in 1..=60 {
         overwrite_all(&cache, &mut pages, round);

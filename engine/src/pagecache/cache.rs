@@ -663,7 +663,7 @@ impl Inner {
             Err(_) if !slot.load(&guard).is(&current) => return Ok(false),
             Err(error) => return Err(error),
         };
-        let Some(page) = full.page(id) else {
+        let Some(page) = PageView::of_state(id, &full) else {
             return Ok(false);
         };
         let image = page.materialize(&*self.materializer);

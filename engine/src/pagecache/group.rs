@@ -273,7 +273,7 @@ impl Inner {
                 Change::Free => None,
                 Change::Replace(image) => Some((Arc::from(image), Vec::new())),
                 Change::Link(fragment) => {
-                    let page = loaded.page(update.id);
+                    let page = PageView::of_state(update.id, &loaded).map(PageView::to_page);
                     let Some(page) = page else {
                         // A link needs a live page; `expected` checked that.
                         return Ok(None);

@@ -32,6 +32,7 @@ use super::{
 use crate::{
     error::{Error, Result},
     ids::{Lsn, PageId, SegmentId},
+    log::Log,
     sync::{Ordering, epoch},
 };
 
@@ -146,7 +147,7 @@ impl Inner {
 
     /// Where each log ends now (reserved LSNs, by stream index).
     pub(crate) fn log_ends(&self) -> [Lsn; 2] {
-        [self.log(Stream::ALL[0]).reserved_lsn(), self.log(Stream::ALL[1]).reserved_lsn()]
+        log_ends(&self.logs)
     }
 
     /// Whether anything was written since the newest checkpoint was complete.
@@ -257,6 +258,11 @@ impl Inner {
             Peek::Empty => false,
         }
     }
+}
+
+/// Where each of `logs` ends (reserved LSNs, by stream index).
+pub(crate) fn log_ends(logs: &[Log; 2]) -> [Lsn; 2] {
+    logs.each_ref().map(Log::reserved_lsn)
 }
 
 /// The live fraction below which a segment of `stream` is cleaned. Emptying a base segment

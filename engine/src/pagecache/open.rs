@@ -17,7 +17,7 @@ use super::{
     group::InFlight,
     live::Liveness,
     loc::{Loc, Stream},
-    maintenance::{Kept, Maintenance},
+    maintenance::{Kept, Maintenance, log_ends},
     page::Materializer,
     pages::{Pages, Summary},
     record,
@@ -109,7 +109,7 @@ impl PageCache {
             counters.checkpoints.store(0, Ordering::Relaxed);
             // A log that ends where the checkpoint starts had nothing to replay: the
             // checkpoint is current, and closing without a write need not take another.
-            let ends = [logs[0].reserved_lsn(), logs[1].reserved_lsn()];
+            let ends = log_ends(&logs);
             let from = [checkpoint.delta_from, checkpoint.base_from];
             if ends == from {
                 maintenance.current_at = Some(ends);

@@ -55,12 +55,21 @@ impl Page {
     /// The page as one image: `materializer.merge(base, fragments)`, or the base itself if
     /// there are no fragments.
     pub fn materialize(&self, materializer: &dyn Materializer) -> Vec<u8> {
-        if self.fragments.is_empty() {
-            return self.base.to_vec();
-        }
-        let fragments: Vec<&[u8]> = self.fragments().collect();
-        materializer.merge(&self.base, &fragments)
+        merge(materializer, &self.base, self.fragments())
     }
+}
+
+/// `base` with `fragments` applied by `materializer`, or `base` itself without fragments.
+fn merge<'a>(
+    materializer: &dyn Materializer,
+    base: &[u8],
+    fragments: impl ExactSizeIterator<Item = &'a [u8]>,
+) -> Vec<u8> {
+    if fragments.len() == 0 {
+        return base.to_vec();
+    }
+    let fragments: Vec<&[u8]> = fragments.collect();
+    materializer.merge(base, &fragments)
 }
 
 /// A page read under an epoch guard ([`PageCache::read`](super::PageCache::read)): it
@@ -179,6 +188,11 @@ impl<'g> PageView<'g> {
     /// The fragments linked onto the base, oldest first.
     pub(crate) fn fragments(&self) -> FragmentIter<'g> {
         FragmentIter { fragments: self.fragments, front: 0, back: self.fragments.len() }
+    }
+
+    /// The page as one image, as [`Page::materialize`].
+    pub(crate) fn materialize(&self, materializer: &dyn Materializer) -> Vec<u8> {
+        merge(materializer, self.base, self.fragments())
     }
 
     /// The owned page, which outlives the guard.

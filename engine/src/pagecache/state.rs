@@ -8,7 +8,6 @@
 use std::{mem::size_of, sync::Arc};
 
 use super::{group::Claim, loc::Loc};
-use crate::ids::PageId;
 
 /// One record of a page: where it is in the log, and its payload if it is in memory.
 #[derive(Debug, Clone)]
@@ -121,17 +120,6 @@ impl PageState {
         PageState { version: self.version, live, claim: self.claim.clone() }
     }
 
-    /// The page as the caller sees it, if every payload is in memory.
-    pub(crate) fn page(&self, id: PageId) -> Option<crate::pagecache::Page> {
-        let live = self.live.as_ref()?;
-        Some(crate::pagecache::Page {
-            id,
-            version: self.version,
-            base: live.base.bytes.clone()?,
-            fragments: live.frags.iter().map(|f| f.bytes.clone()).collect::<Option<_>>()?,
-        })
-    }
-
     /// The memory this state holds, in bytes, as the allocator sees it: the state itself,
     /// its fragment list, and every payload (with its reference counts).
     pub(crate) fn heap_bytes(&self) -> u64 {
@@ -162,7 +150,10 @@ pub(crate) fn heap_cost(len: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ids::Lsn, pagecache::loc::Stream};
+    use crate::{
+        ids::{Lsn, PageId},
+        pagecache::{PageView, loc::Stream},
+    };
 
     fn loc(lsn: u64) -> Loc {
         Loc { stream: Stream::Delta, lsn: Lsn(lsn), len: 40 }
@@ -176,9 +167,9 @@ mod tests {
             vec![Part::resident(loc(40), Arc::from(&b"f"[..]))],
             (7, 2),
         );
-        assert!(state.page(PageId(1)).is_some());
+        assert!(PageView::of_state(PageId(1), &state).is_some());
         let cold = state.paged_out();
-        assert!(!cold.holds_bytes() && cold.page(PageId(1)).is_none());
+        assert!(!cold.holds_bytes() && PageView::of_state(PageId(1), &cold).is_none());
         assert_eq!(cold.locs().collect::<Vec<_>>(), vec![loc(0), loc(40)]);
         assert!(cold.heap_bytes() < state.heap_bytes());
         assert_eq!(cold.version, 3);

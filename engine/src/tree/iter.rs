@@ -85,18 +85,13 @@ impl Iter {
         }
     }
 
-    fn within(&self, key: &[u8]) -> bool {
-        let above = match &self.lo {
-            Bound::Unbounded => true,
-            Bound::Included(lo) => key >= lo.as_slice(),
-            Bound::Excluded(lo) => key > lo.as_slice(),
-        };
-        let below = match &self.hi {
-            Bound::Unbounded => true,
-            Bound::Included(hi) => key <= hi.as_slice(),
-            Bound::Excluded(hi) => key < hi.as_slice(),
-        };
-        above && below
+    /// Whether `key` lies below the lower bound.
+    fn before_lo(&self, key: &[u8]) -> bool {
+        match &self.lo {
+            Bound::Unbounded => false,
+            Bound::Included(lo) => key < lo.as_slice(),
+            Bound::Excluded(lo) => key <= lo.as_slice(),
+        }
     }
 
     /// The entries of `leaf` from `from` on (or all) and within the bounds, in key order,
@@ -130,7 +125,7 @@ impl Iter {
                 buffer.truncate(key_start);
                 break;
             }
-            if !self.within(key) {
+            if self.before_lo(key) {
                 buffer.truncate(key_start);
                 continue;
             }
