@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use super::{Bytes, Event, Plan, Shared, Tree, node::Op, plan::count_change, walk::Target};
-use crate::{error::Result, ids::TreeId};
+use crate::{
+    error::Result,
+    ids::{PageId, TreeId},
+};
 
 /// Inserts and removes across any trees of one database, applied atomically by
 /// [`Db::apply_batch`](crate::Db::apply_batch): other threads see all of it or none of it,
@@ -65,8 +68,14 @@ pub(crate) fn apply_batch(shared: &Shared, batch: Batch) -> Result<()> {
     }
     'retry: loop {
         let mut plan = Plan::new(shared.node_bytes);
+        // One removed key per leaf that lost entries: each such leaf is checked for
+        // merging once, not once per key.
+        let mut shrunk: BTreeMap<(TreeId, PageId), (&Tree, &Bytes)> = BTreeMap::new();
         for ((_, key), (tree, value)) in &writes {
             let descent = tree.descend(Target::Key(key))?;
+            if value.is_none() {
+                shrunk.entry((tree.inner.id, descent.leaf.id())).or_insert((tree, key));
+            }
             // A value stored out of line is freed with the write that replaces it.
             let Some((current, blob)) = tree.current(&descent, key)? else {
                 plan.abandon(&shared.cache);
@@ -85,10 +94,8 @@ pub(crate) fn apply_batch(shared: &Shared, batch: Batch) -> Result<()> {
         }
         if plan.install(&shared.cache)? {
             publish_batch(&writes);
-            for ((_, key), (tree, value)) in &writes {
-                if value.is_none() {
-                    tree.merge_if_underfull(key)?;
-                }
+            for (tree, key) in shrunk.into_values() {
+                tree.merge_if_underfull(key)?;
             }
             return Ok(());
         }

@@ -13,8 +13,8 @@
 
 use super::{
     Tree,
-    node::{Entry, Node},
-    plan::weigh,
+    draft::Draft,
+    node::EntryRef,
     walk::{self, Target, TreePage},
 };
 use crate::{
@@ -43,7 +43,7 @@ impl Tree {
             // Fragments (removes among them) count in a page's length until it is next
             // consolidated: a long page with fragments is measured as a node.
             if page.page_len() > node_bytes / 4
-                && (!page.has_fragments() || page.materialize()?.encoded_len() > node_bytes / 4)
+                && (!page.has_fragments() || page.draft(None)?.encoded_len() > node_bytes / 4)
             {
                 return Ok(());
             }
@@ -54,15 +54,15 @@ impl Tree {
             if parent.version() != parent_version {
                 return Ok(());
             }
-            let parent_node = parent.materialize()?;
-            let merged = if parent_node.entries.len() == 1 {
+            let parent_draft = parent.draft(None)?;
+            let merged = if parent_draft.entries.len() == 1 {
                 if parent_id == self.inner.root {
-                    self.collapse_root(&parent, &parent_node)?
+                    self.collapse_root(&parent, &parent_draft)?
                 } else {
                     false
                 }
             } else {
-                self.merge_children(&parent, parent_node, page.id(), node_bytes)?
+                self.merge_children(&parent, parent_draft, page.id(), node_bytes)?
             };
             if !merged {
                 return Ok(());
@@ -75,18 +75,19 @@ impl Tree {
     fn merge_children(
         &self,
         parent: &TreePage,
-        mut parent_node: Node,
+        mut parent_draft: Draft<'_>,
         id: PageId,
         node_bytes: usize,
     ) -> Result<bool> {
-        let Some(at) = parent_node.entries.iter().position(|(_, e)| *e == Entry::Child(id)) else {
+        let Some(at) = parent_draft.entries.iter().position(|(_, e)| *e == EntryRef::Child(id))
+        else {
             return Ok(false);
         };
         let (left_at, right_at) =
-            if at + 1 < parent_node.entries.len() { (at, at + 1) } else { (at - 1, at) };
-        let child_of = |i: usize| match parent_node.entries[i].1 {
-            Entry::Child(child) => Some(child),
-            Entry::Value(_) => None,
+            if at + 1 < parent_draft.entries.len() { (at, at + 1) } else { (at - 1, at) };
+        let child_of = |i: usize| match parent_draft.entries[i].1 {
+            EntryRef::Child(child) => Some(child),
+            EntryRef::Value(_) => None,
         };
         let (Some(left_id), Some(right_id)) = (child_of(left_at), child_of(right_at)) else {
             return Ok(false);
@@ -96,8 +97,8 @@ impl Tree {
         else {
             return Ok(false);
         };
-        let mut merged = left.materialize()?;
-        let right_node = right.materialize()?;
+        let mut merged = left.draft(None)?;
+        let right_node = right.draft(None)?;
         // Two nodes merge if the result leaves room to grow; an empty node always merges
         // (its sibling fits in a page already), so emptied nodes never linger.
         let limit = if merged.entries.is_empty() || right_node.entries.is_empty() {
@@ -114,9 +115,9 @@ impl Tree {
         if merged.encoded_len() > limit {
             return Ok(false);
         }
-        parent_node.entries.remove(right_at);
-        let merged_weigh = weigh(&merged);
-        let (merged, parent_image) = (merged.encode(), parent_node.encode());
+        parent_draft.entries.remove(right_at);
+        let merged_weigh = merged.weigh();
+        let (merged, parent_image) = (merged.encode(), parent_draft.encode());
         let updates = [
             GroupUpdate {
                 id: left_id,
@@ -141,14 +142,14 @@ impl Tree {
     }
 
     /// A root with one child takes the child's contents (and drops a level); whether it did.
-    fn collapse_root(&self, root: &TreePage, root_node: &Node) -> Result<bool> {
-        let Some((_, Entry::Child(child_id))) = root_node.entries.first() else {
+    fn collapse_root(&self, root: &TreePage, root_draft: &Draft<'_>) -> Result<bool> {
+        let Some((_, EntryRef::Child(child_id))) = root_draft.entries.first() else {
             return Ok(false);
         };
         let Some(child) = walk::try_read(self.cache(), *child_id)? else {
             return Ok(false);
         };
-        let mut node = child.materialize()?;
+        let mut node = child.draft(None)?;
         if node.header.right.is_some() || node.header.high.is_some() {
             return Ok(false);
         }
@@ -159,7 +160,7 @@ impl Tree {
                 id: root.id(),
                 version: Some(root.version()),
                 change: Change::Replace(&image),
-                weigh: weigh(&node),
+                weigh: node.weigh(),
             },
             GroupUpdate {
                 id: *child_id,

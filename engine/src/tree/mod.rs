@@ -6,6 +6,7 @@
 mod batch;
 mod blob;
 mod bytes;
+mod draft;
 mod handle;
 mod iter;
 mod merge;

@@ -55,6 +55,7 @@
 
 use std::{cmp::Ordering, collections::BTreeMap};
 
+use super::draft::Draft;
 use crate::{
     ids::{PageId, TreeId},
     pagecache::Materializer,
@@ -247,7 +248,7 @@ pub(crate) struct Header {
 
 impl Header {
     /// The length of the prefix every key of the node shares and the image stores once.
-    fn prefix_len(&self) -> usize {
+    pub(crate) fn prefix_len(&self) -> usize {
         prefix_len(&self.low, self.high.as_deref())
     }
 }
@@ -260,6 +261,16 @@ pub(crate) enum Entry {
     /// In an index node: the child that covers keys from this entry's key up to the next
     /// entry's key (or the node's high fence).
     Child(PageId),
+}
+
+impl Entry {
+    /// A borrowed view of the entry.
+    pub(crate) fn as_ref(&self) -> EntryRef<'_> {
+        match self {
+            Entry::Value(value) => EntryRef::Value(value.as_ref()),
+            &Entry::Child(page) => EntryRef::Child(page),
+        }
+    }
 }
 
 /// An entry as it lies in an image.
@@ -291,7 +302,7 @@ pub(crate) struct KeyRef<'a> {
 
 impl<'a> KeyRef<'a> {
     /// A whole key, as a fragment holds it.
-    fn whole(key: &'a [u8]) -> KeyRef<'a> {
+    pub(crate) fn whole(key: &'a [u8]) -> KeyRef<'a> {
         KeyRef { prefix: &[], suffix: key }
     }
 
@@ -314,6 +325,15 @@ impl<'a> KeyRef<'a> {
         key.extend_from_slice(self.prefix);
         key.extend_from_slice(self.suffix);
         key
+    }
+
+    /// The key's bytes from `n` on, as two slices to join (both empty past the end).
+    fn tail(self, n: usize) -> (&'a [u8], &'a [u8]) {
+        let (prefix, suffix) = (self.prefix.len(), self.suffix.len());
+        (
+            self.prefix.get(n.min(prefix)..).unwrap_or_default(),
+            self.suffix.get(n.saturating_sub(prefix).min(suffix)..).unwrap_or_default(),
+        )
     }
 
     /// The key's length in bytes.
@@ -373,73 +393,22 @@ impl Node {
     }
 
     /// The exact length of [`Node::encode`]'s output, computed without encoding.
+    #[cfg_attr(not(test), expect(dead_code, reason = "writes rebuild nodes as drafts"))]
     pub(crate) fn encoded_len(&self) -> usize {
-        let prefix = self.header.prefix_len();
-        let fences = bytes_len(&self.header.low) + self.header.high.as_deref().map_or(0, bytes_len);
-        let entries: usize = self
-            .entries
-            .iter()
-            .map(|(key, entry)| entry_len(key.len().saturating_sub(prefix), entry))
-            .sum();
-        HEADER_LEN + fences + varint::len(to_u64(prefix)) + entries
+        image_len(&self.header, self.entry_refs())
     }
 
     /// The node's image.
     ///
     /// # Panics
-    /// If the image would pass 4 GiB, which its 32-bit entry offsets cannot address. The tree
-    /// keeps nodes near a page in size; a value that large is a blob.
+    /// If the image would pass 4 GiB (see [`encode_image`]).
     pub(crate) fn encode(&self) -> Vec<u8> {
-        match self.try_encode() {
-            Some(image) => image,
-            None => panic!("a node image of {} bytes passes 4 GiB", self.encoded_len()),
-        }
+        encode_image(&self.header, self.entry_refs())
     }
 
-    /// The node's image, or `None` if it would pass 4 GiB.
-    fn try_encode(&self) -> Option<Vec<u8>> {
-        let len = self.encoded_len();
-        u32::try_from(len).ok()?;
-        let count = u32::try_from(self.entries.len()).ok()?;
-        let header = &self.header;
-        let prefix = header.prefix_len();
-        let mut flags = 0;
-        if header.high.is_some() {
-            flags |= FLAG_HIGH;
-        }
-        if header.right.is_some() {
-            flags |= FLAG_RIGHT;
-        }
-        let mut out = Vec::with_capacity(len);
-        out.extend_from_slice(&[NODE_TAG, header.level, flags, 0]);
-        out.extend_from_slice(&count.to_le_bytes());
-        out.extend_from_slice(&header.tree.get().to_le_bytes());
-        out.extend_from_slice(&header.right.map_or(0, PageId::get).to_le_bytes());
-        put_bytes(&mut out, &header.low);
-        if let Some(high) = &header.high {
-            put_bytes(&mut out, high);
-        }
-        varint::put(&mut out, to_u64(prefix));
-        let table = out.len();
-        out.resize(table + OFFSET_LEN * self.entries.len(), 0);
-        for (i, (key, entry)) in self.entries.iter().enumerate() {
-            // Below `len`, which fits in a u32.
-            let offset = u32::try_from(out.len()).ok()?;
-            let slot = table + OFFSET_LEN * i;
-            out.get_mut(slot..slot + OFFSET_LEN)?.copy_from_slice(&offset.to_le_bytes());
-            debug_assert!(
-                key.starts_with(header.low.get(..prefix).unwrap_or_default()),
-                "key outside the fences"
-            );
-            debug_assert_eq!(matches!(entry, Entry::Value(_)), self.is_leaf(), "entry kind");
-            put_bytes(&mut out, key.get(prefix..).unwrap_or_default());
-            match entry {
-                Entry::Value(value) => value.as_ref().encode_into(&mut out),
-                Entry::Child(page) => out.extend_from_slice(&page.get().to_le_bytes()),
-            }
-        }
-        debug_assert_eq!(out.len(), len);
-        Some(out)
+    /// The entries, borrowed: what the image encoder reads.
+    fn entry_refs(&self) -> impl ExactSizeIterator<Item = (KeyRef<'_>, EntryRef<'_>)> + Clone {
+        self.entries.iter().map(|(key, entry)| (KeyRef::whole(key), entry.as_ref()))
     }
 
     /// Decodes `base` and applies every op of `fragments` (oldest first) in order.
@@ -472,6 +441,7 @@ impl Node {
 
     /// Applies one op to a leaf: a put inserts or overwrites, a remove deletes if present.
     /// The key should lie within the fences (the tree routes it here because it does).
+    #[cfg_attr(not(test), expect(dead_code, reason = "writes rebuild leaves as drafts"))]
     pub(crate) fn apply(&mut self, op: &Op) {
         debug_assert!(self.is_leaf(), "ops apply to leaves");
         let at = self.entries.binary_search_by(|(key, _)| key.as_slice().cmp(op.key()));
@@ -494,6 +464,7 @@ impl Node {
     /// In an index node, points the keys from `low` on at `child` (up to the next entry's
     /// key): inserts the entry, or replaces the child of an entry with that key. This is how
     /// a parent learns of a split child's new right half, whose low fence is `low`.
+    #[cfg_attr(not(test), expect(dead_code, reason = "writes rebuild nodes as drafts"))]
     pub(crate) fn apply_child(&mut self, low: Vec<u8>, child: PageId) {
         debug_assert!(!self.is_leaf(), "children go in index nodes");
         match self.entries.binary_search_by(|(key, _)| key.cmp(&low)) {
@@ -504,62 +475,6 @@ impl Node {
             }
             Err(i) => self.entries.insert(i, (low, Entry::Child(child))),
         }
-    }
-
-    /// Splits the node into a left and a right half of about equal encoded size.
-    ///
-    /// The separator becomes the left's high fence and the right's low fence. In an index
-    /// node it is the right's first key; in a leaf it is the shortest prefix of the right's
-    /// first key that is still greater than the left's last key (suffix truncation: shorter
-    /// separators make smaller index nodes). The left keeps the low fence; the right takes
-    /// the high fence and the right sibling. Both keep tree and level.
-    ///
-    /// The left's `right` is left as it was: the caller sets it to the page id it gives the
-    /// right half once that page exists.
-    ///
-    /// # Panics
-    /// If the node has fewer than 2 entries: it cannot be split, and the tree splits only
-    /// nodes that outgrew a page.
-    pub(crate) fn split(mut self) -> (Node, Node) {
-        let count = self.entries.len();
-        assert!(count >= 2, "splitting a node of {count} entries");
-        let prefix = self.header.prefix_len();
-        let sizes: Vec<usize> = self
-            .entries
-            .iter()
-            .map(|(key, entry)| entry_len(key.len().saturating_sub(prefix), entry))
-            .collect();
-        let total: usize = sizes.iter().sum();
-        // The cut `at` (entries before it go left) with the left's bytes closest to half.
-        let (mut at, mut best, mut left) = (1, usize::MAX, 0);
-        for (i, size) in sizes.iter().enumerate().take(count - 1) {
-            left += size;
-            let gap = (2 * left).abs_diff(total);
-            if gap < best {
-                (at, best) = (i + 1, gap);
-            }
-        }
-        let right_entries = self.entries.split_off(at);
-        let separator = match (self.entries.last(), right_entries.first()) {
-            (Some((last, _)), Some((first, _))) if self.is_leaf() => {
-                shortest_separator(last, first)
-            }
-            (_, Some((first, _))) => first.clone(),
-            // `at` is in 1..count, so both halves have entries.
-            (_, None) => Vec::new(),
-        };
-        let right = Node {
-            header: Header {
-                tree: self.header.tree,
-                level: self.header.level,
-                low: separator.clone(),
-                high: self.header.high.take(),
-                right: self.header.right,
-            },
-            entries: right_entries,
-        };
-        self.header.high = Some(separator);
-        (self, right)
     }
 }
 
@@ -1109,9 +1024,9 @@ pub(crate) struct TreeMaterializer;
 
 impl Materializer for TreeMaterializer {
     fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8> {
-        Node::materialize(base, fragments)
+        Draft::of_page(base, fragments)
             .ok()
-            .and_then(|node| node.try_encode())
+            .and_then(|draft| try_encode_image(&draft.header, draft.entries.iter().copied()))
             .unwrap_or_else(|| base.to_vec())
     }
 }
@@ -1244,20 +1159,100 @@ fn common_prefix_len(a: &[u8], b: &[u8]) -> usize {
 /// The shortest prefix of `right` greater than `left`, for `left < right`: up to and
 /// including the first byte where they differ (or, if `left` is a prefix of `right`, the
 /// byte after it).
-fn shortest_separator(left: &[u8], right: &[u8]) -> Vec<u8> {
+pub(crate) fn shortest_separator(left: &[u8], right: &[u8]) -> Vec<u8> {
     let len = (common_prefix_len(left, right) + 1).min(right.len());
     right.get(..len).unwrap_or(right).to_vec()
 }
 
 /// Bytes of an entry whose key suffix is `suffix_len` long, its offset included.
-fn entry_len(suffix_len: usize, entry: &Entry) -> usize {
+pub(crate) fn entry_len(suffix_len: usize, entry: EntryRef<'_>) -> usize {
     OFFSET_LEN
         + varint::len(to_u64(suffix_len))
         + suffix_len
         + match entry {
-            Entry::Value(value) => value.as_ref().encoded_len(),
-            Entry::Child(_) => CHILD_LEN,
+            EntryRef::Value(value) => value.encoded_len(),
+            EntryRef::Child(_) => CHILD_LEN,
         }
+}
+
+/// The exact length of the image of a node with `header` and `entries`.
+pub(crate) fn image_len<'e>(
+    header: &Header,
+    entries: impl Iterator<Item = (KeyRef<'e>, EntryRef<'e>)>,
+) -> usize {
+    let prefix = header.prefix_len();
+    let fences = bytes_len(&header.low) + header.high.as_deref().map_or(0, bytes_len);
+    let entries: usize =
+        entries.map(|(key, entry)| entry_len(key.len().saturating_sub(prefix), entry)).sum();
+    HEADER_LEN + fences + varint::len(to_u64(prefix)) + entries
+}
+
+/// The image of a node with `header` and `entries` (sorted, within the fences, of the
+/// header's level's kind): the one encoder, for owned nodes and drafts alike.
+///
+/// # Panics
+/// If the image would pass 4 GiB, which its 32-bit entry offsets cannot address. The tree
+/// keeps nodes near a page in size; a value that large is a blob.
+pub(crate) fn encode_image<'e>(
+    header: &Header,
+    entries: impl ExactSizeIterator<Item = (KeyRef<'e>, EntryRef<'e>)> + Clone,
+) -> Vec<u8> {
+    let len = image_len(header, entries.clone());
+    match try_encode_image(header, entries) {
+        Some(image) => image,
+        None => panic!("a node image of {len} bytes passes 4 GiB"),
+    }
+}
+
+/// [`encode_image`], or `None` if the image would pass 4 GiB.
+fn try_encode_image<'e>(
+    header: &Header,
+    entries: impl ExactSizeIterator<Item = (KeyRef<'e>, EntryRef<'e>)> + Clone,
+) -> Option<Vec<u8>> {
+    let len = image_len(header, entries.clone());
+    u32::try_from(len).ok()?;
+    let count = u32::try_from(entries.len()).ok()?;
+    let prefix = header.prefix_len();
+    let mut flags = 0;
+    if header.high.is_some() {
+        flags |= FLAG_HIGH;
+    }
+    if header.right.is_some() {
+        flags |= FLAG_RIGHT;
+    }
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&[NODE_TAG, header.level, flags, 0]);
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&header.tree.get().to_le_bytes());
+    out.extend_from_slice(&header.right.map_or(0, PageId::get).to_le_bytes());
+    put_bytes(&mut out, &header.low);
+    if let Some(high) = &header.high {
+        put_bytes(&mut out, high);
+    }
+    varint::put(&mut out, to_u64(prefix));
+    let table = out.len();
+    out.resize(table + OFFSET_LEN * entries.len(), 0);
+    for (i, (key, entry)) in entries.enumerate() {
+        // Below `len`, which fits in a u32.
+        let offset = u32::try_from(out.len()).ok()?;
+        let slot = table + OFFSET_LEN * i;
+        out.get_mut(slot..slot + OFFSET_LEN)?.copy_from_slice(&offset.to_le_bytes());
+        debug_assert!(
+            key.to_vec().starts_with(header.low.get(..prefix).unwrap_or_default()),
+            "key outside the fences"
+        );
+        debug_assert_eq!(matches!(entry, EntryRef::Value(_)), header.level == 0, "entry kind");
+        let (head, tail) = key.tail(prefix);
+        varint::put(&mut out, to_u64(head.len() + tail.len()));
+        out.extend_from_slice(head);
+        out.extend_from_slice(tail);
+        match entry {
+            EntryRef::Value(value) => value.encode_into(&mut out),
+            EntryRef::Child(page) => out.extend_from_slice(&page.get().to_le_bytes()),
+        }
+    }
+    debug_assert_eq!(out.len(), len);
+    Some(out)
 }
 
 /// Bytes of a length-prefixed byte string.
@@ -1698,6 +1693,12 @@ mod tests {
         assert_eq!(lookup(b"y"), None);
     }
 
+    /// Splits `node` in two as the tree does (through a draft).
+    fn split(node: Node) -> (Node, Node) {
+        let (left, right) = Draft::of_node(&node).split();
+        (left.to_node(), right.to_node())
+    }
+
     /// Checks a split of `node` into `left` and `right`.
     fn assert_split(seed: u64, node: &Node, left: &Node, right: &Node) {
         let both: Vec<_> = left.entries.iter().chain(&right.entries).cloned().collect();
@@ -1728,7 +1729,7 @@ mod tests {
 
         // The entries as the split node encoded them: halves within one entry of each other.
         let prefix = node.header.prefix_len();
-        let size = |(key, entry): &(Vec<u8>, Entry)| entry_len(key.len() - prefix, entry);
+        let size = |(key, entry): &(Vec<u8>, Entry)| entry_len(key.len() - prefix, entry.as_ref());
         let largest = node.entries.iter().map(size).max().unwrap_or(0);
         let (left_bytes, right_bytes): (usize, usize) =
             (left.entries.iter().map(size).sum(), right.entries.iter().map(size).sum());
@@ -1762,7 +1763,7 @@ mod tests {
             if node.entries.len() < 2 {
                 continue;
             }
-            let (left, right) = node.clone().split();
+            let (left, right) = split(node.clone());
             assert_split(seed, &node, &left, &right);
             splits += 1;
         }
@@ -1780,13 +1781,13 @@ mod tests {
         for (last, first, want) in cases {
             assert_eq!(shortest_separator(last, first), want);
             let node = leaf(b"", None, None, &[(last, inline(b"")), (first, inline(b""))]);
-            let (left, right) = node.clone().split();
+            let (left, right) = split(node.clone());
             assert_eq!(right.header.low, want);
             assert_split(0, &node, &left, &right);
         }
         // An index node keeps the whole key.
         let node = index(1, b"", None, &[(b"", 1), (b"abc", 2), (b"abd123", 3), (b"b", 4)]);
-        let (left, right) = node.clone().split();
+        let (left, right) = split(node.clone());
         assert_eq!(right.header.low, b"abd123");
         assert_split(0, &node, &left, &right);
     }
@@ -1798,7 +1799,7 @@ mod tests {
         for key in [&b"a"[..], b"b", b"c", b"d"] {
             leaf.apply(&Op::Put { key: key.to_vec(), value: inline(key) });
         }
-        let (mut left, right) = leaf.split();
+        let (mut left, right) = split(leaf);
         left.header.right = Some(PageId(11));
         let mut root = Node::empty(TreeId(7), 1);
         root.apply_child(left.header.low.clone(), PageId(10));

@@ -17,8 +17,9 @@
 use std::collections::BTreeMap;
 
 use super::{
-    node::{self, Entry, Node, Op},
-    walk::Descent,
+    draft::Draft,
+    node::{self, Entry, EntryRef, KeyRef, Node, Op},
+    walk::{self, Descent},
 };
 use crate::{
     error::Result,
@@ -32,23 +33,26 @@ pub(crate) fn count_change(before: bool, after: bool) -> i64 {
     i64::from(after) - i64::from(before)
 }
 
-/// A node's weight in the page cache: its entry count for a leaf (so that a tree's total
-/// weight is its length), 0 for an index node; owned by its tree.
-pub(crate) fn weigh(node: &Node) -> Weigh {
-    let weight =
-        if node.is_leaf() { i64::try_from(node.entries.len()).unwrap_or(i64::MAX) } else { 0 };
-    Weigh::Set { owner: node.header.tree.get(), weight }
-}
-
 /// What will happen to one existing page.
 #[derive(Debug)]
 enum Planned {
-    /// Link these operations as one fragment (a leaf with room for them); `delta` is the
-    /// change in the leaf's entry count.
-    Link { version: u64, ops: Vec<Op>, delta: i64 },
-    /// Rewrite the page with this node.
-    Replace { version: u64, node: Node },
+    /// Link this fragment (a leaf with room for it); `delta` is the change in the leaf's
+    /// entry count.
+    Link { version: u64, fragment: Vec<u8>, delta: i64 },
+    /// Rewrite the page with this image: a node rebuilt, or the left piece of a split.
+    Image { version: u64, image: Vec<u8>, weigh: Weigh },
 }
+
+/// A child that split, and its new right siblings (low fence and page), in order.
+type Split = (PageId, Vec<(Vec<u8>, PageId)>);
+
+/// The splits of one level that the level above must take in: by parent, the parent's
+/// version and its children's splits.
+type Attachments = BTreeMap<PageId, (u64, Vec<Split>)>;
+
+/// The roots that split (one per tree at most): each root's id and version, and the index
+/// node over its pieces that it becomes (one level up; it may have to split in its turn).
+type NewRoots = Vec<(PageId, u64, Node)>;
 
 /// One page's bytes in a group update: a fragment to link or an image to write.
 struct Image {
@@ -111,41 +115,22 @@ impl Plan {
     /// # Errors
     /// The page cache's errors; [`crate::Error::Corruption`] for a damaged page.
     pub(crate) fn install(self, cache: &PageCache) -> Result<bool> {
-        let node_bytes = self.node_bytes;
-        let freed = self.freed;
-        let created = self.created;
-        let mut new_pages: Vec<(PageId, Node)> = Vec::new();
-        let mut planned: BTreeMap<PageId, Planned> = BTreeMap::new();
-        // Parents and their versions, from the descents, for the splits that need them.
-        let mut parents: BTreeMap<PageId, (PageId, u64)> = BTreeMap::new();
-        for (id, (descent, ops, delta)) in self.leaves {
-            let leaf = &descent.leaf;
-            for pair in descent.path.windows(2) {
-                parents.insert(pair[1].0, pair[0]);
-            }
-            // A leaf without a parent is the root (split_all treats it so).
-            if let Some(&parent) = descent.path.last() {
-                parents.insert(id, parent);
-            }
-            let fragment_len = node::encode_fragment(&ops).len();
-            let fits = leaf.page_len() + fragment_len <= node_bytes;
-            if fits {
-                planned.insert(id, Planned::Link { version: leaf.version(), ops, delta });
-            } else {
-                let mut node = leaf.materialize()?;
-                for op in &ops {
-                    node.apply(op);
-                }
-                planned.insert(id, Planned::Replace { version: leaf.version(), node });
-            }
-        }
-
-        // Split what outgrew its page, from the leaves up: a split adds separators to the
-        // parent, which is then planned as a rewrite and may split in its turn.
-        let result = split_all(cache, node_bytes, &mut planned, &parents, &mut new_pages);
-        if !matches!(result, Ok(true)) {
-            new_pages.iter().for_each(|(id, _)| cache.release_id(*id));
+        let Plan { node_bytes, leaves, created, freed } = self;
+        let mut rewrite = Rewrite {
+            cache,
+            node_bytes,
+            planned: BTreeMap::new(),
+            parents: BTreeMap::new(),
+            new_pages: Vec::new(),
+        };
+        let result = rewrite.plan(&leaves);
+        let Rewrite { planned, new_pages, .. } = rewrite;
+        let release = || {
+            new_pages.iter().for_each(|(id, ..)| cache.release_id(*id));
             created.iter().for_each(|(id, ..)| cache.release_id(*id));
+        };
+        if !matches!(result, Ok(true)) {
+            release();
             return result;
         }
 
@@ -155,11 +140,11 @@ impl Plan {
                 return Ok(true);
             };
             let outcome = match change {
-                Planned::Link { version, ops, delta } => {
-                    cache.link_with(id, version, &node::encode_fragment(&ops), Weigh::Add(delta))?
+                Planned::Link { version, fragment, delta } => {
+                    cache.link_with(id, version, &fragment, Weigh::Add(delta))?
                 }
-                Planned::Replace { version, node } => {
-                    cache.replace_with(id, version, &node.encode(), weigh(&node))?
+                Planned::Image { version, image, weigh } => {
+                    cache.replace_with(id, version, &image, weigh)?
                 }
             };
             return Ok(outcome != Outcome::Stale);
@@ -168,36 +153,24 @@ impl Plan {
         let images: Vec<Image> = planned
             .into_iter()
             .map(|(id, change)| match change {
-                Planned::Link { version, ops, delta } => Image {
+                Planned::Link { version, fragment, delta } => Image {
                     id,
                     version: Some(version),
                     link: true,
-                    bytes: node::encode_fragment(&ops),
+                    bytes: fragment,
                     weigh: Weigh::Add(delta),
                 },
-                Planned::Replace { version, node } => Image {
-                    id,
-                    version: Some(version),
-                    link: false,
-                    bytes: node.encode(),
-                    weigh: weigh(&node),
-                },
+                Planned::Image { version, image, weigh } => {
+                    Image { id, version: Some(version), link: false, bytes: image, weigh }
+                }
             })
-            .chain(new_pages.iter().map(|(id, node)| Image {
-                id: *id,
-                version: None,
-                link: false,
-                bytes: node.encode(),
-                weigh: weigh(node),
-            }))
-            .chain(created.iter().map(|(id, image, w)| Image {
-                id: *id,
-                version: None,
-                link: false,
-                bytes: image.clone(),
-                weigh: *w,
-            }))
             .collect();
+        let news = new_pages.iter().chain(&created).map(|(id, image, weigh)| GroupUpdate {
+            id: *id,
+            version: None,
+            change: Change::Replace(image),
+            weigh: *weigh,
+        });
         let frees = freed.iter().map(|&(id, version)| GroupUpdate {
             id,
             version: Some(version),
@@ -216,6 +189,7 @@ impl Plan {
                 },
                 weigh: image.weigh,
             })
+            .chain(news)
             .chain(frees)
             .collect();
         // Descents made at different moments can name one page in two roles (a value page
@@ -228,94 +202,152 @@ impl Plan {
             cache.apply_group(&updates)
         };
         if !matches!(outcome, Ok(GroupOutcome::Installed)) {
-            new_pages.iter().for_each(|(id, _)| cache.release_id(*id));
-            created.iter().for_each(|(id, ..)| cache.release_id(*id));
+            release();
         }
         Ok(outcome? == GroupOutcome::Installed)
     }
 }
 
-/// Splits every planned rewrite that is larger than `node_bytes`, adding the new pages to
-/// `new_pages` and the separators to the parents (planned as rewrites in turn). `false`
-/// if a remembered parent is no longer the parent (the descent moved right past a split
-/// that happened meanwhile): the write must start again.
-fn split_all(
-    cache: &PageCache,
+/// The pages a plan changes, worked out from the leaves up.
+struct Rewrite<'c> {
+    cache: &'c PageCache,
     node_bytes: usize,
-    planned: &mut BTreeMap<PageId, Planned>,
-    parents: &BTreeMap<PageId, (PageId, u64)>,
-    new_pages: &mut Vec<(PageId, Node)>,
-) -> Result<bool> {
-    // Level by level from the leaves: a parent is only complete once all its children
-    // have been split.
-    for level in 0..=u8::MAX {
-        let oversized: Vec<PageId> = planned
-            .iter()
-            .filter_map(|(id, change)| match change {
-                Planned::Replace { node, .. }
-                    if node.header.level == level && node.encoded_len() > node_bytes =>
-                {
-                    Some(*id)
-                }
-                _ => None,
-            })
-            .collect();
-        if oversized.is_empty() && !planned.values().any(|p| planned_level(p) > level) {
-            return Ok(true);
+    /// What happens to each existing page.
+    planned: BTreeMap<PageId, Planned>,
+    /// Each page's parent and the parent's version, from the descents.
+    parents: BTreeMap<PageId, (PageId, u64)>,
+    /// New pages (ids from `reserve_id`, given back if the plan fails) and their images.
+    new_pages: Vec<(PageId, Vec<u8>, Weigh)>,
+}
+
+impl Rewrite<'_> {
+    /// Plans every leaf's change, then the splits they cause, level by level up to the
+    /// root. `false` if a remembered parent is no longer the parent (the descent moved right
+    /// past a split that happened meanwhile) or changed since: the write must start again.
+    fn plan(&mut self, leaves: &BTreeMap<PageId, (Descent, Vec<Op>, i64)>) -> Result<bool> {
+        for (&id, (descent, ..)) in leaves {
+            for pair in descent.path.windows(2) {
+                self.parents.insert(pair[1].0, pair[0]);
+            }
+            // A leaf without a parent is the root (`place` treats it so).
+            if let Some(&parent) = descent.path.last() {
+                self.parents.insert(id, parent);
+            }
         }
-        for id in oversized {
-            let Some(Planned::Replace { version, node }) = planned.remove(&id) else {
-                continue;
-            };
-            let pieces = split_into(node, node_bytes);
-            let mut ids = Vec::with_capacity(pieces.len());
-            match parents.get(&id) {
-                // A child: the first piece stays here, the others get new pages and their
-                // separators go into the parent.
-                Some(&(parent, parent_version)) => {
-                    let mut parent_node = match planned.remove(&parent) {
-                        Some(Planned::Replace { node, .. }) => node,
-                        Some(Planned::Link { .. }) | None => read_index(cache, parent)?,
-                    };
-                    let child = Entry::Child(id);
-                    if parent_node.header.level != level + 1
-                        || !parent_node.entries.iter().any(|(_, entry)| *entry == child)
-                    {
-                        return Ok(false);
-                    }
-                    ids.push(id);
-                    ids.extend(reserve_ids(cache, pieces.len() - 1)?);
-                    let linked = link_pieces(pieces, &ids);
-                    for (piece_id, piece) in ids.iter().zip(&linked).skip(1) {
-                        parent_node.apply_child(piece.header.low.clone(), *piece_id);
-                    }
-                    let mut linked = linked.into_iter();
-                    if let Some(first) = linked.next() {
-                        planned.insert(id, Planned::Replace { version, node: first });
-                    }
-                    new_pages.extend(ids.iter().skip(1).copied().zip(linked));
-                    planned.insert(
-                        parent,
-                        Planned::Replace { version: parent_version, node: parent_node },
-                    );
+        let mut attachments = Attachments::new();
+        let mut new_roots = NewRoots::new();
+        for (&id, (descent, ops, delta)) in leaves {
+            let leaf = &descent.leaf;
+            let fragment = node::encode_fragment(ops);
+            if leaf.page_len() + fragment.len() <= self.node_bytes {
+                let change = Planned::Link { version: leaf.version(), fragment, delta: *delta };
+                self.planned.insert(id, change);
+            } else {
+                let draft = leaf.draft(Some(&fragment))?;
+                self.place(id, leaf.version(), draft, &mut attachments, &mut new_roots)?;
+            }
+        }
+        // Each level takes in the splits of the one below, and may split in its turn.
+        for level in 1..=u8::MAX {
+            if attachments.is_empty() && new_roots.is_empty() {
+                return Ok(true);
+            }
+            let (mut above, mut roots_above) = (Attachments::new(), NewRoots::new());
+            for (id, version, node) in new_roots {
+                self.place(id, version, Draft::of_node(&node), &mut above, &mut roots_above)?;
+            }
+            for (&parent, (version, children)) in &attachments {
+                // A parent freed or changed since the descent read it: plan again.
+                let page = walk::try_read(self.cache, parent)?;
+                let Some(page) = page.filter(|page| page.version() == *version) else {
+                    return Ok(false);
+                };
+                let mut draft = page.draft(None)?;
+                if draft.header.level != level || !attach(&mut draft, children) {
+                    return Ok(false);
                 }
-                // The root: every piece moves to a new page, and the root becomes an index
-                // node over them, one level up, keeping its id.
-                None => {
-                    ids.extend(reserve_ids(cache, pieces.len())?);
-                    let linked = link_pieces(pieces, &ids);
-                    let first = &linked[0].header;
-                    let mut root = Node::empty(first.tree, first.level + 1);
-                    for (piece_id, piece) in ids.iter().zip(&linked) {
-                        root.entries.push((piece.header.low.clone(), Entry::Child(*piece_id)));
-                    }
-                    new_pages.extend(ids.iter().copied().zip(linked));
-                    planned.insert(id, Planned::Replace { version, node: root });
-                }
+                self.place(parent, *version, draft, &mut above, &mut roots_above)?;
+            }
+            (attachments, new_roots) = (above, roots_above);
+        }
+        Ok(attachments.is_empty() && new_roots.is_empty())
+    }
+
+    /// Plans rewriting page `id` (read at `version`) as `draft`, split into as many pages
+    /// as it takes: the first piece stays at `id`, the others get new pages, and their low
+    /// fences go to `attachments` for the parent. The root keeps its page id (the catalog
+    /// names it): a root that splits moves every piece to a new page and becomes an index
+    /// node over them, one level up (`new_roots`).
+    fn place(
+        &mut self,
+        id: PageId,
+        version: u64,
+        draft: Draft<'_>,
+        attachments: &mut Attachments,
+        new_roots: &mut NewRoots,
+    ) -> Result<()> {
+        let (tree, level) = (draft.header.tree, draft.header.level);
+        let mut pieces = draft.split_into(self.node_bytes);
+        let parent = self.parents.get(&id).copied();
+        let ids = match parent {
+            _ if pieces.len() == 1 => vec![id],
+            Some(_) => {
+                let mut ids = vec![id];
+                ids.extend(reserve_ids(self.cache, pieces.len() - 1)?);
+                ids
+            }
+            None => reserve_ids(self.cache, pieces.len())?,
+        };
+        // Each piece links to the next; the last keeps the original right link.
+        for (piece, next) in pieces.iter_mut().zip(ids.iter().skip(1)) {
+            piece.header.right = Some(*next);
+        }
+        let mut lows = Vec::with_capacity(ids.len());
+        for (piece, &piece_id) in pieces.iter().zip(&ids) {
+            let (image, weigh) = (piece.encode(), piece.weigh());
+            if piece_id == id {
+                self.planned.insert(id, Planned::Image { version, image, weigh });
+            } else {
+                self.new_pages.push((piece_id, image, weigh));
+            }
+            lows.push((piece.header.low.clone(), piece_id));
+        }
+        match parent {
+            _ if ids.len() == 1 => {}
+            Some((parent, parent_version)) => {
+                let siblings = lows.into_iter().skip(1).collect();
+                attachments
+                    .entry(parent)
+                    .or_insert((parent_version, Vec::new()))
+                    .1
+                    .push((id, siblings));
+            }
+            None => {
+                let mut root = Node::empty(tree, level + 1);
+                root.entries = lows.into_iter().map(|(low, id)| (low, Entry::Child(id))).collect();
+                new_roots.push((id, version, root));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Points index node `draft` at the new right siblings of its split children, given by
+/// their low fences. `false` if a child is not in it (any more).
+fn attach<'a>(draft: &mut Draft<'a>, children: &'a [Split]) -> bool {
+    for (child, siblings) in children {
+        if !draft.entries.iter().any(|(_, entry)| *entry == EntryRef::Child(*child)) {
+            return false;
+        }
+        for (low, sibling) in siblings {
+            let entry = (KeyRef::whole(low), EntryRef::Child(*sibling));
+            match draft.entries.binary_search_by(|(key, _)| key.compare(low)) {
+                Ok(i) => draft.entries[i] = entry,
+                Err(i) => draft.entries.insert(i, entry),
             }
         }
     }
-    Ok(true)
+    true
 }
 
 /// `count` new page ids, or none if the page table is full.
@@ -331,44 +363,4 @@ fn reserve_ids(cache: &PageCache, count: usize) -> Result<Vec<PageId>> {
         }
     }
     Ok(ids)
-}
-
-fn planned_level(planned: &Planned) -> u8 {
-    match planned {
-        Planned::Link { .. } => 0,
-        Planned::Replace { node, .. } => node.header.level,
-    }
-}
-
-/// Splits `node` into pieces of at most `node_bytes` each (a piece with one entry may be
-/// larger: it cannot be split further).
-fn split_into(node: Node, node_bytes: usize) -> Vec<Node> {
-    let mut done = Vec::new();
-    let mut todo = vec![node];
-    while let Some(node) = todo.pop() {
-        if node.encoded_len() <= node_bytes || node.entries.len() < 2 {
-            done.push(node);
-        } else {
-            let (left, right) = node.split();
-            // Right first on the stack so the left comes out first: `done` stays in order.
-            todo.push(right);
-            todo.push(left);
-        }
-    }
-    done
-}
-
-/// Sets each piece's right link to the next piece's page; the last keeps the original.
-fn link_pieces(mut pieces: Vec<Node>, ids: &[PageId]) -> Vec<Node> {
-    let count = pieces.len();
-    for (i, piece) in pieces.iter_mut().enumerate().take(count.saturating_sub(1)) {
-        piece.header.right = Some(ids[i + 1]);
-    }
-    pieces
-}
-
-/// The current image of index page `id`, as a node.
-fn read_index(cache: &PageCache, id: PageId) -> Result<Node> {
-    let page = super::walk::read_page(cache, id)?;
-    page.materialize()
 }

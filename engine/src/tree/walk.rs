@@ -7,7 +7,10 @@
 
 use std::cmp::Ordering;
 
-use super::node::{self, Malformed, Node, NodeRef, Value, ValueRef};
+use super::{
+    draft::Draft,
+    node::{self, Malformed, Node, NodeRef, Value, ValueRef},
+};
 use crate::{
     error::{Error, Result},
     ids::{PageId, TreeId},
@@ -58,6 +61,13 @@ impl TreePage {
     pub(crate) fn materialize(&self) -> Result<Node> {
         let fragments: Vec<&[u8]> = self.page.fragments().collect();
         Node::materialize(self.page.base(), &fragments).map_err(|m| corrupt(self.id(), &m))
+    }
+
+    /// The node with every fragment applied and then `extra` (ops not linked yet), its
+    /// entries borrowed from the page.
+    pub(crate) fn draft<'a>(&'a self, extra: Option<&'a [u8]>) -> Result<Draft<'a>> {
+        let fragments: Vec<&[u8]> = self.page.fragments().chain(extra).collect();
+        Draft::of_page(self.page.base(), &fragments).map_err(|m| corrupt(self.id(), &m))
     }
 
     /// The value of `key` in this leaf.
