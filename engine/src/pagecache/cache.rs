@@ -488,9 +488,7 @@ impl Inner {
         guard: &'g epoch::Guard,
     ) -> Result<Current<'g>, (PageState, Current<'g>)> {
         let old = current.state();
-        let gained: Vec<Loc> =
-            new.locs().filter(|l| old.is_none_or(|o| !o.locs().any(|x| x == *l))).collect();
-        for &loc in &gained {
+        for loc in gained(old, &new) {
             self.live.adjust(&self.logs, loc, true);
         }
         match self.table.install(slot, current, new, guard) {
@@ -508,7 +506,7 @@ impl Inner {
                 Ok(installed)
             }
             Err(lost) => {
-                for &loc in &gained {
+                for loc in gained(old, &lost.0) {
                     self.live.adjust(&self.logs, loc, false);
                 }
                 Err(lost)
@@ -783,4 +781,10 @@ impl Inner {
             self.counters.note_maintenance_error(&error);
         }
     }
+}
+
+/// The locations `new` holds that `old` does not (walked, not collected: this runs on
+/// every install).
+fn gained<'a>(old: Option<&'a PageState>, new: &'a PageState) -> impl Iterator<Item = Loc> + 'a {
+    new.locs().filter(move |loc| old.is_none_or(|old| !old.locs().any(|x| x == *loc)))
 }

@@ -336,15 +336,21 @@ impl Inner {
             }
             let version = state.version + 1;
             let weighs = update.weigh.apply(state.weighs());
+            // The claim holds the new bytes already: share them rather than copy them again.
+            let next = claim.next.as_ref();
             let new = match (update.change, state.live.as_ref()) {
                 (Change::Free, _) => PageState::free(version),
                 (Change::Replace(image), _) => {
-                    let base = Part::resident(loc, Arc::from(image));
-                    PageState::live(version, base, Vec::new(), weighs)
+                    let bytes = next.map_or_else(|| Arc::from(image), |(base, _)| base.clone());
+                    PageState::live(version, Part::resident(loc, bytes), Vec::new(), weighs)
                 }
                 (Change::Link(fragment), Some(live)) => {
-                    let mut frags = live.frags.to_vec();
-                    frags.push(Part::resident(loc, Arc::from(fragment)));
+                    let bytes = next
+                        .and_then(|(_, fragments)| fragments.last().cloned())
+                        .unwrap_or_else(|| Arc::from(fragment));
+                    let mut frags = Vec::with_capacity(live.frags.len() + 1);
+                    frags.extend_from_slice(&live.frags);
+                    frags.push(Part::resident(loc, bytes));
                     PageState::live(version, live.base.clone(), frags, weighs)
                 }
                 // A claimed link always holds a live page (`claim` checked it).

@@ -43,6 +43,13 @@ impl Weights {
         if before == after {
             return;
         }
+        // The common case, a page of one owner changing weight: one addition, not two.
+        if let (Some((owner, old)), Some((new_owner, new))) = (before, after)
+            && owner == new_owner
+        {
+            self.add(owner, new.saturating_sub(old));
+            return;
+        }
         if let Some((owner, weight)) = before {
             self.add(owner, weight.saturating_neg());
         }

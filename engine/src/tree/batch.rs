@@ -94,8 +94,8 @@ pub(crate) fn apply_batch(shared: &Shared, batch: Batch) -> Result<()> {
         }
         if plan.install(&shared.cache)? {
             publish_batch(&writes);
-            for (tree, key) in shrunk.into_values() {
-                tree.merge_if_underfull(key)?;
+            for ((_, leaf), (tree, key)) in shrunk {
+                tree.merge_leaf_if_underfull(leaf, key)?;
             }
             return Ok(());
         }

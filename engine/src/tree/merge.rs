@@ -40,11 +40,7 @@ impl Tree {
             if page.node()?.level() != level {
                 return Ok(()); // the tree is not that tall (any more)
             }
-            // Fragments (removes among them) count in a page's length until it is next
-            // consolidated: a long page with fragments is measured as a node.
-            if page.page_len() > node_bytes / 4
-                && (!page.has_fragments() || page.draft(None)?.encoded_len() > node_bytes / 4)
-            {
+            if !underfull(page, node_bytes)? {
                 return Ok(());
             }
             let Some(&(parent_id, parent_version)) = descent.path.last() else {
@@ -69,6 +65,21 @@ impl Tree {
             }
         }
         Ok(())
+    }
+
+    /// [`Tree::merge_if_underfull`] for leaf `leaf`, which a batch shrank (`key` was one of
+    /// its keys): the leaf is read by id first, since most leaves are not underfull and
+    /// this spares them a descent.
+    pub(crate) fn merge_leaf_if_underfull(&self, leaf: PageId, key: &[u8]) -> Result<()> {
+        let Some(page) = walk::try_read(self.cache(), leaf)? else {
+            return Ok(()); // merged away already
+        };
+        // A page freed and reused for something else since: the full check finds the leaf.
+        let ours = page.node().is_ok_and(|node| node.tree() == self.inner.id && node.is_leaf());
+        if ours && !underfull(&page, self.inner.shared.node_bytes)? {
+            return Ok(());
+        }
+        self.merge_if_underfull(key)
     }
 
     /// Merges child `id` of `parent` with a sibling; whether it did.
@@ -171,4 +182,11 @@ impl Tree {
         ];
         Ok(self.cache().apply_group(&updates)? == crate::pagecache::GroupOutcome::Installed)
     }
+}
+
+/// Whether `page` is under a quarter of `node_bytes`. Fragments (removes among them) count
+/// in a page's length until it is next consolidated, so a long page with fragments is
+/// measured as the image it would consolidate to.
+fn underfull(page: &TreePage, node_bytes: usize) -> Result<bool> {
+    Ok(page.page_len() <= node_bytes / 4 || page.image_len()? <= node_bytes / 4)
 }

@@ -53,7 +53,7 @@
 //! Ops apply in order: a put inserts or overwrites, a remove deletes the key if present.
 //! Every key of a fragment lies within the fences of the leaf it is linked onto.
 
-use std::{cmp::Ordering, collections::BTreeMap};
+use std::cmp::Ordering;
 
 use super::draft::Draft;
 use crate::{
@@ -957,22 +957,7 @@ pub(crate) fn leaf_entries<'a>(
     from: &[u8],
 ) -> Result<Vec<(KeyRef<'a>, ValueRef<'a>)>, Malformed> {
     let node = NodeRef::parse_header(base)?;
-    if !node.is_leaf() {
-        return Err(Malformed::new(1, format!("level {}: not a leaf", node.level())));
-    }
-    let mut overlay: BTreeMap<&[u8], Option<ValueRef<'_>>> = BTreeMap::new();
-    for (index, fragment) in fragments.enumerate() {
-        scan_fragment(fragment, |at, op| {
-            if !node.covers(op.key) {
-                return Err(Malformed::new(at, "an op on a key outside the leaf's fences"));
-            }
-            if op.key >= from {
-                overlay.insert(op.key, op.value);
-            }
-            Ok(())
-        })
-        .map_err(|error| error.in_fragment(index))?;
-    }
+    let overlay = overlay(&node, fragments, from)?;
     let first = match node.search(from)? {
         Ok(i) | Err(i) => i,
     };
@@ -1008,6 +993,68 @@ pub(crate) fn leaf_entries<'a>(
         put(&mut entries, changed, value);
     }
     Ok(entries)
+}
+
+/// The exact length of the image that `base` with `fragments` (oldest first) materializes
+/// to, without materializing it: the base's length, plus what the newest op on each key
+/// adds and takes away. Merging asks this of every leaf a remove shrank.
+///
+/// # Errors
+/// As [`leaf_entries`].
+pub(crate) fn leaf_len<'a>(
+    base: &'a [u8],
+    fragments: impl Iterator<Item = &'a [u8]>,
+) -> Result<usize, Malformed> {
+    let node = NodeRef::parse_header(base)?;
+    let prefix = node.prefix().len();
+    let (mut added, mut removed) = (0, 0);
+    for (key, value) in overlay(&node, fragments, &[])? {
+        if let Ok(i) = node.search(key)? {
+            let (old, entry) = node.entry(i)?;
+            removed += entry_len(old.len().saturating_sub(prefix), entry);
+        }
+        if let Some(value) = value {
+            added += entry_len(key.len().saturating_sub(prefix), EntryRef::Value(value));
+        }
+    }
+    Ok((base.len() + added).saturating_sub(removed))
+}
+
+/// A key and what the newest op on it leaves: a value, or `None` for a remove.
+type Change<'a> = (&'a [u8], Option<ValueRef<'a>>);
+
+/// The ops of a leaf's `fragments` (oldest first) on keys from `from` on, in key order, the
+/// newest op on each key only (`None` removes it).
+///
+/// # Errors
+/// [`Malformed`] if `node` is not a leaf, a fragment is malformed, or an op lies outside
+/// the fences.
+fn overlay<'a>(
+    node: &NodeRef<'a>,
+    fragments: impl Iterator<Item = &'a [u8]>,
+    from: &[u8],
+) -> Result<Vec<Change<'a>>, Malformed> {
+    if !node.is_leaf() {
+        return Err(Malformed::new(1, format!("level {}: not a leaf", node.level())));
+    }
+    let mut overlay = Vec::new();
+    for (index, fragment) in fragments.enumerate() {
+        scan_fragment(fragment, |at, op| {
+            if !node.covers(op.key) {
+                return Err(Malformed::new(at, "an op on a key outside the leaf's fences"));
+            }
+            if op.key >= from {
+                overlay.push((op.key, op.value));
+            }
+            Ok(())
+        })
+        .map_err(|error| error.in_fragment(index))?;
+    }
+    // Newest first, a stable sort by key, then the first of each key's run.
+    overlay.reverse();
+    overlay.sort_by(|a, b| a.0.cmp(b.0));
+    overlay.dedup_by(|later, first| later.0 == first.0);
+    Ok(overlay)
 }
 
 /// The tree's [`Materializer`]: decodes a leaf, applies its fragments and encodes the result.
@@ -1272,7 +1319,10 @@ fn to_u64(n: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeSet, fmt::Write as _};
+    use std::{
+        collections::{BTreeMap, BTreeSet},
+        fmt::Write as _,
+    };
 
     use fastrand::Rng;
 
@@ -1575,6 +1625,10 @@ mod tests {
             assert_eq!(merged, applied, "seed {seed}");
             assert_eq!(model_of(&merged), model, "seed {seed}");
             let image = assert_round_trips(&merged);
+            let len = leaf_len(&base, fragments.iter().copied()).unwrap();
+            assert_eq!(len, image.len(), "seed {seed}: leaf_len");
+            let draft = Draft::of_page(&base, &fragments).unwrap();
+            assert_eq!(draft.encode(), image, "seed {seed}: the draft's image");
             let view = NodeRef::parse(&image).unwrap();
             for probe in probes(&mut rng, &stem, &merged) {
                 let want = model.get(&probe);

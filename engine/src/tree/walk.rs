@@ -57,6 +57,14 @@ impl TreePage {
         self.page.base().len() + self.page.fragments().map(<[u8]>::len).sum::<usize>()
     }
 
+    /// The length of the page's image once its fragments are folded in.
+    pub(crate) fn image_len(&self) -> Result<usize> {
+        if !self.has_fragments() {
+            return Ok(self.page.base().len());
+        }
+        node::leaf_len(self.page.base(), self.page.fragments()).map_err(|m| corrupt(self.id(), &m))
+    }
+
     /// The node with every fragment applied.
     pub(crate) fn materialize(&self) -> Result<Node> {
         let fragments: Vec<&[u8]> = self.page.fragments().collect();
