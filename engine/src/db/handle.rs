@@ -11,7 +11,7 @@ use crate::{
     sync::{self, AtomicU64, Mutex, Ordering},
     tree::{
         Batch, Bytes, Plan, Shared, Tree,
-        node::{Node, Op, TreeMaterializer, Value},
+        node::{Node, TreeMaterializer, Value, ValueRef},
         walk::Target,
     },
 };
@@ -201,7 +201,7 @@ impl Db {
             let (tree_id, root) = decode_entry(name, &entry)?;
             let tree = Tree::new(self.inner.shared.clone(), tree_id, root, Bytes::copy_from(name));
             let mut plan = Plan::new(self.inner.shared.node_bytes);
-            plan.add(descent, Op::Remove { key: name.to_vec() }, -1);
+            plan.add(descent, name, None, -1);
             for (id, version) in tree.pages()? {
                 plan.free(id, version);
             }
@@ -307,11 +307,7 @@ fn open_tree(inner: &Arc<DbInner>, name: Bytes) -> Result<Tree> {
         let root = cache.reserve_id()?;
         let mut plan = Plan::new(inner.shared.node_bytes);
         plan.create(root, Node::empty(id, 0).encode(), Weigh::Set { owner: id.get(), weight: 0 });
-        plan.add(
-            descent,
-            Op::Put { key: name.to_vec(), value: Value::Inline(encode_entry(id, root)) },
-            1,
-        );
+        plan.add(descent, &name, Some(ValueRef::Inline(&encode_entry(id, root))), 1);
         if plan.install(cache)? {
             let tree = Tree::new(inner.shared.clone(), id, root, name.clone());
             trees.insert(name, tree.clone());

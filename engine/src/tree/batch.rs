@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Bytes, Event, Plan, Shared, Tree, node::Op, plan::count_change, walk::Target};
+use super::{Bytes, Event, Plan, Shared, Tree, plan::count_change, walk::Target};
 use crate::{
     error::Result,
     ids::{PageId, TreeId},
@@ -84,13 +84,11 @@ pub(crate) fn apply_batch(shared: &Shared, batch: Batch) -> Result<()> {
             if let Some((page, version)) = blob {
                 plan.free(page, version);
             }
-            let op = match value {
-                Some(value) => {
-                    Op::Put { key: key.to_vec(), value: tree.store(key, value, &mut plan)? }
-                }
-                None => Op::Remove { key: key.to_vec() },
+            let stored = match value {
+                Some(value) => Some(tree.store(key, value, &mut plan)?),
+                None => None,
             };
-            plan.add(descent, op, count_change(current.is_some(), value.is_some()));
+            plan.add(descent, key, stored, count_change(current.is_some(), value.is_some()));
         }
         if plan.install(&shared.cache)? {
             publish_batch(&writes);

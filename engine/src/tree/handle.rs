@@ -5,7 +5,7 @@ use std::{collections::HashMap, fmt, ops::RangeBounds, sync::Arc};
 use super::{
     Batch, Bytes, Subscriptions, blob,
     iter::Iter,
-    node::{Entry, Node, Op, Value, ValueRef},
+    node::{Entry, Node, Value, ValueRef},
     plan::{Plan, count_change},
     walk::{self, Descent, Target, TreePage},
 };
@@ -533,14 +533,19 @@ impl Tree {
     }
 
     /// How `value` is stored for `key`: inline, or in a new page that `plan` creates.
-    pub(crate) fn store(&self, key: &[u8], value: &[u8], plan: &mut Plan) -> Result<Value> {
+    pub(crate) fn store<'v>(
+        &self,
+        key: &[u8],
+        value: &'v [u8],
+        plan: &mut Plan,
+    ) -> Result<ValueRef<'v>> {
         if value.len() <= self.inner.shared.blob_threshold {
-            return Ok(Value::Inline(value.to_vec()));
+            return Ok(ValueRef::Inline(value));
         }
         let page = self.cache().reserve_id()?;
         let weigh = Weigh::Set { owner: self.inner.id.get(), weight: 0 };
         plan.create(page, blob::encode(self.inner.id, key, value), weigh);
-        Ok(Value::Blob { page, len: u64::try_from(value.len()).unwrap_or(u64::MAX) })
+        Ok(ValueRef::Blob { page, len: u64::try_from(value.len()).unwrap_or(u64::MAX) })
     }
 
     /// The current value of `key` (read from the leaf `descent` found) and the page of its
@@ -588,13 +593,11 @@ impl Tree {
             if let Some((page, version)) = blob {
                 plan.free(page, version);
             }
-            let op = match &new {
-                Some(value) => {
-                    Op::Put { key: key.to_vec(), value: self.store(key, value, &mut plan)? }
-                }
-                None => Op::Remove { key: key.to_vec() },
+            let stored = match &new {
+                Some(value) => Some(self.store(key, value, &mut plan)?),
+                None => None,
             };
-            plan.add(descent, op, count_change(current.is_some(), new.is_some()));
+            plan.add(descent, key, stored, count_change(current.is_some(), new.is_some()));
             if plan.install(self.cache())? {
                 let new = new.map(Bytes::from);
                 self.publish_one(key, new.as_ref());

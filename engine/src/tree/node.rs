@@ -826,35 +826,53 @@ impl<'a> NodeRef<'a> {
 ///
 /// `ops` should not be empty: a fragment holds at least one op, and decoders reject an empty
 /// one.
+#[cfg_attr(not(test), expect(dead_code, reason = "plans build fragments op by op"))]
 pub(crate) fn encode_fragment(ops: &[Op]) -> Vec<u8> {
-    debug_assert!(!ops.is_empty(), "an empty fragment");
-    let len: usize = ops
-        .iter()
-        .map(|op| {
-            1 + bytes_len(op.key())
-                + match op {
-                    Op::Put { value, .. } => value.as_ref().encoded_len(),
-                    Op::Remove { .. } => 0,
-                }
-        })
-        .sum();
-    let mut out = Vec::with_capacity(1 + varint::len(to_u64(ops.len())) + len);
-    out.push(FRAGMENT_TAG);
-    varint::put(&mut out, to_u64(ops.len()));
+    let mut fragment = FragmentBuilder::default();
     for op in ops {
         match op {
-            Op::Put { key, value } => {
-                out.push(OP_PUT);
-                put_bytes(&mut out, key);
-                value.as_ref().encode_into(&mut out);
-            }
-            Op::Remove { key } => {
-                out.push(OP_REMOVE);
-                put_bytes(&mut out, key);
-            }
+            Op::Put { key, value } => fragment.put(key, value.as_ref()),
+            Op::Remove { key } => fragment.remove(key),
         }
     }
-    out
+    fragment.finish()
+}
+
+/// A fragment written op by op, each op encoded as it comes: what a plan builds for each
+/// leaf it changes, with no owned [`Op`] (and no copy of the key and value) per write.
+#[derive(Debug, Default)]
+pub(crate) struct FragmentBuilder {
+    /// The ops so far, encoded.
+    ops: Vec<u8>,
+    count: usize,
+}
+
+impl FragmentBuilder {
+    /// Adds setting `key` to `value`.
+    pub(crate) fn put(&mut self, key: &[u8], value: ValueRef<'_>) {
+        self.ops.push(OP_PUT);
+        put_bytes(&mut self.ops, key);
+        value.encode_into(&mut self.ops);
+        self.count += 1;
+    }
+
+    /// Adds removing `key`.
+    pub(crate) fn remove(&mut self, key: &[u8]) {
+        self.ops.push(OP_REMOVE);
+        put_bytes(&mut self.ops, key);
+        self.count += 1;
+    }
+
+    /// The fragment. It should hold an op: decoders reject an empty fragment.
+    pub(crate) fn finish(&self) -> Vec<u8> {
+        debug_assert!(self.count > 0, "an empty fragment");
+        let count = to_u64(self.count);
+        let mut out = Vec::with_capacity(1 + varint::len(count) + self.ops.len());
+        out.push(FRAGMENT_TAG);
+        varint::put(&mut out, count);
+        out.extend_from_slice(&self.ops);
+        out
+    }
 }
 
 /// The ops of a fragment, in order.

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use super::{
     draft::Draft,
-    node::{self, Entry, EntryRef, KeyRef, Node, Op},
+    node::{Entry, EntryRef, FragmentBuilder, KeyRef, Node, ValueRef},
     walk::{self, Descent},
 };
 use crate::{
@@ -68,9 +68,9 @@ struct Image {
 #[derive(Debug)]
 pub(crate) struct Plan {
     node_bytes: usize,
-    /// The touched leaves' descents, by leaf id, with the operations on each and the
-    /// change they make to the leaf's entry count.
-    leaves: BTreeMap<PageId, (Descent, Vec<Op>, i64)>,
+    /// The touched leaves' descents, by leaf id, with the fragment of operations on each
+    /// and the change they make to the leaf's entry count.
+    leaves: BTreeMap<PageId, (Descent, FragmentBuilder, i64)>,
     /// New pages' images (ids from `PageCache::reserve_id`, given back if the plan fails):
     /// a new tree's root, a value stored out of line.
     created: Vec<(PageId, Vec<u8>, Weigh)>,
@@ -100,13 +100,25 @@ impl Plan {
         self.freed.push((id, version));
     }
 
-    /// Adds `op` on the leaf that `descent` found; `delta` is what it changes in the leaf's
-    /// entry count (+1 a new key, -1 a removed one, 0 an overwrite).
-    pub(crate) fn add(&mut self, descent: Descent, op: Op, delta: i64) {
-        let entry =
-            self.leaves.entry(descent.leaf.id()).or_insert_with(|| (descent, Vec::new(), 0));
-        entry.1.push(op);
-        entry.2 += delta;
+    /// Adds setting `key` to `value` (or removing it, for `None`) on the leaf that
+    /// `descent` found; `delta` is what it changes in the leaf's entry count (+1 a new key,
+    /// -1 a removed one, 0 an overwrite).
+    pub(crate) fn add(
+        &mut self,
+        descent: Descent,
+        key: &[u8],
+        value: Option<ValueRef<'_>>,
+        delta: i64,
+    ) {
+        let (_, fragment, leaf_delta) = self
+            .leaves
+            .entry(descent.leaf.id())
+            .or_insert_with(|| (descent, FragmentBuilder::default(), 0));
+        match value {
+            Some(value) => fragment.put(key, value),
+            None => fragment.remove(key),
+        }
+        *leaf_delta += delta;
     }
 
     /// Installs the plan: all of it or, if any page changed since it was read, none of it
@@ -224,7 +236,7 @@ impl Rewrite<'_> {
     /// Plans every leaf's change, then the splits they cause, level by level up to the
     /// root. `false` if a remembered parent is no longer the parent (the descent moved right
     /// past a split that happened meanwhile) or changed since: the write must start again.
-    fn plan(&mut self, leaves: &BTreeMap<PageId, (Descent, Vec<Op>, i64)>) -> Result<bool> {
+    fn plan(&mut self, leaves: &BTreeMap<PageId, (Descent, FragmentBuilder, i64)>) -> Result<bool> {
         for (&id, (descent, ..)) in leaves {
             for pair in descent.path.windows(2) {
                 self.parents.insert(pair[1].0, pair[0]);
@@ -238,7 +250,7 @@ impl Rewrite<'_> {
         let mut new_roots = NewRoots::new();
         for (&id, (descent, ops, delta)) in leaves {
             let leaf = &descent.leaf;
-            let fragment = node::encode_fragment(ops);
+            let fragment = ops.finish();
             if leaf.page_len() + fragment.len() <= self.node_bytes {
                 let change = Planned::Link { version: leaf.version(), fragment, delta: *delta };
                 self.planned.insert(id, change);
