@@ -216,13 +216,26 @@ fn mib(bytes: u64) -> f64 {
 }
 
 /// Bytes allocated on disk under `dir`, as `du` counts them: sparse holes are free.
+///
+/// An engine's background work (RocksDB's compactions) may delete a file between the
+/// listing and the look at it: a file gone by then counts nothing.
 fn disk_bytes(dir: &Path) -> Result<u64> {
+    Ok(du(dir)?)
+}
+
+fn du(dir: &Path) -> std::io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() { disk_bytes(&entry.path())? } else { meta.blocks() * 512 };
+        let counted = entry.and_then(|entry| {
+            let meta = entry.metadata()?;
+            if meta.is_dir() { du(&entry.path()) } else { Ok(meta.blocks() * 512) }
+        });
+        match counted {
+            Ok(bytes) => total += bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(total)
 }
