@@ -1,7 +1,7 @@
 //! [`Draft`]: a node being rebuilt (consolidated, split or merged), its entries borrowed
 //! from the images and fragments they come from.
 //!
-//! Rewriting a node through an owned [`Node`](super::node::Node) copies every key and value
+//! Rewriting a node through an owned [`Node`] copies every key and value
 //! twice, and allocates for each: once into the node, once into the new image. A draft
 //! copies each once, into the new image; its only allocation is the list of entries. This
 //! is what a write pays every few fragments (consolidation) and every few inserts into a
@@ -14,7 +14,7 @@ use super::node::{
 use crate::pagecache::Weigh;
 
 /// A node's header and entries, the entries borrowed from images and fragments: sorted by
-/// key, keys unique, with the invariants of [`Node`](super::node::Node).
+/// key, keys unique, with the invariants of [`Node`].
 #[derive(Debug, Clone)]
 pub(crate) struct Draft<'a> {
     /// Tree, level, fences and right sibling (owned: splits and merges change them).
@@ -79,7 +79,8 @@ impl<'a> Draft<'a> {
         encode_image(&self.header, self.entries.iter().copied())
     }
 
-    /// The node's weight in the page cache (see [`super::plan::weigh`]).
+    /// The node's weight in the page cache: its entry count for a leaf (so that a tree's
+    /// total weight is its length), 0 for an index node; owned by its tree.
     pub(crate) fn weigh(&self) -> Weigh {
         let weight =
             if self.is_leaf() { i64::try_from(self.entries.len()).unwrap_or(i64::MAX) } else { 0 };

@@ -904,7 +904,7 @@ pub(crate) fn fragment_lookup(
     Ok(fragment_lookup_ref(fragment, key)?.map(|value| value.map(ValueRef::to_value)))
 }
 
-/// As [`fragment_lookup`], borrowing the value from the fragment.
+/// As `fragment_lookup`, borrowing the value from the fragment.
 fn fragment_lookup_ref<'a>(
     fragment: &'a [u8],
     key: &[u8],
@@ -935,11 +935,11 @@ pub(crate) fn leaf_lookup(
     Ok(leaf_lookup_ref(base, fragments.iter().copied(), key)?.map(ValueRef::to_value))
 }
 
-/// As [`leaf_lookup`], borrowing the value from the base or fragment that holds it: the
+/// As `leaf_lookup`, borrowing the value from the base or fragment that holds it: the
 /// read path of a get allocates nothing until it copies the value out.
 ///
 /// # Errors
-/// As [`leaf_lookup`].
+/// As `leaf_lookup`.
 pub(crate) fn leaf_lookup_ref<'a>(
     base: &'a [u8],
     fragments: impl DoubleEndedIterator<Item = &'a [u8]> + ExactSizeIterator,
