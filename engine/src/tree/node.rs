@@ -1,6 +1,8 @@
 //! Tree nodes: the byte layout of a node image and of the fragments linked onto it, and the
-//! forms the tree works with: [`Node`] (owned, decoded), [`NodeRef`] (a zero-copy view of an
-//! image, for reads) and [`Op`] (one leaf change, the content of fragments).
+//! forms the tree works with: [`NodeRef`] (a zero-copy view of an image, for reads),
+//! [`Draft`] (a node being rebuilt from borrowed entries, for writes; in `draft.rs`),
+//! [`FragmentBuilder`] (a fragment written op by op), and the owned [`Node`] and [`Op`]
+//! (decoded, for tests, tools and new roots). [`encode_image`] is the one node encoder.
 //!
 //! A node is a page: a base image plus fragments, oldest first. Leaves get fragments (small
 //! batches of puts and removes); index nodes are always rewritten whole. [`TreeMaterializer`]

@@ -269,6 +269,11 @@ impl Rewrite<'_> {
                 self.place(id, version, Draft::of_node(&node), &mut above, &mut roots_above)?;
             }
             for (&parent, (version, children)) in &attachments {
+                // A page planned already (as a leaf, by a descent made before it was freed
+                // and reused) is nobody's parent: the descents disagree, plan again.
+                if self.planned.contains_key(&parent) {
+                    return Ok(false);
+                }
                 // A parent freed or changed since the descent read it: plan again.
                 let page = walk::try_read(self.cache, parent)?;
                 let Some(page) = page.filter(|page| page.version() == *version) else {
