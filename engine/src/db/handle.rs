@@ -304,9 +304,10 @@ fn open_tree(inner: &Arc<DbInner>, name: Bytes) -> Result<Tree> {
         }
         cache.writable()?;
         let id = TreeId(inner.ids.generate(cache)?);
+        let image = Node::empty(id, 0).encode()?;
         let root = cache.reserve_id()?;
         let mut plan = Plan::new(inner.shared.node_bytes);
-        plan.create(root, Node::empty(id, 0).encode(), Weigh::Set { owner: id.get(), weight: 0 });
+        plan.create(root, image, Weigh::Set { owner: id.get(), weight: 0 });
         plan.add(descent, &name, Some(ValueRef::Inline(&encode_entry(id, root))), 1);
         if plan.install(cache)? {
             let tree = Tree::new(inner.shared.clone(), id, root, name.clone());
@@ -355,7 +356,7 @@ fn bootstrap(cache: &PageCache) -> Result<u64> {
                 "a new database's first pages are {catalog} and {meta_page}"
             )));
         }
-        let root = Node::empty(TreeId(0), 0).encode();
+        let root = Node::empty(TreeId(0), 0).encode()?;
         let image = meta::encode(0);
         let updates = [
             GroupUpdate {

@@ -11,7 +11,7 @@ use super::node::{
     self, EntryRef, Header, KeyRef, Malformed, Node, NodeRef, encode_image, image_len,
     shortest_separator,
 };
-use crate::pagecache::Weigh;
+use crate::{error::Result, pagecache::Weigh};
 
 /// A node's header and entries, the entries borrowed from images and fragments: sorted by
 /// key, keys unique, with the invariants of [`Node`].
@@ -55,7 +55,6 @@ impl<'a> Draft<'a> {
     }
 
     /// The owned node.
-    #[cfg(test)]
     pub(crate) fn to_node(&self) -> Node {
         let entries =
             self.entries.iter().map(|(key, entry)| (key.to_vec(), entry.to_entry())).collect();
@@ -73,9 +72,9 @@ impl<'a> Draft<'a> {
 
     /// The node's image.
     ///
-    /// # Panics
-    /// If the image would pass 4 GiB (see [`encode_image`]).
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// # Errors
+    /// As [`encode_image`].
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         encode_image(&self.header, self.entries.iter().copied())
     }
 

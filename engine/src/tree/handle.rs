@@ -410,7 +410,7 @@ impl Tree {
     pub fn clear(&self) -> Result<()> {
         loop {
             let pages = self.pages()?;
-            let empty = Node::empty(self.inner.id, 0).encode();
+            let empty = Node::empty(self.inner.id, 0).encode()?;
             let updates: Vec<GroupUpdate<'_>> = pages
                 .iter()
                 .map(|&(id, version)| GroupUpdate {

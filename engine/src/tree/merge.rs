@@ -128,7 +128,7 @@ impl Tree {
         }
         parent_draft.entries.remove(right_at);
         let merged_weigh = merged.weigh();
-        let (merged, parent_image) = (merged.encode(), parent_draft.encode());
+        let (merged, parent_image) = (merged.encode()?, parent_draft.encode()?);
         let updates = [
             GroupUpdate {
                 id: left_id,
@@ -165,7 +165,7 @@ impl Tree {
             return Ok(false);
         }
         node.header.low = Vec::new();
-        let image = node.encode();
+        let image = node.encode()?;
         let updates = [
             GroupUpdate {
                 id: root.id(),

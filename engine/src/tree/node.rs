@@ -59,6 +59,7 @@ use std::cmp::Ordering;
 
 use super::draft::Draft;
 use crate::{
+    error::Error,
     ids::{PageId, TreeId},
     pagecache::Materializer,
     varint,
@@ -402,9 +403,9 @@ impl Node {
 
     /// The node's image.
     ///
-    /// # Panics
-    /// If the image would pass 4 GiB (see [`encode_image`]).
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// # Errors
+    /// As [`encode_image`].
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, Error> {
         encode_image(&self.header, self.entry_refs())
     }
 
@@ -413,32 +414,13 @@ impl Node {
         self.entries.iter().map(|(key, entry)| (KeyRef::whole(key), entry.as_ref()))
     }
 
-    /// Decodes `base` and applies every op of `fragments` (oldest first) in order.
-    ///
-    /// The ops of all fragments are gathered in one ordered overlay (the newest op on a key
-    /// wins) and merged with the base's entries in one pass, rather than inserted one by one
-    /// ([`leaf_entries`], which range scans use without the copies).
+    /// Decodes `base` and applies every op of `fragments` (oldest first) in order: the
+    /// owned form of [`Draft::of_page`].
     ///
     /// # Errors
-    /// [`Malformed`] if the base or a fragment is malformed, if there are fragments on an
-    /// index node, or if an op's key lies outside the leaf's fences. An error in a fragment
-    /// names it, and its offset is within it.
+    /// As [`Draft::of_page`].
     pub(crate) fn materialize(base: &[u8], fragments: &[&[u8]]) -> Result<Node, Malformed> {
-        let node = NodeRef::parse(base)?;
-        if fragments.is_empty() {
-            return node.to_node();
-        }
-        if !node.is_leaf() {
-            return Err(Malformed::new(
-                1,
-                format!("{} fragments on an index node (level {})", fragments.len(), node.level()),
-            ));
-        }
-        let entries = leaf_entries(base, fragments.iter().copied(), &[])?
-            .into_iter()
-            .map(|(key, value)| (key.to_vec(), Entry::Value(value.to_value())))
-            .collect();
-        Ok(Node { header: node.header(), entries })
+        Ok(Draft::of_page(base, fragments)?.to_node())
     }
 
     /// Applies one op to a leaf: a put inserts or overwrites, a remove deletes if present.
@@ -1257,18 +1239,18 @@ pub(crate) fn image_len<'e>(
 /// The image of a node with `header` and `entries` (sorted, within the fences, of the
 /// header's level's kind): the one encoder, for owned nodes and drafts alike.
 ///
-/// # Panics
-/// If the image would pass 4 GiB, which its 32-bit entry offsets cannot address. The tree
-/// keeps nodes near a page in size; a value that large is a blob.
+/// # Errors
+/// [`Error::RecordTooLarge`] if the image would pass 4 GiB, which its 32-bit entry offsets
+/// cannot address. The tree keeps nodes near a page in size and stores large values as
+/// blobs, so only keys of gigabytes get here (and the log refuses far smaller records).
 pub(crate) fn encode_image<'e>(
     header: &Header,
     entries: impl ExactSizeIterator<Item = (KeyRef<'e>, EntryRef<'e>)> + Clone,
-) -> Vec<u8> {
-    let len = image_len(header, entries.clone());
-    match try_encode_image(header, entries) {
-        Some(image) => image,
-        None => panic!("a node image of {len} bytes passes 4 GiB"),
-    }
+) -> Result<Vec<u8>, Error> {
+    try_encode_image(header, entries.clone()).ok_or_else(|| Error::RecordTooLarge {
+        len: image_len(header, entries),
+        max: usize::try_from(u32::MAX).unwrap_or(usize::MAX),
+    })
 }
 
 /// [`encode_image`], or `None` if the image would pass 4 GiB.
@@ -1398,7 +1380,7 @@ mod tests {
 
     /// Encodes `node` and checks every way of reading the image back.
     fn assert_round_trips(node: &Node) -> Vec<u8> {
-        let image = node.encode();
+        let image = node.encode().unwrap();
         assert_eq!(image.len(), node.encoded_len(), "{node:?}");
         assert_eq!(Node::decode(&image).unwrap(), *node);
         let view = NodeRef::parse(&image).unwrap();
@@ -1483,7 +1465,7 @@ mod tests {
             Some(5),
             &[(b"ab", inline(b"v")), (b"ac", Value::Blob { page: PageId(3), len: 1000 })],
         );
-        insta::assert_snapshot!(hex(&node.encode()), @r"
+        insta::assert_snapshot!(hex(&node.encode().unwrap()), @r"
         01 00 03 00 02 00 00 00 07 00 00 00 00 00 00 00
         05 00 00 00 00 00 00 00 02 61 62 02 61 64 01 27
         00 00 00 2c 00 00 00 01 62 00 01 76 01 63 01 03
@@ -1648,7 +1630,7 @@ mod tests {
             let len = leaf_len(&base, fragments.iter().copied()).unwrap();
             assert_eq!(len, image.len(), "seed {seed}: leaf_len");
             let draft = Draft::of_page(&base, &fragments).unwrap();
-            assert_eq!(draft.encode(), image, "seed {seed}: the draft's image");
+            assert_eq!(draft.encode().unwrap(), image, "seed {seed}: the draft's image");
             let view = NodeRef::parse(&image).unwrap();
             for probe in probes(&mut rng, &stem, &merged) {
                 let want = model.get(&probe);
@@ -1718,26 +1700,26 @@ mod tests {
                 })
                 .collect();
             let fragments: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();
-            let base = node.encode();
+            let base = node.encode().unwrap();
             let all = TreeMaterializer.merge(&base, &fragments);
             let k = rng.usize(..=fragments.len());
             let first = TreeMaterializer.merge(&base, &fragments[..k]);
             assert_eq!(TreeMaterializer.merge(&first, &fragments[k..]), all, "seed {seed}");
-            assert_eq!(all, Node::materialize(&base, &fragments).unwrap().encode());
+            assert_eq!(all, Node::materialize(&base, &fragments).unwrap().encode().unwrap());
         }
     }
 
     #[test]
     fn the_materializer_keeps_the_base_of_a_malformed_page() {
         let node = leaf(b"b", Some(b"d"), None, &[(b"c", inline(b"v"))]);
-        let base = node.encode();
+        let base = node.encode().unwrap();
         let outside = encode_fragment(&[Op::Remove { key: b"d".to_vec() }]);
         let inside = encode_fragment(&[Op::Remove { key: b"c".to_vec() }]);
         for fragments in [&[&b"\x02"[..]][..], &[&inside, &outside[..3]], &[&outside]] {
             assert_eq!(TreeMaterializer.merge(&base, fragments), base);
         }
         assert_eq!(TreeMaterializer.merge(b"junk", &[&inside]), b"junk");
-        let parent = index(1, b"", None, &[(b"", 1)]).encode();
+        let parent = index(1, b"", None, &[(b"", 1)]).encode().unwrap();
         assert_eq!(TreeMaterializer.merge(&parent, &[&inside]), parent);
     }
 
@@ -1758,7 +1740,8 @@ mod tests {
         assert_eq!(fragment_lookup(&fragment, b"").unwrap(), Some(Some(blob)));
         assert_eq!(fragment_lookup(&fragment, b"x").unwrap(), None);
         // Newer fragments answer before older ones and before the base.
-        let base = leaf(b"", None, None, &[(b"k", inline(b"0")), (b"x", inline(b"0"))]).encode();
+        let base =
+            leaf(b"", None, None, &[(b"k", inline(b"0")), (b"x", inline(b"0"))]).encode().unwrap();
         let newer = encode_fragment(&[Op::Put { key: b"k".to_vec(), value: inline(b"2") }]);
         let lookup = |key: &[u8]| leaf_lookup(&base, &[&fragment, &newer], key).unwrap();
         assert_eq!(lookup(b"k"), Some(inline(b"2")));
@@ -1869,7 +1852,7 @@ mod tests {
     #[test]
     fn a_new_root_over_split_children_routes_to_them() {
         let mut leaf = Node::empty(TreeId(7), 0);
-        assert_eq!(assert_round_trips(&leaf), leaf.encode());
+        assert_eq!(assert_round_trips(&leaf), leaf.encode().unwrap());
         for key in [&b"a"[..], b"b", b"c", b"d"] {
             leaf.apply(&Op::Put { key: key.to_vec(), value: inline(key) });
         }
@@ -1891,7 +1874,7 @@ mod tests {
     /// exactly what the encoder writes.
     fn read_every_way(bytes: &[u8], leaf: &[u8], fragment: &[u8], probes: &[Vec<u8>]) {
         if let Ok(view) = NodeRef::parse(bytes) {
-            assert_eq!(view.to_node().unwrap().encode(), bytes);
+            assert_eq!(view.to_node().unwrap().encode().unwrap(), bytes);
             for i in 0..view.len() {
                 view.entry(i).unwrap();
             }
@@ -1952,10 +1935,10 @@ mod tests {
                 .collect();
             corpus.probes.extend(probes(&mut rng, &stem, &node).into_iter().step_by(5));
             if node.is_leaf() && corpus.leaf.is_empty() {
-                corpus.leaf = node.encode();
+                corpus.leaf = node.encode().unwrap();
                 corpus.fragment = encode_fragment(&ops);
             }
-            corpus.images.push(node.encode());
+            corpus.images.push(node.encode().unwrap());
             corpus.fragments.push(encode_fragment(&ops));
         }
         corpus
@@ -2043,7 +2026,8 @@ mod tests {
             Some(5),
             &[(b"ab", inline(b"v")), (b"ac", Value::Blob { page: PageId(3), len: 1000 })],
         )
-        .encode();
+        .encode()
+        .unwrap();
         let damaged = |at: usize, bytes: &[u8]| {
             let mut damaged = image.clone();
             damaged[at..at + bytes.len()].copy_from_slice(bytes);
@@ -2080,10 +2064,10 @@ mod tests {
             assert!(got.contains(want), "wanted {want:?}, got {got:?}");
         }
 
-        let mut empty_index = leaf(b"", None, None, &[]).encode();
+        let mut empty_index = leaf(b"", None, None, &[]).encode().unwrap();
         empty_index[1] = 1;
         assert!(reason(NodeRef::parse(&empty_index)).contains("without entries"));
-        let first_not_low = index(1, b"", None, &[(b"a", 1)]).encode();
+        let first_not_low = index(1, b"", None, &[(b"a", 1)]).encode().unwrap();
         assert!(reason(NodeRef::parse(&first_not_low)).contains("first key is not its low fence"));
         let view = NodeRef::parse(&image).unwrap();
         assert!(reason(view.child_for(b"ab")).contains("a leaf has no children"));
@@ -2109,13 +2093,13 @@ mod tests {
             assert_eq!(reason(fragment_lookup(bytes, b"c")), got);
         }
 
-        let base = leaf(b"b", Some(b"d"), None, &[(b"c", inline(b"v"))]).encode();
+        let base = leaf(b"b", Some(b"d"), None, &[(b"c", inline(b"v"))]).encode().unwrap();
         let outside = encode_fragment(&[Op::Remove { key: b"d".to_vec() }]);
         let got = reason(Node::materialize(&base, &[&valid, &outside]));
         assert_eq!(got, "fragment 1: an op on a key outside the leaf's fences");
         let got = reason(leaf_lookup(&base, &[&valid, &[2, 0]], b"c"));
         assert!(got.starts_with("fragment 1: 0 ops"), "{got}");
-        let parent = index(1, b"", None, &[(b"", 1)]).encode();
+        let parent = index(1, b"", None, &[(b"", 1)]).encode().unwrap();
         assert!(reason(Node::materialize(&parent, &[&valid])).contains("on an index node"));
     }
 
@@ -2124,9 +2108,10 @@ mod tests {
         let keys: Vec<Vec<u8>> = (0u8..40).map(|i| vec![b'k', i, i]).collect();
         let entries: Vec<(&[u8], Value)> =
             keys.iter().map(|k| (k.as_slice(), Value::Inline(k.repeat(3)))).collect();
-        let leaf_image = leaf(b"k", Some(b"l"), Some(9), &entries).encode();
-        let index_image =
-            index(2, b"k", Some(b"l"), &[(b"k", 1), (b"k\x05", 2), (b"k\x09", 3)]).encode();
+        let leaf_image = leaf(b"k", Some(b"l"), Some(9), &entries).encode().unwrap();
+        let index_image = index(2, b"k", Some(b"l"), &[(b"k", 1), (b"k\x05", 2), (b"k\x09", 3)])
+            .encode()
+            .unwrap();
         let mut rng = fastrand::Rng::with_seed(99);
         for image in [leaf_image, index_image] {
             for round in 0..3000 {

@@ -319,9 +319,16 @@ impl Rewrite<'_> {
         for (piece, next) in pieces.iter_mut().zip(ids.iter().skip(1)) {
             piece.header.right = Some(*next);
         }
+        let images = match pieces.iter().map(Draft::encode).collect::<Result<Vec<_>>>() {
+            Ok(images) => images,
+            Err(error) => {
+                ids.iter().filter(|&&new| new != id).for_each(|&new| self.cache.release_id(new));
+                return Err(error);
+            }
+        };
         let mut lows = Vec::with_capacity(ids.len());
-        for (piece, &piece_id) in pieces.iter().zip(&ids) {
-            let (image, weigh) = (piece.encode(), piece.weigh());
+        for ((piece, image), &piece_id) in pieces.iter().zip(images).zip(&ids) {
+            let weigh = piece.weigh();
             if piece_id == id {
                 self.planned.insert(id, Planned::Image { version, image, weigh });
             } else {
