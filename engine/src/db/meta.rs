@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! 0   8 bytes  magic "grove-db"
-//! 8   u32      format version (1)
+//! 8   u32      format version (2; version 1 had node images without key heads)
 //! 12  u32      reserved, 0
 //! 16  u64      id limit: every id handed out by `generate_id` is below it, and the next
 //!              open starts from it
@@ -26,7 +26,7 @@ pub(crate) const CATALOG_ROOT: PageId = PageId(0);
 pub(crate) const META: PageId = PageId(1);
 
 const MAGIC: &[u8; 8] = b"grove-db";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const LEN: usize = 24;
 
 /// How many ids one durable write of the meta page covers.
