@@ -36,7 +36,11 @@ pub fn run(engine: &str, dir: &Path, sizes: &Sizes) -> Result<()> {
     let shape = sizes.shape;
     let out = |metric: &str, value: f64| println!("{metric} {value}");
     let per_second = |ops: u64, took: Duration| ops as f64 / took.as_secs_f64();
-    let progress = |what: &str| eprintln!("  {engine}: {what}");
+    // The peak RSS so far goes with each step, to show which workload sets it.
+    let progress = |what: &str| {
+        let peak = peak_rss_mib().map_or_else(|_| "?".to_owned(), |mib| format!("{mib:.0}"));
+        eprintln!("  {engine}: {what} (peak RSS so far {peak} MiB)");
+    };
 
     let store = engines::open(engine, dir, sizes.cache_bytes)?;
 

@@ -664,11 +664,18 @@ impl Inner {
         let Some(page) = PageView::of_state(id, &full) else {
             return Ok(false);
         };
-        let image = page.materialize(&*self.materializer);
+        // A page without fragments moves as it is: the new state shares the image, so a
+        // relocation allocates no second copy of it (one more image freed and allocated per
+        // relocation was what fragmented the heap when the cleaner ran often).
+        let image: Arc<[u8]> = match full.live.as_ref().map(|live| (&live.base.bytes, &live.frags))
+        {
+            Some((Some(base), frags)) if frags.is_empty() => Arc::clone(base),
+            _ => Arc::from(page.materialize(&*self.materializer)),
+        };
         let body = record::encode(id, state.version, &image);
         let reservation = self.log(Stream::Base).reserve(record::BASE, &body)?;
         let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
-        let base = Part::resident(loc, Arc::from(image));
+        let base = Part::resident(loc, image);
         let new = PageState::live(state.version, base, Vec::new(), (live.owner, live.weight));
         match self.install(slot, current, new, &guard) {
             Ok(_) => {

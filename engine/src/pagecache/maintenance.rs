@@ -12,14 +12,15 @@
 //! 4. write the file atomically (see `checkpoint.rs`), keeping the previous one.
 //!
 //! # Cleaning
-//! A sealed segment whose live fraction is below `clean_below` (a quarter of it for the
-//! delta stream) is emptied by rewriting every page that refers to it into the base stream.
-//! A segment with no live bytes is deleted once no kept checkpoint can need it: two
+//! A sealed segment is emptied by rewriting every page that refers to it into the base
+//! stream, when that costs less than `clean_below` of the segment: the cost is what those
+//! pages weigh on disk, whole (a live fragment costs its page's base and fragments, a base
+//! its page), so emptying a segment always rewrites less than it frees. A segment with no live bytes is deleted once no kept checkpoint can need it: two
 //! checkpoints are kept, it must be below where both start in its stream, and neither may
 //! refer to it. A maintenance pass that leaves such segments takes its checkpoint twice, so
 //! that it can delete them itself.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::{
     cache::Inner,
@@ -189,7 +190,10 @@ impl Inner {
     /// being emptied but not deleted: they wait for checkpoints that do not need them.
     pub(crate) fn clean(&self, maintenance: &mut Maintenance) -> Result<usize> {
         self.writable()?;
-        let mut victims = BTreeSet::new();
+        // Segments live enough to be worth emptying, with what emptying them may cost: a
+        // page's cost is at least its records in the segment, so only segments whose live
+        // bytes are under the threshold can qualify.
+        let mut candidates = BTreeMap::new();
         let mut dead = Vec::new();
         for stream in Stream::ALL {
             let log = self.log(stream);
@@ -207,11 +211,12 @@ impl Inner {
                 let span = segment.end.get().saturating_sub(segment.base.get());
                 if live == 0 {
                     dead.push((stream, segment.id, segment.end));
-                } else if fraction_below(live, span, clean_below(stream, self.config.clean_below)) {
-                    victims.insert((stream, segment.id));
+                } else if fraction_below(live, span, self.config.clean_below) {
+                    candidates.insert((stream, segment.id), span);
                 }
             }
         }
+        let victims = self.worth_emptying(&candidates);
 
         let mut waiting = victims.len();
         if !victims.is_empty() {
@@ -245,6 +250,63 @@ impl Inner {
         Ok(waiting)
     }
 
+    /// The `candidates` (segment and its span) that cost less than `clean_below` of their
+    /// span to empty: the sum, over the pages that refer to a segment, of each page's
+    /// records. One pass over the page table.
+    fn worth_emptying(
+        &self,
+        candidates: &BTreeMap<(Stream, SegmentId), u64>,
+    ) -> BTreeSet<(Stream, SegmentId)> {
+        if candidates.is_empty() {
+            return BTreeSet::new();
+        }
+        let mut costs: BTreeMap<(Stream, SegmentId), u64> = BTreeMap::new();
+        let mut touched = Vec::new();
+        let count = self.next_id.load(Ordering::Relaxed);
+        for id in 0..count {
+            let guard = epoch::pin();
+            let mut page_bytes = 0;
+            touched.clear();
+            let mut visit = |loc: Loc| {
+                page_bytes += u64::from(loc.len);
+                let segment = self.log(loc.stream).segment_of(loc.lsn);
+                if let Some(segment) = segment.map(|segment| (loc.stream, segment))
+                    && candidates.contains_key(&segment)
+                    && !touched.contains(&segment)
+                {
+                    touched.push(segment);
+                }
+            };
+            match self.table.peek(PageId(id), &guard) {
+                Peek::State(state) => state.locs().for_each(&mut visit),
+                Peek::Cold(image) => image.locs().for_each(&mut visit),
+                Peek::Empty => {}
+            }
+            for segment in &touched {
+                *costs.entry(*segment).or_default() += page_bytes;
+            }
+        }
+        // Cheapest first (rewritten bytes per byte freed), within the pass's budget.
+        let mut ranked: Vec<((Stream, SegmentId), u64, u64)> = candidates
+            .iter()
+            .map(|(&segment, &span)| (segment, costs.get(&segment).copied().unwrap_or(0), span))
+            .collect();
+        ranked.sort_by(|a, b| {
+            (u128::from(a.1) * u128::from(b.2)).cmp(&(u128::from(b.1) * u128::from(a.2)))
+        });
+        let budget = self.config.checkpoint_every / CLEAN_BUDGET_DIVISOR;
+        let mut spent = 0u64;
+        let mut victims = BTreeSet::new();
+        for (segment, cost, _) in ranked {
+            if !victims.is_empty() && spent.saturating_add(cost) > budget {
+                break;
+            }
+            spent = spent.saturating_add(cost);
+            victims.insert(segment);
+        }
+        victims
+    }
+
     fn refers_to_any(&self, id: PageId, segments: &BTreeSet<(Stream, SegmentId)>) -> bool {
         let guard = epoch::pin();
         let in_victim = |loc: Loc| {
@@ -265,17 +327,10 @@ pub(crate) fn log_ends(logs: &[Log; 2]) -> [Lsn; 2] {
     logs.each_ref().map(Log::reserved_lsn)
 }
 
-/// The live fraction below which a segment of `stream` is cleaned. Emptying a base segment
-/// rewrites its live bases: a byte for a byte. Emptying a delta segment rewrites every page
-/// with a fragment in it, base and all, each live fragment costing a whole page (some 15
-/// times its size); so a delta segment waits until it is mostly dead, which the
-/// consolidation of its pages brings about anyway.
-fn clean_below(stream: Stream, threshold: f64) -> f64 {
-    match stream {
-        Stream::Base => threshold,
-        Stream::Delta => threshold / 4.0,
-    }
-}
+/// One cleaning pass rewrites at most `checkpoint_every` divided by this (but always its
+/// cheapest victim), so that cleaning adds at most about half the log's own writes and no
+/// single write waits for a whole backlog of relocations.
+const CLEAN_BUDGET_DIVISOR: u64 = 1;
 
 /// Whether `part / whole` is below `threshold`.
 #[expect(clippy::cast_precision_loss, reason = "a ratio against a threshold; rounding is harmless")]
