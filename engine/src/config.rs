@@ -133,11 +133,9 @@ pub struct PageCacheConfig {
     /// two kept checkpoints), so a small database that cares about disk space should lower it;
     /// each checkpoint writes the whole page table (about 12 bytes a page). Default 64 MiB.
     pub checkpoint_every: u64,
-    /// The cleaner relocates what is still live out of sealed segments that cost less than
-    /// this fraction of their size to empty, so that they can be deleted: the cost of a
-    /// segment is every page that refers to it, whole (a live fragment costs its page).
-    /// Each pass takes the cheapest first and rewrites at most about `checkpoint_every`.
-    /// Between 0 and 1. Default 0.6.
+    /// The cleaner copies what is still live out of sealed segments whose live fraction is
+    /// below this, so that they can be deleted: the emptiest first, at most about
+    /// `checkpoint_every` of live records per pass. Between 0 and 1. Default 0.6.
     pub clean_below: f64,
 }
 

@@ -631,16 +631,14 @@ impl Inner {
                 .is_some_and(|live| live.frags.len() >= self.config.consolidate_after)
         });
         drop(guard);
-        if long && self.consolidate(id, false).is_err() {
+        if long && self.consolidate(id).is_err() {
             self.counters.failed_consolidations.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Folds page `id`'s fragments into a new base in the base stream. With `relocate`,
-    /// a page without fragments is rewritten too (the cleaner moving it out of a segment).
-    /// Returns whether a new state was installed; `false` if there was nothing to do or a
+    /// Folds page `id`'s fragments into a new base in the base stream. Returns whether a new state was installed; `false` if there was nothing to do or a
     /// concurrent update won (the base record is then aborted).
-    pub(crate) fn consolidate(&self, id: PageId, relocate: bool) -> Result<bool> {
+    pub(crate) fn consolidate(&self, id: PageId) -> Result<bool> {
         let guard = epoch::pin();
         let Some((slot, current)) = self.table.load(id, &guard) else {
             return Ok(false);
@@ -652,7 +650,7 @@ impl Inner {
             return Ok(false);
         };
         // A claimed page changes when its group installs; it is left to that.
-        if (live.frags.is_empty() && !relocate) || state.is_claimed() {
+        if live.frags.is_empty() || state.is_claimed() {
             return Ok(false);
         }
         let full = match self.load_parts(id, state) {
@@ -664,28 +662,16 @@ impl Inner {
         let Some(page) = PageView::of_state(id, &full) else {
             return Ok(false);
         };
-        // A page without fragments moves as it is: the new state shares the image, so a
-        // relocation allocates no second copy of it (one more image freed and allocated per
-        // relocation was what fragmented the heap when the cleaner ran often).
-        let image: Arc<[u8]> = match full.live.as_ref().map(|live| (&live.base.bytes, &live.frags))
-        {
-            Some((Some(base), frags)) if frags.is_empty() => Arc::clone(base),
-            _ => Arc::from(page.materialize(&*self.materializer)),
-        };
+        let image = page.materialize(&*self.materializer);
         let body = record::encode(id, state.version, &image);
         let reservation = self.log(Stream::Base).reserve(record::BASE, &body)?;
         let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
-        let base = Part::resident(loc, image);
+        let base = Part::resident(loc, Arc::from(image));
         let new = PageState::live(state.version, base, Vec::new(), (live.owner, live.weight));
         match self.install(slot, current, new, &guard) {
             Ok(_) => {
                 reservation.complete();
-                let counter = if relocate {
-                    &self.counters.relocations
-                } else {
-                    &self.counters.consolidations
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
+                self.counters.consolidations.fetch_add(1, Ordering::Relaxed);
                 drop(guard);
                 self.after_write(loc);
                 Ok(true)
@@ -764,7 +750,7 @@ impl Inner {
         // whole (its records are all on disk), and a later read reads each fragment.
         if live.frags.len() >= 2 && !self.config.log.read_only {
             drop(guard);
-            if self.consolidate(id, false).is_err() {
+            if self.consolidate(id).is_err() {
                 self.counters.failed_consolidations.fetch_add(1, Ordering::Relaxed);
             }
             return;

@@ -5,15 +5,15 @@ use crate::ids::Lsn;
 /// The two segment streams of the page cache.
 ///
 /// Every update (a fragment, a replaced image, a free) goes to [`Stream::Delta`] in the order
-/// it happened; recovery replays it. Images the page cache writes on its own (consolidated
-/// pages, pages the cleaner relocates) go to [`Stream::Base`], which is never replayed. Short
+/// it happened; recovery replays it. Records the page cache writes on its own (consolidated
+/// images, records the cleaner moves) go to [`Stream::Base`], which is never replayed. Short
 /// lived deltas thus never share a segment with long lived bases, so dead deltas do not pin
 /// live bases (mixing them gave sled 2x to 10x space amplification).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Stream {
     /// Updates in the order they happened: the write-ahead stream.
     Delta,
-    /// Consolidated and relocated page images.
+    /// Consolidated images, and records the cleaner moved.
     Base,
 }
 

@@ -12,15 +12,18 @@
 //! 4. write the file atomically (see `checkpoint.rs`), keeping the previous one.
 //!
 //! # Cleaning
-//! A sealed segment is emptied by rewriting every page that refers to it into the base
-//! stream, when that costs less than `clean_below` of the segment: the cost is what those
-//! pages weigh on disk, whole (a live fragment costs its page's base and fragments, a base
-//! its page), so emptying a segment always rewrites less than it frees. A segment with no live bytes is deleted once no kept checkpoint can need it: two
+//! A sealed segment whose live fraction is below `clean_below` is emptied by copying its
+//! live records, as they are, into the base stream (see [`Inner::relocate`]): the emptiest
+//! segments first, at most about `checkpoint_every` of live bytes per pass. A segment
+//! with no live bytes is deleted once no kept checkpoint can need it: two
 //! checkpoints are kept, it must be below where both start in its stream, and neither may
 //! refer to it. A maintenance pass that leaves such segments takes its checkpoint twice, so
 //! that it can delete them itself.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::{
+    collections::{BTreeSet, HashSet},
+    sync::Arc,
+};
 
 use super::{
     cache::Inner,
@@ -28,6 +31,8 @@ use super::{
     live::SegmentMap,
     loc::{Loc, Stream},
     pages::{PageImage, Pages},
+    record,
+    state::{PageState, Part},
     table::Peek,
 };
 use crate::{
@@ -185,15 +190,14 @@ impl Inner {
         self.clean(maintenance).map(drop)
     }
 
-    /// Relocates the live pages out of segments below `clean_below` and deletes the dead
-    /// segments no kept checkpoint needs. Returns how many segments are left emptied or
+    /// Copies the live records out of segments below `clean_below` (within the pass's
+    /// budget) and deletes the dead segments no kept checkpoint needs. Returns how many segments are left emptied or
     /// being emptied but not deleted: they wait for checkpoints that do not need them.
     pub(crate) fn clean(&self, maintenance: &mut Maintenance) -> Result<usize> {
         self.writable()?;
-        // Segments live enough to be worth emptying, with what emptying them may cost: a
-        // page's cost is at least its records in the segment, so only segments whose live
-        // bytes are under the threshold can qualify.
-        let mut candidates = BTreeMap::new();
+        // Segments worth emptying: emptying one copies its live records, so its live
+        // fraction is its cost per byte freed.
+        let mut candidates = Vec::new();
         let mut dead = Vec::new();
         for stream in Stream::ALL {
             let log = self.log(stream);
@@ -212,11 +216,11 @@ impl Inner {
                 if live == 0 {
                     dead.push((stream, segment.id, segment.end));
                 } else if fraction_below(live, span, self.config.clean_below) {
-                    candidates.insert((stream, segment.id), span);
+                    candidates.push(((stream, segment.id), live, span));
                 }
             }
         }
-        let victims = self.worth_emptying(&candidates);
+        let victims = self.within_budget(candidates);
 
         let mut waiting = victims.len();
         if !victims.is_empty() {
@@ -224,9 +228,7 @@ impl Inner {
             self.counters.cleaned_segments.fetch_add(chosen, Ordering::Relaxed);
             let count = self.next_id.load(Ordering::Relaxed);
             for id in 0..count {
-                if self.refers_to_any(PageId(id), &victims) {
-                    self.consolidate(PageId(id), true)?;
-                }
+                self.relocate(PageId(id), &victims)?;
             }
         }
 
@@ -250,75 +252,106 @@ impl Inner {
         Ok(waiting)
     }
 
-    /// The `candidates` (segment and its span) that cost less than `clean_below` of their
-    /// span to empty: the sum, over the pages that refer to a segment, of each page's
-    /// records. One pass over the page table.
-    fn worth_emptying(
+    /// The victims of one cleaning pass among `candidates` (segment, live bytes, span):
+    /// the emptiest first, until their live bytes reach the pass's budget (but always the
+    /// first).
+    fn within_budget(
         &self,
-        candidates: &BTreeMap<(Stream, SegmentId), u64>,
+        mut candidates: Vec<((Stream, SegmentId), u64, u64)>,
     ) -> BTreeSet<(Stream, SegmentId)> {
-        if candidates.is_empty() {
-            return BTreeSet::new();
-        }
-        let mut costs: BTreeMap<(Stream, SegmentId), u64> = BTreeMap::new();
-        let mut touched = Vec::new();
-        let count = self.next_id.load(Ordering::Relaxed);
-        for id in 0..count {
-            let guard = epoch::pin();
-            let mut page_bytes = 0;
-            touched.clear();
-            let mut visit = |loc: Loc| {
-                page_bytes += u64::from(loc.len);
-                let segment = self.log(loc.stream).segment_of(loc.lsn);
-                if let Some(segment) = segment.map(|segment| (loc.stream, segment))
-                    && candidates.contains_key(&segment)
-                    && !touched.contains(&segment)
-                {
-                    touched.push(segment);
-                }
-            };
-            match self.table.peek(PageId(id), &guard) {
-                Peek::State(state) => state.locs().for_each(&mut visit),
-                Peek::Cold(image) => image.locs().for_each(&mut visit),
-                Peek::Empty => {}
-            }
-            for segment in &touched {
-                *costs.entry(*segment).or_default() += page_bytes;
-            }
-        }
-        // Cheapest first (rewritten bytes per byte freed), within the pass's budget.
-        let mut ranked: Vec<((Stream, SegmentId), u64, u64)> = candidates
-            .iter()
-            .map(|(&segment, &span)| (segment, costs.get(&segment).copied().unwrap_or(0), span))
-            .collect();
-        ranked.sort_by(|a, b| {
-            (u128::from(a.1) * u128::from(b.2)).cmp(&(u128::from(b.1) * u128::from(a.2)))
+        candidates.sort_by(|(_, live_a, span_a), (_, live_b, span_b)| {
+            (u128::from(*live_a) * u128::from(*span_b))
+                .cmp(&(u128::from(*live_b) * u128::from(*span_a)))
         });
-        let budget = self.config.checkpoint_every / CLEAN_BUDGET_DIVISOR;
+        // The write that runs maintenance waits for it: a pass copies at most about one
+        // checkpoint interval, and a backlog waits for the next pass.
+        let budget = self.config.checkpoint_every;
         let mut spent = 0u64;
         let mut victims = BTreeSet::new();
-        for (segment, cost, _) in ranked {
-            if !victims.is_empty() && spent.saturating_add(cost) > budget {
+        for (segment, live, _) in candidates {
+            if !victims.is_empty() && spent.saturating_add(live) > budget {
                 break;
             }
-            spent = spent.saturating_add(cost);
+            spent = spent.saturating_add(live);
             victims.insert(segment);
         }
         victims
     }
 
-    fn refers_to_any(&self, id: PageId, segments: &BTreeSet<(Stream, SegmentId)>) -> bool {
+    /// Moves page `id`'s records that lie in `victims` to the base stream as they are (a
+    /// base as a base, a fragment as a fragment), sharing their bytes with the state they
+    /// leave: the page keeps its version and its chain, and no image is rebuilt or copied
+    /// in memory. Returns whether it moved anything; a page claimed by a group, or changed
+    /// while it was being moved, is left for the next pass.
+    ///
+    /// # Errors
+    /// The base stream's errors, or a record that cannot be read back.
+    pub(crate) fn relocate(
+        &self,
+        id: PageId,
+        victims: &BTreeSet<(Stream, SegmentId)>,
+    ) -> Result<bool> {
         let guard = epoch::pin();
+        let Some((slot, current)) = self.table.load(id, &guard) else {
+            return Ok(false);
+        };
+        let Some(state) = current.state() else {
+            return Ok(false);
+        };
+        let Some(live) = &state.live else {
+            return Ok(false);
+        };
         let in_victim = |loc: Loc| {
             self.log(loc.stream)
                 .segment_of(loc.lsn)
-                .is_some_and(|segment| segments.contains(&(loc.stream, segment)))
+                .is_some_and(|segment| victims.contains(&(loc.stream, segment)))
         };
-        match self.table.peek(id, &guard) {
-            Peek::State(state) => state.locs().any(in_victim),
-            Peek::Cold(image) => image.locs().any(in_victim),
-            Peek::Empty => false,
+        let parts = std::iter::once(&live.base).chain(live.frags.iter());
+        if state.is_claimed() || !parts.clone().any(|part| in_victim(part.loc)) {
+            return Ok(false);
         }
+        let mut reservations = Vec::new();
+        let mut moved = Vec::with_capacity(1 + live.frags.len());
+        for part in parts {
+            if !in_victim(part.loc) {
+                moved.push(part.clone());
+                continue;
+            }
+            let bytes = match &part.bytes {
+                Some(bytes) => Arc::clone(bytes),
+                None => match self.read_part(id, part.loc) {
+                    Ok(bytes) => bytes,
+                    // Moved meanwhile (a reader retries the same way): nothing to do here.
+                    Err(_) if !slot.load(&guard).is(&current) => return Ok(false),
+                    Err(error) => return Err(error),
+                },
+            };
+            let body = record::encode(id, state.version, &bytes);
+            let reservation = self.log(Stream::Base).reserve(record::BASE, &body)?;
+            let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
+            reservations.push(reservation);
+            moved.push(Part::resident(loc, bytes));
+        }
+        let mut moved = moved.into_iter();
+        let Some(base) = moved.next() else {
+            return Ok(false);
+        };
+        let new = PageState::live(state.version, base, moved.collect(), (live.owner, live.weight));
+        if self.install(slot, current, new, &guard).is_err() {
+            // Dropping the reservations aborts them.
+            return Ok(false);
+        }
+        let last =
+            reservations.last().map(|r| Loc { stream: Stream::Base, lsn: r.lsn(), len: r.len() });
+        for reservation in reservations {
+            reservation.complete();
+        }
+        self.counters.relocations.fetch_add(1, Ordering::Relaxed);
+        drop(guard);
+        if let Some(loc) = last {
+            self.after_write(loc);
+        }
+        Ok(true)
     }
 }
 
@@ -326,11 +359,6 @@ impl Inner {
 pub(crate) fn log_ends(logs: &[Log; 2]) -> [Lsn; 2] {
     logs.each_ref().map(Log::reserved_lsn)
 }
-
-/// One cleaning pass rewrites at most `checkpoint_every` divided by this (but always its
-/// cheapest victim), so that cleaning adds at most about half the log's own writes and no
-/// single write waits for a whole backlog of relocations.
-const CLEAN_BUDGET_DIVISOR: u64 = 1;
 
 /// Whether `part / whole` is below `threshold`.
 #[expect(clippy::cast_precision_loss, reason = "a ratio against a threshold; rounding is harmless")]

@@ -8,7 +8,7 @@ use crate::ids::PageId;
 
 /// Folds a page's fragments into a new base image. The layer above (the tree) defines what
 /// a fragment means; the page cache only stores fragments and asks for a merge when a
-/// chain gets long, when it evicts a page, and when it relocates one.
+/// chain gets long and when it evicts a page.
 ///
 /// # Law
 /// Merging must be associative over fragment runs: merging `f1..fk` and then merging

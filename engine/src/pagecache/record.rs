@@ -14,8 +14,9 @@
 //!
 //! In the delta stream the kinds are updates, replayed at recovery in LSN order: a record
 //! applies to a page exactly when its version is one more than the page's. In the base
-//! stream the only kind is [`BASE`]: an image the page cache wrote on its own (a
-//! consolidation or a relocation), found only through a checkpoint or the page table.
+//! stream the only kind is [`BASE`]: what the page cache wrote on its own (a consolidated
+//! image, or a base or fragment the cleaner moved as it was), found only through a
+//! checkpoint or the page table.
 
 use super::{loc::Loc, page::Weigh};
 use crate::{
@@ -42,7 +43,8 @@ pub(crate) const GROUP_FREE: RecordKind = kind(21);
 /// count, then each member's LSN as a varint (the first whole, the rest as the
 /// difference to the previous one; members are written in increasing LSN order).
 pub(crate) const GROUP_COMMIT: RecordKind = kind(22);
-/// Base stream: a consolidated or relocated image; the version is unchanged by it.
+/// Base stream: a consolidated image, or a record the cleaner moved (a base or a fragment,
+/// as it was); the version is unchanged by it.
 pub(crate) const BASE: RecordKind = kind(32);
 
 /// Bytes before the payload.

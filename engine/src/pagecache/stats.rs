@@ -36,7 +36,7 @@ pub struct PageCacheStats {
     pub cold_reads: u64,
     /// Segments the cleaner chose to empty.
     pub cleaned_segments: u64,
-    /// Pages the cleaner rewrote into the base stream.
+    /// Pages the cleaner moved records of into the base stream.
     pub relocations: u64,
     /// Segment files deleted.
     pub deleted_segments: u64,
