@@ -541,7 +541,7 @@ impl Inner {
                 return Ok(None);
             };
             if let Some(claim) = &state.claim
-                && let Some(view) = claim.committed_view(id, state.version + 1)
+                && let Some(view) = claim.committed_view(id, state)
             {
                 return Ok(view);
             }

@@ -85,12 +85,19 @@ pub enum GroupOutcome {
 pub(crate) struct Claim {
     /// Shared by every page of the group.
     group: Arc<GroupFlag>,
-    /// What the page becomes when the group commits: `None` if it is freed.
-    next: Option<Contents>,
+    /// What the page becomes when the group commits.
+    next: Next,
 }
 
-/// A page's base image and fragments, in memory.
-type Contents = (Arc<[u8]>, Vec<Arc<[u8]>>);
+/// What a claimed page becomes when its group commits. A link holds only the new
+/// fragment: the rest of the page is the claimed state's own (its parts are all in memory
+/// while it is claimed), so a claim copies no list of fragments.
+#[derive(Debug)]
+enum Next {
+    Free,
+    Replace(Arc<[u8]>),
+    Link(Arc<[u8]>),
+}
 
 /// Whether a group has committed.
 #[derive(Debug, Default)]
@@ -102,17 +109,26 @@ struct GroupFlag {
 }
 
 impl Claim {
-    /// The page as readers see it once the group committed (version `version`), or `None`
-    /// before the commit. `Some(None)`: the group frees the page.
-    pub(crate) fn committed_view(&self, id: PageId, version: u64) -> Option<Option<PageView<'_>>> {
+    /// The page as readers see it once the group committed, or `None` before the commit.
+    /// `Some(None)`: the group frees the page. `claimed` is the state holding this claim.
+    pub(crate) fn committed_view<'g>(
+        &'g self,
+        id: PageId,
+        claimed: &'g PageState,
+    ) -> Option<Option<PageView<'g>>> {
         if !self.group.committed.load(Ordering::Acquire) {
             return None;
         }
-        Some(
-            self.next
-                .as_ref()
-                .map(|(base, fragments)| PageView::of_contents(id, version, base, fragments)),
-        )
+        let version = claimed.version + 1;
+        Some(match &self.next {
+            Next::Free => None,
+            Next::Replace(image) => Some(PageView::of_image(id, version, image)),
+            // A claimed link's state is live and wholly in memory (`claim` loaded it), so
+            // the view always exists; without it the page would read as freed, never as
+            // something it was not.
+            Next::Link(fragment) => PageView::of_state(id, claimed)
+                .map(|before| before.with_fragment(version, fragment)),
+        })
     }
 }
 
@@ -262,29 +278,25 @@ impl Inner {
             // the page is loaded first (and eviction skips it while it is claimed).
             let loaded = match state {
                 Some(state) if !state.holds_all() => match self.load_parts(update.id, state) {
-                    Ok(loaded) => loaded,
+                    Ok(loaded) => Some(loaded),
                     Err(_) if !slot.load(&guard).is(&current) => continue,
                     Err(error) => return Err(error),
                 },
-                Some(state) => state.clone(),
-                None => PageState::free(0),
+                _ => None,
             };
             let next = match update.change {
-                Change::Free => None,
-                Change::Replace(image) => Some((Arc::from(image), Vec::new())),
-                Change::Link(fragment) => {
-                    let page = PageView::of_state(update.id, &loaded).map(PageView::to_page);
-                    let Some(page) = page else {
-                        // A link needs a live page; `expected` checked that.
-                        return Ok(None);
-                    };
-                    let mut fragments = page.fragments;
-                    fragments.push(Arc::from(fragment));
-                    Some((page.base, fragments))
-                }
+                Change::Free => Next::Free,
+                Change::Replace(image) => Next::Replace(Arc::from(image)),
+                // A link needs a live page; `expected` checked that.
+                Change::Link(fragment) => Next::Link(Arc::from(fragment)),
             };
             let claim = Arc::new(Claim { group: flag.clone(), next });
-            let held = loaded.with_claim(Some(claim.clone()));
+            // One copy of the state, carrying the claim.
+            let held = match (loaded, state) {
+                (Some(loaded), _) => PageState { claim: Some(claim.clone()), ..loaded },
+                (None, Some(state)) => state.with_claim(Some(claim.clone())),
+                (None, None) => PageState { claim: Some(claim.clone()), ..PageState::free(0) },
+            };
             if self.install(slot, current, held, &guard).is_ok() {
                 return Ok(Some(claim));
             }
@@ -337,17 +349,20 @@ impl Inner {
             let version = state.version + 1;
             let weighs = update.weigh.apply(state.weighs());
             // The claim holds the new bytes already: share them rather than copy them again.
-            let next = claim.next.as_ref();
             let new = match (update.change, state.live.as_ref()) {
                 (Change::Free, _) => PageState::free(version),
                 (Change::Replace(image), _) => {
-                    let bytes = next.map_or_else(|| Arc::from(image), |(base, _)| base.clone());
+                    let bytes = match &claim.next {
+                        Next::Replace(bytes) => bytes.clone(),
+                        _ => Arc::from(image),
+                    };
                     PageState::live(version, Part::resident(loc, bytes), Vec::new(), weighs)
                 }
                 (Change::Link(fragment), Some(live)) => {
-                    let bytes = next
-                        .and_then(|(_, fragments)| fragments.last().cloned())
-                        .unwrap_or_else(|| Arc::from(fragment));
+                    let bytes = match &claim.next {
+                        Next::Link(bytes) => bytes.clone(),
+                        _ => Arc::from(fragment),
+                    };
                     let mut frags = Vec::with_capacity(live.frags.len() + 1);
                     frags.extend_from_slice(&live.frags);
                     frags.push(Part::resident(loc, bytes));

@@ -83,29 +83,24 @@ pub(crate) struct PageView<'g> {
     fragments: Fragments<'g>,
 }
 
-/// Where a view's fragments are: in a page state (every part resident, which
-/// [`PageView::of_state`] checks) or in a group's committed contents.
+/// Where a view's fragments are: a page state's parts (every one resident, which
+/// [`PageView::of_state`] checks), then possibly one more, which a committed group links.
 #[derive(Debug, Clone, Copy)]
-enum Fragments<'g> {
-    Parts(&'g [Part]),
-    Shared(&'g [Arc<[u8]>]),
+struct Fragments<'g> {
+    parts: &'g [Part],
+    linked: Option<&'g Arc<[u8]>>,
 }
 
 impl<'g> Fragments<'g> {
     fn len(self) -> usize {
-        match self {
-            Fragments::Parts(parts) => parts.len(),
-            Fragments::Shared(shared) => shared.len(),
-        }
+        self.parts.len() + usize::from(self.linked.is_some())
     }
 
     fn at(self, i: usize) -> &'g [u8] {
-        match self {
+        match self.parts.get(i) {
             // `of_state` checked that every part is resident: the default is never taken.
-            Fragments::Parts(parts) => {
-                parts.get(i).and_then(|p| p.bytes.as_deref()).unwrap_or_default()
-            }
-            Fragments::Shared(shared) => shared.get(i).map_or(&[], |f| &**f),
+            Some(part) => part.bytes.as_deref().unwrap_or_default(),
+            None => self.linked.map_or(&[], |f| &**f),
         }
     }
 }
@@ -156,18 +151,19 @@ impl<'g> PageView<'g> {
             id,
             version: state.version,
             base,
-            fragments: Fragments::Parts(&live.frags),
+            fragments: Fragments { parts: &live.frags, linked: None },
         })
     }
 
-    /// A view of contents a group update holds for the page.
-    pub(crate) fn of_contents(
-        id: PageId,
-        version: u64,
-        base: &'g Arc<[u8]>,
-        fragments: &'g [Arc<[u8]>],
-    ) -> PageView<'g> {
-        PageView { id, version, base, fragments: Fragments::Shared(fragments) }
+    /// A view of a new image a group update holds for the page.
+    pub(crate) fn of_image(id: PageId, version: u64, base: &'g Arc<[u8]>) -> PageView<'g> {
+        PageView { id, version, base, fragments: Fragments { parts: &[], linked: None } }
+    }
+
+    /// This view with `fragment` linked, at `version`: what a group's link makes of it.
+    pub(crate) fn with_fragment(self, version: u64, fragment: &'g Arc<[u8]>) -> PageView<'g> {
+        let fragments = Fragments { linked: Some(fragment), ..self.fragments };
+        PageView { version, fragments, ..self }
     }
 
     /// The page's id.
@@ -197,10 +193,9 @@ impl<'g> PageView<'g> {
 
     /// The owned page, which outlives the guard.
     pub(crate) fn to_page(self) -> Page {
-        let fragments = match self.fragments {
-            Fragments::Parts(parts) => parts.iter().filter_map(|p| p.bytes.clone()).collect(),
-            Fragments::Shared(shared) => shared.to_vec(),
-        };
+        let Fragments { parts, linked } = self.fragments;
+        let fragments =
+            parts.iter().filter_map(|p| p.bytes.clone()).chain(linked.cloned()).collect();
         Page { id: self.id, version: self.version, base: Arc::clone(self.base), fragments }
     }
 }

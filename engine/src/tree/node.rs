@@ -1227,20 +1227,26 @@ impl<'a> Reader<'a> {
     }
 
     /// A varint length, then that many bytes.
-    // Every key and value read goes through here, and nearly every length fits in one byte:
-    // that case is inline; longer lengths and every error take the general path.
+    // Every key and value read goes through here, and nearly every length fits in one or
+    // two bytes (below 16 KiB): those cases are inline; longer lengths, lengths not in
+    // their shortest form, and every error take the general path.
     #[inline]
     fn bytes(&mut self, what: &str) -> Result<&'a [u8], Malformed> {
-        if let Some(&len) = self.bytes.get(self.at)
-            && len < 0x80
-        {
-            let start = self.at + 1;
-            if let Some(bytes) = self.bytes.get(start..start + usize::from(len)) {
-                self.at = start + usize::from(len);
-                return Ok(bytes);
+        let (len, width) = match self.bytes.get(self.at..) {
+            Some(&[first, ..]) if first < 0x80 => (usize::from(first), 1),
+            Some(&[first, second, ..]) if (1..0x80).contains(&second) => {
+                (usize::from(first & 0x7f) | usize::from(second) << 7, 2)
             }
+            _ => return self.long_bytes(what),
+        };
+        let start = self.at + width;
+        match self.bytes.get(start..start + len) {
+            Some(bytes) => {
+                self.at = start + len;
+                Ok(bytes)
+            }
+            None => self.long_bytes(what),
         }
-        self.long_bytes(what)
     }
 
     /// [`Reader::bytes`] for lengths of more than one byte, and its errors.
