@@ -8,12 +8,25 @@
 const MAX_LEN: usize = 10;
 
 /// Appends `value` to `out`.
-pub(crate) fn put(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push(low_seven_bits(value) | 0x80);
+pub(crate) fn put(out: &mut Vec<u8>, value: u64) {
+    let (bytes, len) = encode(value);
+    out.extend_from_slice(bytes.get(..len).unwrap_or_default());
+}
+
+/// `value`'s encoding: the first `len` bytes of the array.
+pub(crate) fn encode(mut value: u64) -> ([u8; MAX_LEN], usize) {
+    let mut bytes = [0; MAX_LEN];
+    let mut len = 0;
+    for byte in &mut bytes {
+        len += 1;
+        if value < 0x80 {
+            *byte = low_seven_bits(value);
+            break;
+        }
+        *byte = low_seven_bits(value) | 0x80;
         value >>= 7;
     }
-    out.push(low_seven_bits(value));
+    (bytes, len)
 }
 
 /// The number of bytes [`put`] writes for `value`.

@@ -39,8 +39,22 @@ fn open_stream(
     Ok((log, seen))
 }
 
-/// Appends `count` records of assorted sizes (some compressible, some not), aborting a
-/// reservation now and then, and flushes at the end.
+/// Appends `record` as one body or, every other time, in up to three parts at random
+/// cuts (`Log::reserve_parts`); returns its LSN and length on disk.
+fn append_some_way(log: &Log, rng: &mut fastrand::Rng, k: u8, record: &[u8]) -> (Lsn, u32) {
+    if rng.bool() {
+        return log.append_located(kind(k), record).unwrap();
+    }
+    let (a, b) = (rng.usize(..=record.len()), rng.usize(..=record.len()));
+    let (a, b) = (a.min(b), a.max(b));
+    let reservation =
+        log.reserve_parts(kind(k), &[&record[..a], &record[a..b], &record[b..]]).unwrap();
+    let len = reservation.len();
+    (reservation.complete(), len)
+}
+
+/// Appends `count` records of assorted sizes (some compressible, some not, some in parts),
+/// aborting a reservation now and then, and flushes at the end.
 fn append_records(log: &Log, seed: u64, count: u32) -> Vec<Located> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut out = Vec::new();
@@ -48,7 +62,7 @@ fn append_records(log: &Log, seed: u64, count: u32) -> Vec<Located> {
         let len = rng.usize(5..300);
         let b = if rng.bool() { vec![rng.u8(..); len] } else { body(1, seq, len) };
         let k = rng.u8(16..=255);
-        let (lsn, record_len) = log.append_located(kind(k), &b).unwrap();
+        let (lsn, record_len) = append_some_way(log, &mut rng, k, &b);
         out.push(Located { lsn, len: record_len, kind: k, body: b });
         if rng.u8(..8) == 0 {
             log.reserve(kind(16), b"aborted").unwrap().abort();
@@ -178,11 +192,12 @@ fn compressed_records_read_back_whole() {
     let config = LogConfig { compression_level: Some(1), ..LogConfig::tiny() };
     let (log, _) = open_stream(&storage, &config, "base", Lsn::ZERO).unwrap();
     let mut records = Vec::new();
+    let mut rng = fastrand::Rng::with_seed(5);
     for seq in 0..200u32 {
         // At least `compress_min_len`, compressible; some larger than a tiny buffer raw.
         let len = 64 + usize::try_from(seq * 37 % 3000).unwrap();
         let b: Vec<u8> = (0..len).map(|i| u8::try_from(i / 50 % 4).unwrap()).collect();
-        let (lsn, record_len) = log.append_located(kind(40), &b).unwrap();
+        let (lsn, record_len) = append_some_way(&log, &mut rng, 40, &b);
         assert!(
             usize::try_from(record_len).unwrap() < 20 + b.len(),
             "a {len}-byte body was stored compressed"

@@ -256,7 +256,12 @@ impl RecordHeader {
 
     /// Fills in the crc of an encoded header followed by `body`.
     pub(crate) fn seal(header: &mut [u8; RECORD_HEADER_LEN], body: &[u8]) {
-        let crc = record_crc(header, body);
+        Self::seal_parts(header, &[body]);
+    }
+
+    /// [`RecordHeader::seal`] for a body given in parts.
+    pub(crate) fn seal_parts(header: &mut [u8; RECORD_HEADER_LEN], body: &[&[u8]]) {
+        let crc = record_crc_parts(header, body);
         header[0..4].copy_from_slice(&crc.to_le_bytes());
     }
 
@@ -305,9 +310,16 @@ impl RecordHeader {
 }
 
 fn record_crc(header: &[u8; RECORD_HEADER_LEN], body: &[u8]) -> u32 {
+    record_crc_parts(header, &[body])
+}
+
+/// [`record_crc`] of a body given in parts.
+fn record_crc_parts(header: &[u8; RECORD_HEADER_LEN], body: &[&[u8]]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&header[4..]);
-    hasher.update(body);
+    for part in body {
+        hasher.update(part);
+    }
     hasher.finalize()
 }
 

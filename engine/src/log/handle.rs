@@ -265,34 +265,48 @@ impl Log {
     /// # Errors
     /// As [`Log::append`].
     pub fn reserve(&self, kind: RecordKind, body: &[u8]) -> Result<Reservation<'_>> {
+        self.reserve_parts(kind, &[body])
+    }
+
+    /// As [`Log::reserve`], the body being `parts` one after another: a caller with a
+    /// small prefix and a large payload writes both straight into the log's buffer, without
+    /// first copying them into one.
+    ///
+    /// # Errors
+    /// As [`Log::append`].
+    pub fn reserve_parts(&self, kind: RecordKind, parts: &[&[u8]]) -> Result<Reservation<'_>> {
         if self.shared.config.read_only {
             return Err(Error::ReadOnly);
         }
-        let (stored, flags) = self.encode_body(body);
+        let len: usize = parts.iter().map(|part| part.len()).sum();
+        let compressed = match self.shared.config.compression_level {
+            Some(level) if len >= self.shared.config.compress_min_len => {
+                format::compress(&parts.concat(), level)
+            }
+            _ => None,
+        };
+        let (stored, flags): (Cow<'_, [&[u8]]>, u8) = match &compressed {
+            Some(compressed) => (Cow::Owned(vec![compressed.as_slice()]), FLAG_COMPRESSED),
+            None => (Cow::Borrowed(parts), 0),
+        };
+        let stored_len: usize = stored.iter().map(|part| part.len()).sum();
         let max = self.max_body_len();
-        if stored.len() > max {
-            return Err(Error::RecordTooLarge { len: stored.len(), max });
+        if stored_len > max {
+            return Err(Error::RecordTooLarge { len: stored_len, max });
         }
-        let body_len = u32::try_from(stored.len())
-            .map_err(|_| Error::RecordTooLarge { len: stored.len(), max })?;
+        let body_len = u32::try_from(stored_len)
+            .map_err(|_| Error::RecordTooLarge { len: stored_len, max })?;
         let claim = self.shared.ring.reserve(RECORD_HEADER_LEN_U64 + u64::from(body_len))?;
         let header = RecordHeader { body_len, lsn: claim.lsn(), kind, flags };
         let mut header_bytes = header.encode();
-        RecordHeader::seal(&mut header_bytes, &stored);
-        claim.write(RECORD_HEADER_LEN, &stored);
+        RecordHeader::seal_parts(&mut header_bytes, &stored);
+        let mut at = RECORD_HEADER_LEN;
+        for part in stored.iter() {
+            claim.write(at, part);
+            at += part.len();
+        }
         claim.write(0, &header_bytes);
         Ok(Reservation { ring: &self.shared.ring, claim: Some(claim), header })
-    }
-
-    fn encode_body<'b>(&self, body: &'b [u8]) -> (Cow<'b, [u8]>, u8) {
-        let config = &self.shared.config;
-        if let Some(level) = config.compression_level
-            && body.len() >= config.compress_min_len
-            && let Some(compressed) = format::compress(body, level)
-        {
-            return (Cow::Owned(compressed), FLAG_COMPRESSED);
-        }
-        (Cow::Borrowed(body), 0)
     }
 
     /// Waits until every record appended or reserved before this call is durable, and

@@ -426,9 +426,9 @@ impl Inner {
             return Ok(Some(Outcome::Stale));
         }
         let version = current.version() + 1;
-        let body = record::encode_update(id, version, weigh, payload);
+        let head = record::Head::update(id, version, weigh);
         let delta = self.log(Stream::Delta);
-        let reservation = delta.reserve(kind, &body)?;
+        let reservation = delta.reserve_parts(kind, &[head.as_bytes(), payload])?;
         let loc = Loc { stream: Stream::Delta, lsn: reservation.lsn(), len: reservation.len() };
         let bytes: Arc<[u8]> = Arc::from(payload);
         loop {
@@ -663,8 +663,9 @@ impl Inner {
             return Ok(false);
         };
         let image = page.materialize(&*self.materializer);
-        let body = record::encode(id, state.version, &image);
-        let reservation = self.log(Stream::Base).reserve(record::BASE, &body)?;
+        let head = record::Head::base(id, state.version);
+        let reservation =
+            self.log(Stream::Base).reserve_parts(record::BASE, &[head.as_bytes(), &image])?;
         let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
         let base = Part::resident(loc, Arc::from(image));
         let new = PageState::live(state.version, base, Vec::new(), (live.owner, live.weight));

@@ -317,8 +317,8 @@ impl Inner {
                 Change::Replace(image) => (record::GROUP_REPLACE, image),
                 Change::Free => (record::GROUP_FREE, &[]),
             };
-            let body = record::encode_update(update.id, version, update.weigh, payload);
-            let reservation = delta.reserve(kind, &body)?;
+            let head = record::Head::update(update.id, version, update.weigh);
+            let reservation = delta.reserve_parts(kind, &[head.as_bytes(), payload])?;
             locs.push(Loc {
                 stream: Stream::Delta,
                 lsn: reservation.lsn(),

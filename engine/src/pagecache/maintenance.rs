@@ -326,8 +326,9 @@ impl Inner {
                     Err(error) => return Err(error),
                 },
             };
-            let body = record::encode(id, state.version, &bytes);
-            let reservation = self.log(Stream::Base).reserve(record::BASE, &body)?;
+            let head = record::Head::base(id, state.version);
+            let reservation =
+                self.log(Stream::Base).reserve_parts(record::BASE, &[head.as_bytes(), &bytes])?;
             let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
             reservations.push(reservation);
             moved.push(Part::resident(loc, bytes));

@@ -60,25 +60,61 @@ const fn kind(n: u8) -> RecordKind {
     }
 }
 
-/// Encodes a delta-stream record body.
-pub(crate) fn encode_update(id: PageId, version: u64, weigh: Weigh, payload: &[u8]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(PREFIX_LEN + 21 + payload.len());
-    body.extend_from_slice(&id.get().to_le_bytes());
-    body.extend_from_slice(&version.to_le_bytes());
-    match weigh {
-        Weigh::Keep => body.push(WEIGH_KEEP),
-        Weigh::Add(delta) => {
-            body.push(WEIGH_ADD);
-            varint::put(&mut body, zigzag(delta));
+/// The bytes of a record body before its payload, built on the stack: a record is
+/// reserved as this head and the payload ([`crate::log::Log::reserve_parts`]), so the
+/// payload is copied once, into the log's buffer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Head {
+    bytes: [u8; HEAD_MAX],
+    len: usize,
+}
+
+/// The longest head: the prefix, a weight tag and two varints.
+const HEAD_MAX: usize = PREFIX_LEN + 1 + 2 * 10;
+
+impl Head {
+    /// A base-stream record's head (no weight: the base stream is never replayed).
+    pub(crate) fn base(id: PageId, version: u64) -> Head {
+        let mut head = Head { bytes: [0; HEAD_MAX], len: 0 };
+        head.put(&id.get().to_le_bytes());
+        head.put(&version.to_le_bytes());
+        head
+    }
+
+    /// A delta-stream record's head.
+    pub(crate) fn update(id: PageId, version: u64, weigh: Weigh) -> Head {
+        let mut head = Head::base(id, version);
+        match weigh {
+            Weigh::Keep => head.put(&[WEIGH_KEEP]),
+            Weigh::Add(delta) => {
+                head.put(&[WEIGH_ADD]);
+                head.put_varint(zigzag(delta));
+            }
+            Weigh::Set { owner, weight } => {
+                head.put(&[WEIGH_SET]);
+                head.put_varint(owner);
+                head.put_varint(zigzag(weight));
+            }
         }
-        Weigh::Set { owner, weight } => {
-            body.push(WEIGH_SET);
-            varint::put(&mut body, owner);
-            varint::put(&mut body, zigzag(weight));
+        head
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    /// Appends `bytes`; a head never outgrows `HEAD_MAX` (what it holds is fixed above).
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(room) = self.bytes.get_mut(self.len..self.len + bytes.len()) {
+            room.copy_from_slice(bytes);
+            self.len += bytes.len();
         }
     }
-    body.extend_from_slice(payload);
-    body
+
+    fn put_varint(&mut self, value: u64) {
+        let (bytes, len) = varint::encode(value);
+        self.put(bytes.get(..len).unwrap_or_default());
+    }
 }
 
 /// Decodes a delta-stream record body: the body, and how it changes the page's weight.
@@ -122,12 +158,9 @@ pub(crate) fn unzigzag(value: u64) -> i64 {
 }
 
 /// Encodes a base-stream record body (no weight: the base stream is never replayed).
+#[cfg(test)]
 pub(crate) fn encode(id: PageId, version: u64, payload: &[u8]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(PREFIX_LEN + payload.len());
-    body.extend_from_slice(&id.get().to_le_bytes());
-    body.extend_from_slice(&version.to_le_bytes());
-    body.extend_from_slice(payload);
-    body
+    [Head::base(id, version).as_bytes(), payload].concat()
 }
 
 /// A decoded record body.
@@ -228,5 +261,26 @@ mod tests {
         }
         let zero = encode(PageId(7), 0, b"");
         assert!(matches!(decode(&zero, || "t".into()), Err(Error::Corruption { .. })));
+    }
+
+    #[test]
+    fn update_heads_round_trip_at_every_width() {
+        let weighs = [
+            Weigh::Keep,
+            Weigh::Add(-1),
+            Weigh::Add(i64::MIN),
+            Weigh::Set { owner: u64::MAX, weight: i64::MIN },
+            Weigh::Set { owner: 0, weight: i64::MAX },
+        ];
+        for weigh in weighs {
+            let head = Head::update(PageId(MAX_PAGE_ID - 1), u64::MAX, weigh);
+            let body = [head.as_bytes(), b"payload"].concat();
+            let (decoded, got) = decode_update(&body, || "test".into()).unwrap();
+            assert_eq!(got, weigh);
+            assert_eq!(
+                decoded,
+                Body { id: PageId(MAX_PAGE_ID - 1), version: u64::MAX, payload: b"payload" }
+            );
+        }
     }
 }
