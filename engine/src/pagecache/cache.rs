@@ -9,7 +9,7 @@ use super::{
     maintenance::Maintenance,
     page::{Materializer, Outcome, Page, PageView, Weigh},
     record,
-    state::{PageState, Part},
+    state::{Live, PageState, Part},
     stats::{Counters, PageCacheStats},
     table::{Current, PageTable, Slot},
     weights::Weights,
@@ -636,17 +636,24 @@ impl Inner {
         }
     }
 
-    /// Folds page `id`'s fragments into a new base in the base stream. Returns whether a new state was installed; `false` if there was nothing to do or a
-    /// concurrent update won (the base record is then aborted).
+    /// Page `id`'s slot and current state, and the state's contents, if the page is live.
+    pub(crate) fn load_live<'g>(
+        &self,
+        id: PageId,
+        guard: &'g epoch::Guard,
+    ) -> Option<Loaded<'_, 'g>> {
+        let (slot, current) = self.table.load(id, guard)?;
+        let state = current.state()?;
+        let live = state.live.as_ref()?;
+        Some((slot, current, state, live))
+    }
+
+    /// Folds page `id`'s fragments into a new base in the base stream. Returns whether a
+    /// new state was installed; `false` if there was nothing to do or a concurrent update
+    /// won (the base record is then aborted).
     pub(crate) fn consolidate(&self, id: PageId) -> Result<bool> {
         let guard = epoch::pin();
-        let Some((slot, current)) = self.table.load(id, &guard) else {
-            return Ok(false);
-        };
-        let Some(state) = current.state() else {
-            return Ok(false);
-        };
-        let Some(live) = &state.live else {
+        let Some((slot, current, state, live)) = self.load_live(id, &guard) else {
             return Ok(false);
         };
         // A claimed page changes when its group installs; it is left to that.
@@ -776,6 +783,10 @@ impl Inner {
         }
     }
 }
+
+/// A live page as [`Inner::load_live`] finds it: its slot, the state it holds (to install
+/// against), that state, and the state's contents.
+pub(crate) type Loaded<'t, 'g> = (&'t Slot, Current<'g>, &'g PageState, &'g Live);
 
 /// The locations `new` holds that `old` does not (walked, not collected: this runs on
 /// every install).

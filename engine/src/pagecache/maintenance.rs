@@ -292,13 +292,7 @@ impl Inner {
         victims: &BTreeSet<(Stream, SegmentId)>,
     ) -> Result<bool> {
         let guard = epoch::pin();
-        let Some((slot, current)) = self.table.load(id, &guard) else {
-            return Ok(false);
-        };
-        let Some(state) = current.state() else {
-            return Ok(false);
-        };
-        let Some(live) = &state.live else {
+        let Some((slot, current, state, live)) = self.load_live(id, &guard) else {
             return Ok(false);
         };
         let in_victim = |loc: Loc| {
