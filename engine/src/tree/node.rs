@@ -1294,8 +1294,9 @@ fn is_prefix_len(low: &[u8], high: Option<&[u8]>, p: usize) -> bool {
 /// The first [`HEAD_LEN`] bytes of a key suffix, zero-padded past its end.
 fn key_head(suffix: &[u8]) -> [u8; HEAD_LEN] {
     let mut head = [0; HEAD_LEN];
-    let n = suffix.len().min(HEAD_LEN);
-    head[..n].copy_from_slice(&suffix[..n]);
+    for (to, from) in head.iter_mut().zip(suffix) {
+        *to = *from;
+    }
     head
 }
 
@@ -1401,12 +1402,13 @@ fn try_encode_image<'e>(
         );
         debug_assert_eq!(matches!(entry, EntryRef::Value(_)), header.level == 0, "entry kind");
         let (head, tail) = key.tail(prefix);
-        let mut slot = [0; SLOT_LEN];
-        slot[..4].copy_from_slice(&offset.to_le_bytes());
-        let (from_head, from_tail) = slot[4..].split_at_mut(head.len().min(HEAD_LEN));
-        from_head.copy_from_slice(head.get(..from_head.len())?);
-        let rest = from_tail.len().min(tail.len());
-        from_tail.get_mut(..rest)?.copy_from_slice(tail.get(..rest)?);
+        // The suffix is `head ++ tail`; its key head is its first bytes, zero-padded.
+        let mut start = [0; HEAD_LEN];
+        for (to, from) in start.iter_mut().zip(head.iter().chain(tail)) {
+            *to = *from;
+        }
+        let ([o0, o1, o2, o3], [h0, h1, h2, h3]) = (offset.to_le_bytes(), start);
+        let slot = [o0, o1, o2, o3, h0, h1, h2, h3];
         let at = table + SLOT_LEN * i;
         out.get_mut(at..at + SLOT_LEN)?.copy_from_slice(&slot);
         varint::put(&mut out, to_u64(head.len() + tail.len()));
