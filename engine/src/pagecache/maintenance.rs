@@ -191,8 +191,9 @@ impl Inner {
     }
 
     /// Copies the live records out of segments below `clean_below` (within the pass's
-    /// budget) and deletes the dead segments no kept checkpoint needs. Returns how many segments are left emptied or
-    /// being emptied but not deleted: they wait for checkpoints that do not need them.
+    /// budget) and deletes the dead segments no kept checkpoint needs. Returns how many
+    /// segments are left emptied or being emptied but not deleted: they wait for
+    /// checkpoints that do not need them.
     pub(crate) fn clean(&self, maintenance: &mut Maintenance) -> Result<usize> {
         self.writable()?;
         // Segments worth emptying: emptying one copies its live records, so its live
