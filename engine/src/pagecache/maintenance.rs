@@ -305,7 +305,7 @@ impl Inner {
         if state.is_claimed() || !parts.clone().any(|part| in_victim(part.loc)) {
             return Ok(false);
         }
-        let mut reservations = Vec::new();
+        let mut last = None;
         let mut moved = Vec::with_capacity(1 + live.frags.len());
         for part in parts {
             if !in_victim(part.loc) {
@@ -321,11 +321,17 @@ impl Inner {
                     Err(error) => return Err(error),
                 },
             };
+            // Completed at once, as a group completes its members: a reservation held open
+            // keeps its buffer from the flusher, and the next one may need that buffer's
+            // slot (the tests deadlocked on a small ring that way). If the install below
+            // fails, these records are dead bytes in the base stream, which nothing
+            // replays and no state names.
             let head = record::Head::base(id, state.version);
             let reservation =
                 self.log(Stream::Base).reserve_parts(record::BASE, &[head.as_bytes(), &bytes])?;
             let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
-            reservations.push(reservation);
+            reservation.complete();
+            last = Some(loc);
             moved.push(Part::resident(loc, bytes));
         }
         let mut moved = moved.into_iter();
@@ -334,13 +340,7 @@ impl Inner {
         };
         let new = PageState::live(state.version, base, moved.collect(), (live.owner, live.weight));
         if self.install(slot, current, new, &guard).is_err() {
-            // Dropping the reservations aborts them.
             return Ok(false);
-        }
-        let last =
-            reservations.last().map(|r| Loc { stream: Stream::Base, lsn: r.lsn(), len: r.len() });
-        for reservation in reservations {
-            reservation.complete();
         }
         self.counters.relocations.fetch_add(1, Ordering::Relaxed);
         drop(guard);
