@@ -260,7 +260,10 @@ impl Log {
     /// reservation) turns it into a record that recovery skips. The LSN is known at once.
     ///
     /// Do not call [`Log::flush`] on this thread while holding a reservation: the flush
-    /// waits for the reservation to finish.
+    /// waits for the reservation to finish. Nor reserve again while holding one: an open
+    /// reservation keeps its buffer from the flusher, and the next reservation may have to
+    /// wait for that buffer's slot in the ring, which never frees. Complete (or abort) each
+    /// before making the next, as group updates and the cleaner do.
     ///
     /// # Errors
     /// As [`Log::append`].
