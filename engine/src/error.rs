@@ -164,6 +164,17 @@ pub enum Error {
         /// Why it must stay.
         reason: String,
     },
+    /// A snapshot (or the transaction reading from it) lived while so much was written
+    /// that the old values it needed passed `Config::snapshot_memory`, and were dropped.
+    /// Take a new snapshot; a transaction does so itself when it runs again.
+    #[error(
+        "the snapshot expired: the old values it needed passed the limit of {limit} bytes \
+         (Config::snapshot_memory); take a new snapshot"
+    )]
+    SnapshotExpired {
+        /// `Config::snapshot_memory`.
+        limit: u64,
+    },
 }
 
 impl Error {

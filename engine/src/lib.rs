@@ -2,9 +2,10 @@
 //!
 //! **What it is:** the layers under Grove's typed collections: an embedded database of
 //! byte strings. [`Db`] (from [`open`] or [`Config`]) holds named [`Tree`]s, ordered maps
-//! of byte strings on a lock-free B-link tree, and applies [`Batch`]es across trees
-//! atomically. Beneath it, [`PageCache`] keeps pages (a base image plus fragments) over two
-//! log streams, with a memory budget, checkpoints and a cleaner; [`Log`] is a segmented,
+//! of byte strings on a lock-free B-link tree, applies [`Batch`]es across trees
+//! atomically, and runs serializable [`Transaction`]s and point-in-time [`Snapshot`]s.
+//! Beneath it, [`PageCache`] keeps pages (a base image plus fragments) over two log
+//! streams, with a memory budget, checkpoints and a cleaner; [`Log`] is a segmented,
 //! checksummed, lock-free append log with group commit and crash recovery; and
 //! [`Storage`] is the only way the engine touches the filesystem.
 //!
@@ -46,7 +47,10 @@ pub mod tree;
 pub(crate) mod varint;
 
 pub use config::{LogConfig, PageCacheConfig};
-pub use db::{Config, DEFAULT_TREE, Db, DbCheckReport, DbStats, Transfer, open};
+pub use db::{
+    Config, DEFAULT_TREE, Db, DbCheckReport, DbStats, Transaction, TransactionError,
+    TransactionIter, Transfer, open,
+};
 pub use error::{Error, Result};
 pub use ids::{Lsn, PageId, SegmentId, TreeId};
 pub use log::{Log, LogStats, OwnedRecord, Record, RecordKind, Reservation, SegmentInfo};
@@ -58,6 +62,6 @@ pub use storage::{
     Fault, FaultKind, FaultOp, FileStorage, MemStorage, SimStorage, Storage, StorageFile,
 };
 pub use tree::{
-    Batch, Bytes, CompareAndSwapError, Event, Iter, MergeOperator, SUBSCRIBER_CAPACITY, Subscriber,
-    Tree,
+    Batch, Bytes, CompareAndSwapError, Event, Iter, MergeOperator, SUBSCRIBER_CAPACITY, Snapshot,
+    SnapshotIter, Subscriber, Tree, VersionStats,
 };

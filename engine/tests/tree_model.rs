@@ -1,10 +1,11 @@
 //! The database against a model (one `BTreeMap` per tree), through the public API: random
 //! inserts, removes, compare-and-swaps, updates, pops, reads, ranges in both directions,
-//! batches across trees, clears, flushes, restarts and simulated crashes, in the tiny
+//! batches across trees, transactions (some aborted, some durable), snapshots read long
+//! after later writes, clears, flushes, restarts and simulated crashes, in the tiny
 //! configuration (256-byte nodes, tiny segments and cache), so that splits, eviction,
 //! checkpoints and cleaning happen all the time. `check()` runs after every restart. After
 //! a crash the trees must equal the model at some point at or after the last completed
-//! flush, with every batch all or nothing.
+//! flush (or durable commit), with every batch and transaction all or nothing.
 
 #![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
@@ -12,12 +13,17 @@ mod support;
 
 use std::{collections::BTreeMap, ops::Bound, sync::Arc};
 
-use grove_engine::{Batch, Bytes, Config, Db, Event, SimStorage, Storage, Tree};
+use grove_engine::{
+    Batch, Bytes, Config, Db, Event, SimStorage, Snapshot, Storage, TransactionError, Tree,
+};
 
 /// The trees of a case: the default tree and two named ones.
 const TREES: [&str; 3] = ["", "alpha", "beta"];
 
 type Model = Vec<BTreeMap<Vec<u8>, Vec<u8>>>;
+
+/// The bounds of a range read.
+type Range = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
 fn open(storage: &Arc<SimStorage>, flush_every: Option<u64>) -> (Db, Vec<Tree>) {
     let storage: Arc<dyn Storage> = storage.clone();
@@ -85,8 +91,8 @@ fn bound(rng: &mut fastrand::Rng) -> Bound<Vec<u8>> {
     }
 }
 
-/// Checks a range read from both ends, mixing `next` and `next_back`.
-fn check_range(tree: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>, rng: &mut fastrand::Rng) {
+/// Random bounds for a range read, or `None` if they would hold no key.
+fn bounds(rng: &mut fastrand::Rng) -> Option<Range> {
     let (lo, hi) = (bound(rng), bound(rng));
     let valid = match (&lo, &hi) {
         (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => {
@@ -94,12 +100,26 @@ fn check_range(tree: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>, rng: &mut fastra
         }
         _ => true,
     };
-    if !valid {
-        return;
-    }
+    valid.then_some((lo, hi))
+}
+
+/// Checks a range read from both ends, mixing `next` and `next_back`.
+fn check_range(tree: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>, rng: &mut fastrand::Rng) {
+    let Some((lo, hi)) = bounds(rng) else { return };
+    let iter = tree.range::<Vec<u8>, _>((lo.clone(), hi.clone()));
+    check_iter(iter, model, (lo, hi), rng);
+}
+
+/// Checks that `iter` gives the entries of `model` within `range`, taking them from both
+/// ends at random.
+fn check_iter<E: std::fmt::Debug>(
+    mut iter: impl DoubleEndedIterator<Item = Result<(Bytes, Bytes), E>>,
+    model: &BTreeMap<Vec<u8>, Vec<u8>>,
+    range: Range,
+    rng: &mut fastrand::Rng,
+) {
     let mut expected: std::collections::VecDeque<(Vec<u8>, Vec<u8>)> =
-        model.range((lo.clone(), hi.clone())).map(|(k, v)| (k.clone(), v.clone())).collect();
-    let mut iter = tree.range::<Vec<u8>, _>((lo, hi));
+        model.range(range).map(|(k, v)| (k.clone(), v.clone())).collect();
     loop {
         let (got, want) = if rng.bool() {
             (iter.next(), expected.pop_front())
@@ -145,6 +165,8 @@ struct Seen {
     /// Mass removals after which the trees had fewer nodes (merges happened).
     shrinks: u64,
     drops: u64,
+    transactions: u64,
+    snapshot_reads: u64,
 }
 
 fn run_case(seed: u64, seen: &mut Seen) {
@@ -166,12 +188,14 @@ fn run_case(seed: u64, seen: &mut Seen) {
     let mut events = trees[2].watch_prefix(b"a");
     let mut shadow = watched(&model);
     let mut last_id: Option<u64> = None;
+    // Open snapshots, each with the model and the tree handles of its moment.
+    let mut snapshots: Vec<(Snapshot, Model, Vec<Tree>)> = Vec::new();
     let steps = rng.usize(50..300);
     for _ in 0..steps {
         let mut reopened = false;
         let t = rng.usize(..TREES.len());
         let (tree, m) = (&trees[t], &mut model[t]);
-        match rng.u32(..112) {
+        match rng.u32(..124) {
             0..30 => {
                 let (k, v) = (key(&mut rng), value(&mut rng));
                 let old = tree.insert(&k, &v).unwrap();
@@ -273,6 +297,7 @@ fn run_case(seed: u64, seen: &mut Seen) {
                 history.clear();
             }
             88..92 => {
+                snapshots.clear();
                 drop(trees);
                 drop(db);
                 (db, trees) = open(&storage, flush_every);
@@ -283,6 +308,7 @@ fn run_case(seed: u64, seen: &mut Seen) {
             }
             92..96 => {
                 storage.crash();
+                snapshots.clear();
                 drop(trees);
                 drop(db);
                 (db, trees) = open(&storage, flush_every);
@@ -365,6 +391,89 @@ fn run_case(seed: u64, seen: &mut Seen) {
                 reopened = true; // the old tree's subscription ended with it
                 seen.drops += 1;
             }
+            112..116 => {
+                // A transaction of random reads and writes across trees, checked against
+                // the model with its own writes over it; one in five aborts.
+                let abort = rng.u8(..5) == 0;
+                let durable = rng.u8(..3) == 0;
+                let ops = rng.usize(1..12);
+                let mut committed = None;
+                let result = db.transaction(|tx| {
+                    let mut staged = model.clone();
+                    for _ in 0..ops {
+                        let t = rng.usize(..TREES.len());
+                        let (tree, m) = (&trees[t], &mut staged[t]);
+                        let k = key(&mut rng);
+                        match rng.u8(..6) {
+                            0 | 1 => {
+                                let v = value(&mut rng);
+                                assert_eq!(tx.insert(tree, &k, &v)?, bytes(m.get(&k)), "tx insert");
+                                m.insert(k, v);
+                            }
+                            2 => {
+                                assert_eq!(tx.remove(tree, &k)?, bytes(m.get(&k)), "tx remove");
+                                m.remove(&k);
+                            }
+                            3 => assert_eq!(tx.get(tree, &k)?, bytes(m.get(&k)), "tx get"),
+                            4 => {
+                                let new = rng.bool().then(|| value(&mut rng));
+                                let swapped =
+                                    tx.compare_and_swap(tree, &k, m.get(&k), new.as_ref())?.is_ok();
+                                assert!(swapped, "tx compare_and_swap with the right value");
+                                match new {
+                                    Some(v) => m.insert(k, v),
+                                    None => m.remove(&k),
+                                };
+                            }
+                            _ => {
+                                if let Some((lo, hi)) = bounds(&mut rng) {
+                                    let iter =
+                                        tx.range::<Vec<u8>, _>(tree, (lo.clone(), hi.clone()));
+                                    check_iter(iter, m, (lo, hi), &mut rng);
+                                }
+                            }
+                        }
+                    }
+                    committed = Some(staged);
+                    if durable {
+                        tx.flush_on_commit();
+                    }
+                    if abort { Err(TransactionError::Abort("abort")) } else { Ok(()) }
+                });
+                if abort {
+                    assert!(matches!(result, Err(TransactionError::Abort("abort"))));
+                } else {
+                    result.unwrap();
+                    model = committed.unwrap();
+                    seen.transactions += 1;
+                    if durable {
+                        // Durable on return: a crash from here on keeps all of it.
+                        history.clear();
+                    }
+                }
+            }
+            116..118 if snapshots.len() < 3 => {
+                snapshots.push((db.snapshot(), model.clone(), trees.clone()));
+            }
+            118..122 if !snapshots.is_empty() => {
+                // An open snapshot still reads as the model did when it was taken.
+                let (snapshot, at, handles) = &snapshots[rng.usize(..snapshots.len())];
+                let t = rng.usize(..TREES.len());
+                let k = key(&mut rng);
+                assert_eq!(
+                    snapshot.get(&handles[t], &k).unwrap(),
+                    bytes(at[t].get(&k)),
+                    "snapshot get"
+                );
+                if let Some((lo, hi)) = bounds(&mut rng) {
+                    let iter = snapshot.range::<Vec<u8>, _>(&handles[t], (lo.clone(), hi.clone()));
+                    check_iter(iter, &at[t], (lo, hi), &mut rng);
+                }
+                seen.snapshot_reads += 1;
+            }
+            122..124 if !snapshots.is_empty() => {
+                snapshots.swap_remove(rng.usize(..snapshots.len()));
+            }
             _ => {}
         }
         if reopened {
@@ -381,6 +490,8 @@ fn run_case(seed: u64, seen: &mut Seen) {
     }
     assert_eq!(contents(&trees), model, "at the end");
     db.check().unwrap();
+    drop(snapshots);
+    assert_eq!(db.stats().unwrap().versions.versions, 0, "versions left with no snapshot open");
 }
 
 #[test]
@@ -393,5 +504,6 @@ fn trees_match_the_model_across_restarts_and_crashes() {
         assert!(seen.crashes_that_lost_writes * 10 >= seen.crashes, "{seen:?}");
         assert!(seen.batches > 0 && seen.max_entries > 100, "{seen:?}");
         assert!(seen.shrinks > 0, "no removal ever merged nodes: {seen:?}");
+        assert!(seen.transactions > 0 && seen.snapshot_reads > 0, "{seen:?}");
     }
 }

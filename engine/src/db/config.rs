@@ -34,6 +34,8 @@ pub struct Config {
     pub(crate) create_new: bool,
     pub(crate) read_only: bool,
     pub(crate) merge_operators: HashMap<Bytes, MergeOperator>,
+    pub(crate) snapshot_memory: usize,
+    pub(crate) transaction_attempts: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -47,6 +49,8 @@ impl std::fmt::Debug for Config {
             .field("create_new", &self.create_new)
             .field("read_only", &self.read_only)
             .field("merge_operators", &self.merge_operators.keys().collect::<Vec<_>>())
+            .field("snapshot_memory", &self.snapshot_memory)
+            .field("transaction_attempts", &self.transaction_attempts)
             .finish()
     }
 }
@@ -62,6 +66,8 @@ impl Default for Config {
             create_new: false,
             read_only: false,
             merge_operators: HashMap::new(),
+            snapshot_memory: 64 << 20,
+            transaction_attempts: 100,
         }
     }
 }
@@ -120,6 +126,24 @@ impl Config {
     /// Nodes split when they would grow past this many bytes. Default 4 KiB.
     pub fn node_bytes(mut self, bytes: usize) -> Config {
         self.node_bytes = bytes;
+        self
+    }
+
+    /// The most memory the old values kept for open snapshots and transactions may take.
+    /// Past it, the oldest are dropped and the snapshots that needed them expire: their
+    /// reads fail with [`Error::SnapshotExpired`], and a transaction reading from one runs
+    /// again with a new snapshot. Default 64 MiB. Old values are never written to disk.
+    pub fn snapshot_memory(mut self, bytes: usize) -> Config {
+        self.snapshot_memory = bytes;
+        self
+    }
+
+    /// How many times [`Db::transaction`] runs a transaction that keeps conflicting with
+    /// others before it gives up with
+    /// [`TransactionError::Conflict`](crate::TransactionError::Conflict). Default 100; at
+    /// least 1.
+    pub fn transaction_attempts(mut self, attempts: u32) -> Config {
+        self.transaction_attempts = attempts.max(1);
         self
     }
 

@@ -10,7 +10,7 @@ use crate::{
     storage::{FileStorage, Storage},
     sync::{self, AtomicU64, Mutex, Ordering},
     tree::{
-        Batch, Bytes, Plan, Shared, Tree,
+        Batch, Bytes, Plan, Shared, Tree, VersionStats, Versions,
         node::{Node, TreeMaterializer, Value, ValueRef},
         walk::Target,
     },
@@ -24,6 +24,8 @@ pub struct DbStats {
     pub page_cache: PageCacheStats,
     /// Every tree's name and entry count, the default tree first.
     pub trees: Vec<(Bytes, usize)>,
+    /// Snapshots, the old values kept for them, and transactions.
+    pub versions: VersionStats,
 }
 
 /// The name of the tree a [`Db`] dereferences to.
@@ -48,12 +50,12 @@ pub const DEFAULT_TREE: &[u8] = b"__grove_default";
 /// ```
 #[derive(Clone)]
 pub struct Db {
-    inner: Arc<DbInner>,
+    pub(super) inner: Arc<DbInner>,
     default: Tree,
 }
 
-struct DbInner {
-    shared: Arc<Shared>,
+pub(super) struct DbInner {
+    pub(super) shared: Arc<Shared>,
     catalog: Tree,
     /// Trees opened so far, by name. A lock: opening a tree is rare, and it keeps two
     /// threads from creating the same tree twice.
@@ -62,6 +64,8 @@ struct DbInner {
     /// A directory to delete when the database is dropped (`Config::temporary`).
     temporary: Option<PathBuf>,
     storage: Arc<dyn Storage>,
+    /// `Config::transaction_attempts`.
+    pub(super) transaction_attempts: u32,
 }
 
 impl Drop for DbInner {
@@ -148,6 +152,7 @@ impl Db {
             blob_threshold: config.node_bytes / 4,
             merge_operators: config.merge_operators.clone(),
             subscriptions: Arc::default(),
+            versions: Versions::new(config.snapshot_memory),
         });
         let id_limit = bootstrap(&shared.cache)?;
         let catalog = Tree::new(
@@ -163,6 +168,7 @@ impl Db {
             ids: meta::Ids::new(id_limit),
             temporary,
             storage,
+            transaction_attempts: config.transaction_attempts,
         });
         let default = open_tree(&inner, Bytes::copy_from(DEFAULT_TREE))?;
         Ok(Db { inner, default })
@@ -191,25 +197,44 @@ impl Db {
             return Ok(true);
         }
         let mut trees = sync::lock(&self.inner.trees);
-        loop {
-            let catalog = &self.inner.catalog;
-            let descent = catalog.descend(Target::Key(name))?;
-            let Some(entry) = descent.leaf.lookup(name)? else {
-                trees.remove(name);
-                return Ok(false);
-            };
-            let (tree_id, root) = decode_entry(name, &entry)?;
-            let tree = Tree::new(self.inner.shared.clone(), tree_id, root, Bytes::copy_from(name));
-            let mut plan = Plan::new(self.inner.shared.node_bytes);
-            plan.add(descent, name, None, -1);
-            for (id, version) in tree.pages()? {
-                plan.free(id, version);
-            }
-            if plan.install(&self.inner.shared.cache)? {
-                trees.remove(name);
+        let shared = &self.inner.shared;
+        let dropped = shared.versions.write(
+            |_| true,
+            |recorder| {
+                let catalog = &self.inner.catalog;
+                let descent = catalog.descend(Target::Key(name))?;
+                let Some(entry) = descent.leaf.lookup(name)? else {
+                    return Ok(Some(None));
+                };
+                let (tree_id, root) = decode_entry(name, &entry)?;
+                let tree = Tree::new(shared.clone(), tree_id, root, Bytes::copy_from(name));
+                let mut plan = Plan::new(shared.node_bytes);
+                plan.add(descent, name, None, -1);
+                for (id, version) in tree.pages()? {
+                    plan.free(id, version);
+                }
+                // Open snapshots keep seeing the tree's entries: each gets a version.
+                if recorder.records() {
+                    for entry in tree.iter() {
+                        let (key, value) = entry?;
+                        recorder.stage(tree_id, &key, Some(&value));
+                    }
+                }
+                recorder.publish();
+                if plan.install(&shared.cache)? {
+                    return Ok(Some(Some(tree)));
+                }
+                Ok(None)
+            },
+        )?;
+        trees.remove(name);
+        match dropped {
+            Some(Some(tree)) => {
                 tree.publish_cleared();
-                return Ok(true);
+                Ok(true)
             }
+            Some(None) => Ok(false),
+            None => Err(Error::Inconsistent("an unvalidated drop was refused".into())),
         }
     }
 
@@ -267,7 +292,11 @@ impl Db {
             let tree = self.open_tree(&name)?;
             trees.push((name, tree.len()?));
         }
-        Ok(DbStats { page_cache: self.inner.shared.cache.stats(), trees })
+        Ok(DbStats {
+            page_cache: self.inner.shared.cache.stats(),
+            trees,
+            versions: self.inner.shared.versions.stats(),
+        })
     }
 
     /// Bytes the database's files take on disk.

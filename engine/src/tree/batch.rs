@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Bytes, Event, Plan, Shared, Tree, plan::count_change, walk::Target};
+use super::{Bytes, Event, Plan, Shared, Tree, VersionStore, plan::count_change, walk::Target};
 use crate::{
     error::Result,
     ids::{PageId, TreeId},
@@ -57,6 +57,17 @@ impl Batch {
 /// Applies `batch` atomically (see [`Batch`]): every leaf it touches, across trees, with the
 /// splits they need, goes into one plan installed as one group update.
 pub(crate) fn apply_batch(shared: &Shared, batch: Batch) -> Result<()> {
+    apply_batch_if(shared, batch, |_| true).map(|_| ())
+}
+
+/// As [`apply_batch`], if `validate` accepts the versions written since the caller's
+/// snapshot (see [`super::Versions::write`]): `false` if it did not, and nothing was
+/// written.
+pub(crate) fn apply_batch_if(
+    shared: &Shared,
+    batch: Batch,
+    validate: impl FnOnce(&VersionStore) -> bool,
+) -> Result<bool> {
     shared.cache.writable()?;
     // The last write to a key wins.
     let mut writes: BTreeMap<(TreeId, Bytes), (Tree, Option<Bytes>)> = BTreeMap::new();
@@ -64,12 +75,12 @@ pub(crate) fn apply_batch(shared: &Shared, batch: Batch) -> Result<()> {
         writes.insert((tree.inner.id, key), (tree, value));
     }
     if writes.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
-    'retry: loop {
+    // One removed key per leaf that lost entries: each such leaf is checked for merging
+    // once, not once per key.
+    let written = shared.versions.write(validate, |recorder| {
         let mut plan = Plan::new(shared.node_bytes);
-        // One removed key per leaf that lost entries: each such leaf is checked for
-        // merging once, not once per key.
         let mut shrunk: BTreeMap<(TreeId, PageId), (&Tree, &Bytes)> = BTreeMap::new();
         for ((_, key), (tree, value)) in &writes {
             let descent = tree.descend(Target::Key(key))?;
@@ -79,7 +90,7 @@ pub(crate) fn apply_batch(shared: &Shared, batch: Batch) -> Result<()> {
             // A value stored out of line is freed with the write that replaces it.
             let Some((current, blob)) = tree.current(&descent, key)? else {
                 plan.abandon(&shared.cache);
-                continue 'retry;
+                return Ok(None);
             };
             if let Some((page, version)) = blob {
                 plan.free(page, version);
@@ -88,16 +99,23 @@ pub(crate) fn apply_batch(shared: &Shared, batch: Batch) -> Result<()> {
                 Some(value) => Some(tree.store(key, value, &mut plan)?),
                 None => None,
             };
+            recorder.stage(tree.inner.id, key, current.as_ref());
             plan.add(descent, key, stored, count_change(current.is_some(), value.is_some()));
         }
+        recorder.publish();
         if plan.install(&shared.cache)? {
             publish_batch(&writes);
-            for ((_, leaf), (tree, key)) in shrunk {
-                tree.merge_leaf_if_underfull(leaf, key)?;
-            }
-            return Ok(());
+            return Ok(Some(shrunk));
         }
+        Ok(None)
+    })?;
+    let Some(shrunk) = written else {
+        return Ok(false);
+    };
+    for ((_, leaf), (tree, key)) in shrunk {
+        tree.merge_leaf_if_underfull(leaf, key)?;
     }
+    Ok(true)
 }
 
 /// Publishes a batch: to each subscriber, the batch's writes under its prefix.

@@ -7,6 +7,7 @@ use super::{
     iter::Iter,
     node::{Entry, Node, Value, ValueRef},
     plan::{Plan, count_change},
+    versions::Versions,
     walk::{self, Descent, Target, TreePage},
 };
 use crate::{
@@ -33,6 +34,8 @@ pub(crate) struct Shared {
     pub(crate) merge_operators: HashMap<Bytes, MergeOperator>,
     /// Every `watch_prefix` subscription.
     pub(crate) subscriptions: Arc<Subscriptions>,
+    /// Old values for snapshots, and the sequencer of the writes that record them.
+    pub(crate) versions: Versions,
 }
 
 /// A merge operator: given the key, its current value (`None`: absent) and the operand
@@ -408,27 +411,40 @@ impl Tree {
     /// # Errors
     /// As [`Tree::insert`].
     pub fn clear(&self) -> Result<()> {
-        loop {
-            let pages = self.pages()?;
-            let empty = Node::empty(self.inner.id, 0).encode()?;
-            let updates: Vec<GroupUpdate<'_>> = pages
-                .iter()
-                .map(|&(id, version)| GroupUpdate {
-                    id,
-                    version: Some(version),
-                    change: if id == self.inner.root {
-                        Change::Replace(&empty)
-                    } else {
-                        Change::Free
-                    },
-                    weigh: Weigh::Set { owner: self.inner.id.get(), weight: 0 },
-                })
-                .collect();
-            if self.cache().apply_group(&updates)? == GroupOutcome::Installed {
-                self.publish_cleared();
-                return Ok(());
-            }
-        }
+        let cleared = self.inner.shared.versions.write(
+            |_| true,
+            |recorder| {
+                let pages = self.pages()?;
+                // Open snapshots keep seeing every entry: each gets a version.
+                if recorder.records() {
+                    for entry in self.iter() {
+                        let (key, value) = entry?;
+                        recorder.stage(self.inner.id, &key, Some(&value));
+                    }
+                }
+                let empty = Node::empty(self.inner.id, 0).encode()?;
+                let updates: Vec<GroupUpdate<'_>> = pages
+                    .iter()
+                    .map(|&(id, version)| GroupUpdate {
+                        id,
+                        version: Some(version),
+                        change: if id == self.inner.root {
+                            Change::Replace(&empty)
+                        } else {
+                            Change::Free
+                        },
+                        weigh: Weigh::Set { owner: self.inner.id.get(), weight: 0 },
+                    })
+                    .collect();
+                recorder.publish();
+                if self.cache().apply_group(&updates)? == GroupOutcome::Installed {
+                    self.publish_cleared();
+                    return Ok(Some(()));
+                }
+                Ok(None)
+            },
+        )?;
+        cleared.ok_or_else(|| Error::Inconsistent("an unvalidated clear was refused".into()))
     }
 
     /// Applies `batch` atomically, as [`Db::apply_batch`](crate::Db::apply_batch) does
@@ -578,35 +594,47 @@ impl Tree {
         key: &[u8],
         mut f: impl FnMut(Option<&Bytes>) -> Option<Option<Vec<u8>>>,
     ) -> Result<(Option<Bytes>, Option<Bytes>)> {
-        loop {
-            let descent = self.descend(Target::Key(key))?;
-            let Some((current, blob)) = self.current(&descent, key)? else {
-                continue;
-            };
-            let Some(new) = f(current.as_ref()) else {
-                return Ok((current.clone(), current));
-            };
-            if new.is_none() && current.is_none() {
-                return Ok((None, None));
-            }
-            let mut plan = Plan::new(self.inner.shared.node_bytes);
-            if let Some((page, version)) = blob {
-                plan.free(page, version);
-            }
-            let stored = match &new {
-                Some(value) => Some(self.store(key, value, &mut plan)?),
-                None => None,
-            };
-            plan.add(descent, key, stored, count_change(current.is_some(), new.is_some()));
-            if plan.install(self.cache())? {
-                let new = new.map(Bytes::from);
-                self.publish_one(key, new.as_ref());
-                if new.is_none() {
-                    self.merge_if_underfull(key)?;
+        let shared = &self.inner.shared;
+        let written = shared.versions.write(
+            |_| true,
+            |recorder| {
+                let descent = self.descend(Target::Key(key))?;
+                let Some((current, blob)) = self.current(&descent, key)? else {
+                    return Ok(None);
+                };
+                let Some(new) = f(current.as_ref()) else {
+                    return Ok(Some((current.clone(), current, false)));
+                };
+                if new.is_none() && current.is_none() {
+                    return Ok(Some((None, None, false)));
                 }
-                return Ok((current, new));
-            }
+                let mut plan = Plan::new(shared.node_bytes);
+                if let Some((page, version)) = blob {
+                    plan.free(page, version);
+                }
+                let stored = match &new {
+                    Some(value) => Some(self.store(key, value, &mut plan)?),
+                    None => None,
+                };
+                plan.add(descent, key, stored, count_change(current.is_some(), new.is_some()));
+                recorder.stage(self.inner.id, key, current.as_ref());
+                recorder.publish();
+                if plan.install(self.cache())? {
+                    let new = new.map(Bytes::from);
+                    self.publish_one(key, new.as_ref());
+                    return Ok(Some((current, new, true)));
+                }
+                Ok(None)
+            },
+        )?;
+        // Without validation, a write always ends installed or in error.
+        let Some((current, new, changed)) = written else {
+            return Err(Error::Inconsistent("an unvalidated write was refused".into()));
+        };
+        if changed && new.is_none() {
+            self.merge_if_underfull(key)?;
         }
+        Ok((current, new))
     }
 
     /// Every page of the tree with its version, root first.
@@ -634,7 +662,7 @@ impl Tree {
 
 /// The smallest byte string greater than every string that starts with `prefix`, or
 /// `None` if there is none (the prefix is all `0xff`).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < u8::MAX {

@@ -12,6 +12,8 @@ mod iter;
 mod merge;
 pub(crate) mod node;
 mod plan;
+mod snapshot;
+mod versions;
 pub(crate) mod walk;
 mod watch;
 
@@ -19,10 +21,14 @@ pub use batch::Batch;
 pub use bytes::Bytes;
 pub use handle::{CompareAndSwapError, MergeOperator, Tree};
 pub use iter::Iter;
+pub use snapshot::{Snapshot, SnapshotIter};
+pub use versions::VersionStats;
 pub use watch::{Event, SUBSCRIBER_CAPACITY, Subscriber};
 
 pub(crate) use watch::Subscriptions;
 
-pub(crate) use batch::apply_batch;
+pub(crate) use batch::{apply_batch, apply_batch_if};
 pub(crate) use handle::Shared;
+pub(crate) use handle::prefix_end;
 pub(crate) use plan::Plan;
+pub(crate) use versions::{Store as VersionStore, Versions};
