@@ -185,7 +185,8 @@ fn is_empty_range(lo: Bound<&[u8]>, hi: Bound<&[u8]>) -> bool {
     }
 }
 
-/// What [`Versions`] reports in [`DbStats`](crate::DbStats).
+/// Snapshots, the old values kept for them, and transactions, as
+/// [`DbStats::versions`](crate::DbStats::versions) reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VersionStats {
