@@ -510,3 +510,63 @@ fn concurrent_transactions_are_serializable() {
         println!("seed {seed}: {replayed} transfers, {stats:?}");
     });
 }
+
+/// Plain batches (no transactions) each write one value to every key; readers open and
+/// close snapshots all the time, so writers keep switching between recording old values
+/// and not. Every snapshot must see one batch's value on every key, read after read.
+///
+/// This caught a recording writer whose values went stale under a writer that had not
+/// recorded: its failed attempt's versions were visible to a snapshot opened meanwhile.
+#[test]
+fn snapshots_opened_among_plain_writers_see_whole_batches() {
+    const KEYS: u32 = 24;
+    let db = Config::new().temporary(true).node_bytes(512).open().unwrap();
+    let tree = db.open_tree("generations").unwrap();
+    let write_all = |tree: &Tree, value: u64| {
+        let mut batch = Batch::default();
+        for key in 0..KEYS {
+            batch.insert(tree, key.to_be_bytes(), value.to_be_bytes());
+        }
+        tree.apply_batch(batch).unwrap();
+    };
+    write_all(&tree, 0);
+    let done = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (1..=2u64)
+        .map(|thread| {
+            let (tree, done) = (tree.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut generation = 0;
+                while !done.load(Ordering::Relaxed) {
+                    generation += 1;
+                    write_all(&tree, thread << 32 | generation);
+                }
+                generation
+            })
+        })
+        .collect();
+    let mut snapshots = 0;
+    while snapshots < 300 {
+        let snapshot = db.snapshot();
+        let seen: Vec<u64> = snapshot.iter(&tree).map(|e| number(Some(e.unwrap().1))).collect();
+        assert_eq!(seen.len(), KEYS as usize);
+        assert!(
+            seen.iter().all(|&v| v == seen[0]),
+            "a snapshot saw part of a batch: {seen:x?} {snapshot:?} {:?}",
+            db.stats().unwrap().versions
+        );
+        // The writers go on; the snapshot does not move.
+        std::thread::yield_now();
+        for key in (0..KEYS).rev() {
+            assert_eq!(number(snapshot.get(&tree, key.to_be_bytes()).unwrap()), seen[0]);
+        }
+        let backward: Vec<u64> =
+            snapshot.iter(&tree).rev().map(|e| number(Some(e.unwrap().1))).collect();
+        assert_eq!(backward, seen);
+        snapshots += 1;
+    }
+    done.store(true, Ordering::Relaxed);
+    let batches: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert!(batches > 0);
+    assert_eq!(db.stats().unwrap().versions.versions, 0);
+    println!("{snapshots} snapshots among {batches} batches");
+}

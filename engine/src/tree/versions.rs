@@ -6,14 +6,20 @@
 //! The value of a key at snapshot `s` is the value before the first write numbered above
 //! `s`, or, when no such write exists, the value in the tree.
 //!
-//! Versions cost nothing while no snapshot is open. Writers check [`Versions::live`]; at
+//! Versions cost nothing while no snapshot is open. Writers check `Versions::live`; at
 //! zero they write as before, lock-free. Otherwise they *record*: they take the sequencer
 //! (a mutex held from reading the values they replace to publishing their number), put
 //! their versions in the table, install the write, then publish its number on the clock.
 //! Publishing versions before installing is what makes reads right: a reader that sees a
-//! new value in the tree finds its version afterwards. Opening a snapshot waits for the
-//! writers that started unrecorded to finish, so that every write after the snapshot's
-//! number has its versions in the table.
+//! new value in the tree finds its version afterwards.
+//!
+//! Opening a snapshot waits for the writers that started unrecorded to finish, so that
+//! every write after the snapshot's number has its versions in the table; then it takes
+//! the sequencer, so that a recording writer whose values went stale under one of those
+//! unrecorded writes has tried again before the snapshot reads. (A recording writer's
+//! install fails if anything changed the pages it read, so the versions of every write
+//! that installs are right; only a failed attempt's can be wrong, and only while a
+//! writer that skipped recording ran beside it.)
 //!
 //! Serializing recorded writes on the sequencer is what lets a transaction validate its
 //! reads and install its writes with nothing in between (see `db/transaction.rs`). The
@@ -378,6 +384,12 @@ impl Versions {
         while self.unrecorded.load(Ordering::SeqCst) != 0 {
             sync::thread::yield_now();
         }
+        // A recording writer that read the values it replaces before one of those
+        // unrecorded writes changed them will fail to install and try again, but its
+        // versions, with those stale values, are in the table meanwhile. No snapshot has
+        // an interest in them while none is open; this one must not see them, so it waits
+        // for the writer holding the sequencer to finish.
+        let _sequencer = sync::lock(&self.sequencer);
         let mut snapshots = sync::lock(&self.snapshots);
         let seq = self.clock.load(Ordering::Acquire);
         *snapshots.entry(seq).or_default() += 1;
