@@ -121,6 +121,20 @@ fn assert_every_write_fails(db: &Db) {
     read_only("drop_tree of a missing tree", db.drop_tree("missing").map(drop));
     read_only("open_tree of a missing tree", db.open_tree("missing").map(drop));
     read_only("generate_id", db.generate_id().map(drop));
+    let transaction = db.transaction(|tx| {
+        tx.insert(&tree, key, b"t")?;
+        Ok::<_, grove_engine::TransactionError<()>>(())
+    });
+    assert!(
+        matches!(transaction, Err(grove_engine::TransactionError::Storage(Error::ReadOnly))),
+        "a writing transaction: {transaction:?}"
+    );
+    // Reading is fine: snapshots and transactions that only read.
+    let snapshot = db.snapshot();
+    assert_eq!(snapshot.get(&tree, key).unwrap(), tree.get(key).unwrap());
+    let read =
+        db.transaction(|tx| Ok::<_, grove_engine::TransactionError<()>>(tx.get(&tree, key)?));
+    assert_eq!(read.unwrap(), tree.get(key).unwrap());
     // Nothing was written, so there is nothing to make durable.
     db.flush().unwrap();
 }

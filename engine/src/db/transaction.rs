@@ -560,7 +560,6 @@ impl Db {
     where
         F: FnMut(&Transaction<'_>) -> std::result::Result<T, TransactionError<E>>,
     {
-        self.inner.shared.cache.writable()?;
         let versions = &self.inner.shared.versions;
         let attempts = self.inner.transaction_attempts;
         for attempt in 1..=attempts {

@@ -334,9 +334,16 @@ impl Versions {
         validate: impl FnOnce(&Store) -> bool,
         mut attempt: impl FnMut(&mut Recorder<'_>) -> Result<Option<T>>,
     ) -> Result<Option<T>> {
-        self.unrecorded.fetch_add(1, Ordering::SeqCst);
-        let unrecorded = Unrecorded(self);
-        if self.live.load(Ordering::SeqCst) == 0 {
+        // With a snapshot open, record. Otherwise announce an unrecorded write, then check
+        // again: a snapshot opening meanwhile either sees the announcement (and waits for
+        // this write) or is seen here.
+        let unrecorded = (self.live.load(Ordering::SeqCst) == 0).then(|| {
+            self.unrecorded.fetch_add(1, Ordering::SeqCst);
+            Unrecorded(self)
+        });
+        if let Some(unrecorded) = unrecorded
+            && self.live.load(Ordering::SeqCst) == 0
+        {
             loop {
                 let mut recorder =
                     Recorder { versions: None, seq: 0, staged: Vec::new(), published: Vec::new() };
@@ -346,7 +353,6 @@ impl Versions {
                 }
             }
         }
-        drop(unrecorded);
 
         let sequencer = sync::lock(&self.sequencer);
         if !validate(&sync::read(&self.store)) {
