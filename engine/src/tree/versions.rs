@@ -14,9 +14,10 @@
 //! new value in the tree finds its version afterwards.
 //!
 //! Opening a snapshot waits for the writers that started unrecorded to finish, so that
-//! every write after the snapshot's number has its versions in the table; then it takes
-//! the sequencer, so that a recording writer whose values went stale under one of those
-//! unrecorded writes has tried again before the snapshot reads. (A recording writer's
+//! every write after the snapshot's number has its versions in the table; then, if any
+//! unrecorded write started since an earlier opening last did so, it takes the sequencer,
+//! so that a recording writer whose values went stale under one of those unrecorded
+//! writes has tried again before the snapshot reads. (A recording writer's
 //! install fails if anything changed the pages it read, so the versions of every write
 //! that installs are right; only a failed attempt's can be wrong, and only while a
 //! writer that skipped recording ran beside it.)
@@ -224,6 +225,13 @@ pub(crate) struct Versions {
     /// Writers that found `live` at zero and write without recording. Each increments it,
     /// checks `live`, and decrements it when done (at once if it must record after all).
     unrecorded: AtomicU64,
+    /// Unrecorded writes started since the database opened. Incremented by each, once it
+    /// is sure to write unrecorded.
+    unrecorded_starts: AtomicU64,
+    /// The value of `unrecorded_starts` that the last `open` to take the sequencer had
+    /// waited out: no recording attempt can have read values that those writes made
+    /// stale and still be running. Written under `sequencer`.
+    settled: AtomicU64,
     /// Held by every recording writer, from reading the values it replaces to publishing
     /// its number.
     sequencer: Mutex<()>,
@@ -307,6 +315,8 @@ impl Versions {
         Versions {
             live: AtomicU64::new(0),
             unrecorded: AtomicU64::new(0),
+            unrecorded_starts: AtomicU64::new(0),
+            settled: AtomicU64::new(0),
             sequencer: Mutex::new(()),
             clock: AtomicU64::new(0),
             expired_below: AtomicU64::new(0),
@@ -344,6 +354,7 @@ impl Versions {
         if let Some(unrecorded) = unrecorded
             && self.live.load(Ordering::SeqCst) == 0
         {
+            self.unrecorded_starts.fetch_add(1, Ordering::SeqCst);
             loop {
                 let mut recorder =
                     Recorder { versions: None, seq: 0, staged: Vec::new(), published: Vec::new() };
@@ -394,8 +405,13 @@ impl Versions {
         // unrecorded writes changed them will fail to install and try again, but its
         // versions, with those stale values, are in the table meanwhile. No snapshot has
         // an interest in them while none is open; this one must not see them, so it waits
-        // for the writer holding the sequencer to finish.
-        let _sequencer = sync::lock(&self.sequencer);
+        // for the writer holding the sequencer to finish. Unless no unrecorded write
+        // started since an earlier `open` did the same: then no attempt can be stale.
+        let started = self.unrecorded_starts.load(Ordering::SeqCst);
+        if started > self.settled.load(Ordering::SeqCst) {
+            let _sequencer = sync::lock(&self.sequencer);
+            self.settled.fetch_max(started, Ordering::SeqCst);
+        }
         let mut snapshots = sync::lock(&self.snapshots);
         let seq = self.clock.load(Ordering::Acquire);
         *snapshots.entry(seq).or_default() += 1;
