@@ -1,6 +1,6 @@
 //! Transactions and snapshots: serializability under concurrent transactions (invariants
-//! hold in every snapshot, and the final state equals replaying the committed transfers in
-//! commit order), phantoms, conflicts and their limit, user aborts, snapshot expiry and
+//! hold in every snapshot, and the final state equals replaying the committed transactions
+//! in commit order), phantoms, conflicts and their limit, user aborts, snapshot expiry and
 //! the memory old versions take, and crashes on simulated storage.
 
 #![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
@@ -303,11 +303,11 @@ fn a_durable_commit_survives_a_crash_and_an_aborted_one_leaves_nothing() {
     }
 }
 
-/// Accounts in two trees; transfers between any two, recorded in a history under a
-/// sequence number each transaction reads and increments (so the history is the commit
-/// order). Items under prefixes "a" and "b" are counted in the meta tree; items under "c"
-/// and "d" are capped at `CAP` each with no counter, which only range conflicts (no
-/// phantoms) can keep true.
+/// Accounts in two trees, with transfers between any two; items under prefixes "a" and
+/// "b", counted in the meta tree. Both kinds of transaction append themselves to a history
+/// under a sequence number each reads and increments, so the history is the commit order.
+/// Items under "c" and "d" are capped at `CAP` each, with no counter and no history: only
+/// range conflicts (no phantoms) keep the cap, since those transactions share no key.
 struct Bank {
     checking: Tree,
     savings: Tree,
@@ -345,18 +345,44 @@ impl Bank {
     }
 }
 
-/// A transfer as the history records it: from (tree, account), to (tree, account), amount.
-fn encode_transfer(from: (u8, u64), to: (u8, u64), amount: u64) -> Vec<u8> {
-    let mut bytes = vec![from.0, to.0];
-    bytes.extend(from.1.to_be_bytes());
-    bytes.extend(to.1.to_be_bytes());
-    bytes.extend(amount.to_be_bytes());
-    bytes
+/// A committed transaction as the history records it.
+#[derive(Debug, PartialEq)]
+enum Op {
+    /// From (tree, account), to (tree, account), amount.
+    Transfer((u8, u64), (u8, u64), u64),
+    /// An item key under a counted prefix, inserted if absent, else removed.
+    Toggle([u8; 2]),
 }
 
-fn decode_transfer(bytes: &[u8]) -> ((u8, u64), (u8, u64), u64) {
-    let word = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
-    ((bytes[0], word(2)), (bytes[1], word(10)), word(18))
+impl Op {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Op::Transfer(from, to, amount) => {
+                let mut bytes = vec![0, from.0, to.0];
+                bytes.extend(from.1.to_be_bytes());
+                bytes.extend(to.1.to_be_bytes());
+                bytes.extend(amount.to_be_bytes());
+                bytes
+            }
+            Op::Toggle(key) => vec![1, key[0], key[1]],
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Op {
+        let word = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+        match bytes[0] {
+            0 => Op::Transfer((bytes[1], word(3)), (bytes[2], word(11)), word(19)),
+            _ => Op::Toggle([bytes[1], bytes[2]]),
+        }
+    }
+}
+
+/// Appends `op` to the history under the next sequence number, in `tx`.
+fn record(tx: &grove_engine::Transaction<'_>, bank: &Bank, op: &Op) -> grove_engine::Result<()> {
+    let seq = number(tx.get(&bank.meta, b"seq")?);
+    tx.insert(&bank.history, seq.to_be_bytes(), op.encode())?;
+    tx.insert(&bank.meta, b"seq", (seq + 1).to_be_bytes())?;
+    Ok(())
 }
 
 /// The invariants, read from one snapshot: money is conserved, counted prefixes match
@@ -396,15 +422,13 @@ fn run_round(db: &Db, bank: &Bank, rng: &mut fastrand::Rng) -> Result<(), Transa
             };
             let amount = rng.u64(1..300);
             db.transaction(|tx| {
-                let seq = number(tx.get(&bank.meta, b"seq")?);
                 let have = number(tx.get(bank.tree(from.0), account(from.1))?);
                 if have >= amount {
                     let theirs = number(tx.get(bank.tree(to.0), account(to.1))?);
                     tx.insert(bank.tree(from.0), account(from.1), (have - amount).to_be_bytes())?;
                     tx.insert(bank.tree(to.0), account(to.1), (theirs + amount).to_be_bytes())?;
                 }
-                tx.insert(&bank.history, seq.to_be_bytes(), encode_transfer(from, to, amount))?;
-                tx.insert(&bank.meta, b"seq", (seq + 1).to_be_bytes())?;
+                record(tx, bank, &Op::Transfer(from, to, amount))?;
                 Ok(())
             })
         }
@@ -421,6 +445,7 @@ fn run_round(db: &Db, bank: &Bank, rng: &mut fastrand::Rng) -> Result<(), Transa
                     count + 1
                 };
                 tx.insert(&bank.meta, prefix, new.to_be_bytes())?;
+                record(tx, bank, &Op::Toggle(key))?;
                 Ok(())
             })
         }
@@ -481,33 +506,52 @@ fn concurrent_transactions_are_serializable() {
         check_invariants(&db, &bank);
         assert!(checks.load(Ordering::Relaxed) > 0);
 
-        // Replaying the committed transfers in commit order gives the final balances.
+        // Replaying the committed transactions in commit order gives the final state.
         let mut balances: BTreeMap<(u8, u64), u64> = BTreeMap::new();
         for which in 0..2 {
             for i in 0..ACCOUNTS {
                 balances.insert((which, i), OPENING);
             }
         }
+        let mut items: BTreeMap<[u8; 2], ()> = BTreeMap::new();
         let mut replayed = 0;
         for (expected, entry) in bank.history.iter().enumerate() {
             let (seq, op) = entry.unwrap();
             assert_eq!(number(Some(seq)), expected as u64, "the history has no gaps");
-            let (from, to, amount) = decode_transfer(&op);
-            if balances[&from] >= amount {
-                *balances.get_mut(&from).unwrap() -= amount;
-                *balances.get_mut(&to).unwrap() += amount;
+            match Op::decode(&op) {
+                Op::Transfer(from, to, amount) => {
+                    if balances[&from] >= amount {
+                        *balances.get_mut(&from).unwrap() -= amount;
+                        *balances.get_mut(&to).unwrap() += amount;
+                    }
+                }
+                Op::Toggle(key) => {
+                    if items.remove(&key).is_none() {
+                        items.insert(key, ());
+                    }
+                }
             }
             replayed += 1;
         }
-        assert!(replayed > 100, "only {replayed} transfers committed");
+        assert!(replayed > 100, "only {replayed} transactions committed");
         for ((which, i), balance) in balances {
             let stored = number(bank.tree(which).get(account(i)).unwrap());
-            assert_eq!(stored, balance, "account {which}/{i} after replaying {replayed} transfers");
+            assert_eq!(stored, balance, "account {which}/{i} after replaying {replayed}");
+        }
+        for prefix in [b"a", b"b"] {
+            let stored: Vec<Bytes> = bank.items.scan_prefix(prefix).map(|e| e.unwrap().0).collect();
+            let replayed: Vec<Bytes> = items
+                .keys()
+                .filter(|k| k[0] == prefix[0])
+                .map(|k| Bytes::from(k.to_vec()))
+                .collect();
+            assert_eq!(stored, replayed, "items under {prefix:?}");
+            assert_eq!(number(bank.meta.get(prefix).unwrap()), stored.len() as u64);
         }
         let stats = db.stats().unwrap().versions;
         assert_eq!(stats.open_snapshots, 0);
         assert_eq!(stats.versions, 0, "no snapshot open, no versions kept");
-        println!("seed {seed}: {replayed} transfers, {stats:?}");
+        println!("seed {seed}: {replayed} in the history, {stats:?}");
     });
 }
 
