@@ -158,6 +158,24 @@ fn a_transaction_sees_its_own_writes_and_commits_them_atomically() {
     assert_eq!(db.stats().unwrap().versions.commits, 1);
 }
 
+#[test]
+fn a_tree_of_another_database_is_an_error_not_an_empty_read() {
+    let (db, other) = (temporary(), temporary());
+    let foreign = other.open_tree("t").unwrap();
+    foreign.insert(b"k", b"v").unwrap();
+    let snapshot = db.snapshot();
+    assert!(matches!(snapshot.get(&foreign, b"k"), Err(Error::Config(_))));
+    assert!(matches!(snapshot.iter(&foreign).next(), Some(Err(Error::Config(_)))));
+    let result = db.transaction(|tx| {
+        let first = tx.iter(&foreign).next().transpose()?;
+        Ok::<_, TransactionError<()>>(first)
+    });
+    assert!(matches!(result, Err(TransactionError::Storage(Error::Config(_)))), "{result:?}");
+    let result = db.transaction(|tx| tx.insert(&foreign, b"k", b"w").map_err(Into::into));
+    assert!(matches!(result, Err(TransactionError::<()>::Storage(Error::Config(_)))));
+    assert_eq!(foreign.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
 #[derive(Debug, PartialEq)]
 struct Insufficient {
     wanted: u64,

@@ -369,7 +369,7 @@ impl<'t, 'db> TransactionIter<'t, 'db> {
         let mut ranges = transaction.ranges.borrow_mut();
         let index = ranges.len();
         ranges.push(ReadRange { tree: id, lo, hi, front: None, back: None, whole: false });
-        let done = transaction.check(tree).is_err();
+        // A tree of another database: the snapshot's iterator reports it as its first item.
         TransactionIter {
             transaction,
             index,
@@ -378,7 +378,7 @@ impl<'t, 'db> TransactionIter<'t, 'db> {
             front: None,
             back: None,
             dry: false,
-            done,
+            done: false,
         }
     }
 
