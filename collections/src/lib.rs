@@ -1,21 +1,44 @@
-//! Grove's typed layer: `Map<K, V>`, `Set<T>`, `Queue<T>` and derived records over serde types.
+//! Grove's typed layer: collections of serde types over the byte-level engine.
 //!
-//! **Status:** not built yet. The typed collections arrive with their own issue; until then
-//! this crate only re-exports the engine so the workspace has its final shape. It never sees
-//! pages or log segments: it is written against `grove-engine`'s public API alone.
+//! [`open`] gives a [`Db`]; [`Db::map`] gives a [`Map<K, V>`](Map), an ordered map
+//! stored in the database, whose keys sort by `K`'s `Ord` (the [`key`] codec keeps the
+//! order in bytes) and whose values are stored by a [`Codec`] ([`Bincode`] by default),
+//! behind a header that names the codec and the schema version. A catalog remembers
+//! every collection's types: opening one with other types is [`Error::TypeMismatch`],
+//! never garbage.
+//!
+//! This crate never sees pages or log segments: it is written against `grove-engine`'s
+//! public API alone, which [`engine`] re-exports.
+//!
+//! # Example
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! let db = grove_collections::open(dir.path())?;
+//! let stock = db.map::<String, u32>("stock")?;
+//! stock.insert("apple", 3)?;
+//! stock.update("apple", |n| n.map(|n| n - 1))?;
+//! assert_eq!(stock.get("apple")?, Some(2));
+//! # Ok::<(), grove_collections::Error>(())
+//! ```
+
+mod catalog;
+mod db;
+mod error;
+mod iter;
+pub mod key;
+mod map;
+mod prefix;
+mod value;
 
 pub use grove_engine as engine;
 
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
+pub use db::{Db, open};
+pub use error::{Error, Result};
+pub use iter::Iter;
+pub use map::{CompareAndSwapError, Map};
+pub use prefix::KeyPrefix;
+pub use value::{Bincode, Codec};
 
-    use grove_engine::{Log, LogConfig, MemStorage, RecordKind};
-
-    #[test]
-    fn the_engine_is_reachable_through_this_crate() {
-        let log = super::engine::Log::open(Arc::new(MemStorage::new()), LogConfig::tiny()).unwrap();
-        let lsn = log.append(RecordKind::new(16).unwrap(), b"typed layer to come").unwrap();
-        assert!(Log::flush(&log).unwrap() > lsn);
-    }
-}
+/// A collection's key, value and codec types, held by a handle that stores none of them
+/// (`fn() -> _`: the handle is `Send` and `Sync` whatever they are).
+type Types<K, V, C> = std::marker::PhantomData<fn() -> (K, V, C)>;

@@ -1,0 +1,73 @@
+//! [`Error`]: what the typed layer reports.
+
+use crate::key::KeyError;
+
+/// An error of the typed layer: the engine's, or a mismatch between the types asked for
+/// and the bytes stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The engine failed: I/O, corruption, a second opener, a read-only database...
+    #[error(transparent)]
+    Engine(#[from] grove_engine::Error),
+
+    /// The collection exists with other types (or as another kind of collection) than the
+    /// ones asked for. Nothing was read or written.
+    #[error(
+        "collection {collection:?} holds {stored}, not {requested}: open it with the types it \
+         was created with, or use another name"
+    )]
+    TypeMismatch {
+        /// The collection's name.
+        collection: String,
+        /// What the catalog records: kind, key and value types, codec and version.
+        stored: String,
+        /// What was asked for.
+        requested: String,
+    },
+
+    /// A key could not be encoded (its type cannot keep its order in bytes), or stored key
+    /// bytes did not decode as the collection's key type.
+    #[error("collection {collection:?}: {source}")]
+    Key {
+        /// The collection's name.
+        collection: String,
+        /// What went wrong.
+        #[source]
+        source: KeyError,
+    },
+
+    /// A value could not be encoded, or a stored value did not decode as the collection's
+    /// value type. The collection is otherwise readable.
+    #[error("collection {collection:?}: the value at key {key} cannot be read: {reason}")]
+    Value {
+        /// The collection's name.
+        collection: String,
+        /// The key's stored bytes, in hex (the key codec's format, see `docs/format.md`).
+        key: String,
+        /// The codec's message.
+        reason: String,
+    },
+
+    /// A catalog entry is damaged: the catalog is not Grove's, or was written by a later
+    /// version of Grove.
+    #[error("the catalog entry of collection {collection:?} is unreadable: {reason}")]
+    Catalog {
+        /// The collection's name.
+        collection: String,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+/// What the typed layer's fallible calls return.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Bytes as lowercase hex, for naming keys that do not decode.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}

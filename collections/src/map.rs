@@ -1,0 +1,361 @@
+//! [`Map`]: an ordered, persistent map from `K` to `V`.
+
+use std::{
+    borrow::Borrow,
+    fmt,
+    marker::PhantomData,
+    ops::{Bound, RangeBounds},
+    sync::Arc,
+};
+
+use grove_engine::{Batch, Tree};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    KeyPrefix, Types,
+    error::{Error, Result, hex},
+    iter::Iter,
+    key,
+    value::{self, Bincode, Codec},
+};
+
+/// An ordered map from `K` to `V`, stored in the database, from
+/// [`Db::map`](crate::Db::map). Keys are ordered by `K`'s `Ord` (the key codec keeps it
+/// in bytes); values are stored with codec `C`.
+///
+/// Every method reads or writes the database directly: there is nothing to load or save.
+/// A write is durable once a later [`Db::flush`](crate::Db::flush) returns (or within the
+/// database's flush interval). `Map` is a handle: cheap to clone, `Send` and `Sync`.
+///
+/// Lookups take the key by reference, as any type the key borrows as: a `&str` for a
+/// `String` key, a `&[u8]` for a `Vec<u8>` key.
+///
+/// # Example
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// let db = grove_collections::open(dir.path())?;
+/// let scores = db.map::<(String, u32), f64>("scores")?;
+/// scores.insert(&("ann".to_string(), 1), 9.5)?;
+/// scores.insert(&("ann".to_string(), 2), 7.0)?;
+/// scores.insert(&("bob".to_string(), 1), 8.0)?;
+///
+/// let ann: Vec<f64> = scores.prefix(&("ann",)).map(|e| e.map(|(_, s)| s)).collect::<Result<_, _>>()?;
+/// assert_eq!(ann, [9.5, 7.0]);
+/// assert_eq!(scores.last()?.map(|(k, _)| k), Some(("bob".to_string(), 1)));
+/// # Ok::<(), grove_collections::Error>(())
+/// ```
+pub struct Map<K, V, C = Bincode> {
+    tree: Tree,
+    name: Arc<str>,
+    types: Types<K, V, C>,
+}
+
+impl<K, V, C> Clone for Map<K, V, C> {
+    fn clone(&self) -> Self {
+        Map { tree: self.tree.clone(), name: self.name.clone(), types: PhantomData }
+    }
+}
+
+impl<K, V, C> fmt::Debug for Map<K, V, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("name", &self.name)
+            .field("key", &std::any::type_name::<K>())
+            .field("value", &std::any::type_name::<V>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The value was not what [`Map::compare_and_swap`] expected: nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompareAndSwapError<V> {
+    /// The value the key has now (`None`: absent).
+    pub current: Option<V>,
+    /// The value that was not written.
+    pub proposed: Option<V>,
+}
+
+impl<V: fmt::Debug> fmt::Display for CompareAndSwapError<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "compare and swap failed: the current value is {:?}", self.current)
+    }
+}
+
+impl<V: fmt::Debug> std::error::Error for CompareAndSwapError<V> {}
+
+impl<K, V, C> Map<K, V, C>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+    C: Codec,
+{
+    pub(crate) fn new(tree: Tree, name: &str) -> Self {
+        Map { tree, name: Arc::from(name), types: PhantomData }
+    }
+
+    /// The map's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key_bytes<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Vec<u8>> {
+        key::to_key(key).map_err(|source| Error::Key { collection: self.name.to_string(), source })
+    }
+
+    fn value_bytes(&self, key: &[u8], value: &V) -> Result<Vec<u8>> {
+        value::encode::<C, V>(value, 0).map_err(|reason| self.value_error(key, reason))
+    }
+
+    fn decode_value(&self, key: &[u8], bytes: &[u8]) -> Result<V> {
+        value::decode::<C, V>(bytes, 0).map_err(|reason| self.value_error(key, reason))
+    }
+
+    fn value_error(&self, key: &[u8], reason: String) -> Error {
+        Error::Value { collection: self.name.to_string(), key: hex(key), reason }
+    }
+
+    /// The value of `key`, if it is in the map.
+    ///
+    /// # Errors
+    /// [`Error::Key`] if the key cannot be encoded; [`Error::Value`] if the stored value
+    /// does not decode as a `V`; the engine's errors.
+    pub fn get<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let key = self.key_bytes(key)?;
+        match self.tree.get(&key)? {
+            Some(bytes) => Ok(Some(self.decode_value(&key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `key` is in the map.
+    ///
+    /// # Errors
+    /// As [`Map::get`].
+    pub fn contains_key<Q>(&self, key: &Q) -> Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        Ok(self.tree.contains_key(self.key_bytes(key)?)?)
+    }
+
+    /// Sets `key` to `value`; returns the value it had.
+    ///
+    /// # Errors
+    /// As [`Map::get`]; [`Error::Value`] also if `value` cannot be encoded.
+    pub fn insert<Q>(&self, key: &Q, value: impl Borrow<V>) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let key = self.key_bytes(key)?;
+        let value = self.value_bytes(&key, value.borrow())?;
+        match self.tree.insert(&key, value)? {
+            Some(old) => Ok(Some(self.decode_value(&key, &old)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes `key`; returns the value it had.
+    ///
+    /// # Errors
+    /// As [`Map::get`].
+    pub fn remove<Q>(&self, key: &Q) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+    {
+        let key = self.key_bytes(key)?;
+        match self.tree.remove(&key)? {
+            Some(old) => Ok(Some(self.decode_value(&key, &old)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets `key` to `new` (`None`: removes it) if its value is `old` (`None`: absent),
+    /// comparing decoded values; otherwise writes nothing and says what the value is.
+    ///
+    /// # Errors
+    /// As [`Map::insert`].
+    pub fn compare_and_swap<Q>(
+        &self,
+        key: &Q,
+        old: Option<&V>,
+        new: Option<&V>,
+    ) -> Result<std::result::Result<(), CompareAndSwapError<V>>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+        V: PartialEq + Clone,
+    {
+        let key = self.key_bytes(key)?;
+        let proposed = new.map(|v| self.value_bytes(&key, v)).transpose()?;
+        loop {
+            let stored = self.tree.get(&key)?;
+            let current = stored.as_ref().map(|b| self.decode_value(&key, b)).transpose()?;
+            if current.as_ref() != old {
+                return Ok(Err(CompareAndSwapError { current, proposed: new.cloned() }));
+            }
+            // Swap against the exact bytes read: a concurrent change is retried.
+            if self.tree.compare_and_swap(&key, stored.as_ref(), proposed.as_ref())?.is_ok() {
+                return Ok(Ok(()));
+            }
+        }
+    }
+
+    /// Sets `key` to `f(current value)` (`None` in or out: absent) atomically, and returns
+    /// the new value. `f` may run more than once when other writers change the key
+    /// meanwhile, so it should have no other effect.
+    ///
+    /// # Errors
+    /// As [`Map::insert`].
+    pub fn update<Q, F>(&self, key: &Q, mut f: F) -> Result<Option<V>>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+        F: FnMut(Option<V>) -> Option<V>,
+    {
+        let key = self.key_bytes(key)?;
+        loop {
+            let stored = self.tree.get(&key)?;
+            let current = stored.as_ref().map(|b| self.decode_value(&key, b)).transpose()?;
+            let new = f(current);
+            let bytes = new.as_ref().map(|v| self.value_bytes(&key, v)).transpose()?;
+            if self.tree.compare_and_swap(&key, stored.as_ref(), bytes.as_ref())?.is_ok() {
+                return Ok(new);
+            }
+        }
+    }
+
+    /// Inserts every entry of `entries` in one atomic batch: other threads, and the
+    /// database after a crash, see all of them or none. Later entries win over earlier
+    /// ones with the same key.
+    ///
+    /// # Errors
+    /// As [`Map::insert`]; then nothing was written.
+    pub fn extend<I, Q, W>(&self, entries: I) -> Result<()>
+    where
+        I: IntoIterator<Item = (Q, W)>,
+        K: Borrow<Q>,
+        Q: Serialize,
+        W: Borrow<V>,
+    {
+        let mut batch = Batch::default();
+        for (key, value) in entries {
+            let key = self.key_bytes(&key)?;
+            let value = self.value_bytes(&key, value.borrow())?;
+            batch.insert(&self.tree, key, value);
+        }
+        Ok(self.tree.apply_batch(batch)?)
+    }
+
+    /// The entries whose keys lie in `range`, in key order; double-ended.
+    pub fn range<Q, R>(&self, range: R) -> Iter<K, V, C>
+    where
+        K: Borrow<Q>,
+        Q: Serialize + ?Sized,
+        R: RangeBounds<Q>,
+    {
+        let bound = |bound: Bound<&Q>| -> Result<Bound<Vec<u8>>> {
+            Ok(match bound {
+                Bound::Included(key) => Bound::Included(self.key_bytes(key)?),
+                Bound::Excluded(key) => Bound::Excluded(self.key_bytes(key)?),
+                Bound::Unbounded => Bound::Unbounded,
+            })
+        };
+        match (bound(range.start_bound()), bound(range.end_bound())) {
+            (Ok(lo), Ok(hi)) => {
+                Iter::new(self.name.clone(), self.tree.range::<Vec<u8>, _>((lo, hi)))
+            }
+            (Err(error), _) | (_, Err(error)) => Iter::failed(self.name.clone(), error),
+        }
+    }
+
+    /// Every entry, in key order; double-ended.
+    pub fn iter(&self) -> Iter<K, V, C> {
+        Iter::new(self.name.clone(), self.tree.iter())
+    }
+
+    /// The entries whose keys start with the leading fields `prefix` (a tuple of references
+    /// to them, see [`KeyPrefix`]), in key order; double-ended.
+    pub fn prefix<P>(&self, prefix: &P) -> Iter<K, V, C>
+    where
+        K: KeyPrefix<P>,
+        P: Serialize,
+    {
+        match self.key_bytes(prefix) {
+            Ok(bytes) => Iter::new(self.name.clone(), self.tree.scan_prefix(bytes)),
+            Err(error) => Iter::failed(self.name.clone(), error),
+        }
+    }
+
+    /// The entry with the smallest key.
+    ///
+    /// # Errors
+    /// [`Error::Key`] or [`Error::Value`] if it does not decode; the engine's errors.
+    pub fn first(&self) -> Result<Option<(K, V)>> {
+        self.iter().next().transpose()
+    }
+
+    /// The entry with the largest key.
+    ///
+    /// # Errors
+    /// As [`Map::first`].
+    pub fn last(&self) -> Result<Option<(K, V)>> {
+        self.iter().next_back().transpose()
+    }
+
+    /// Removes and returns the entry with the smallest key.
+    ///
+    /// # Errors
+    /// As [`Map::first`].
+    pub fn pop_first(&self) -> Result<Option<(K, V)>> {
+        self.decode_entry(self.tree.pop_first()?)
+    }
+
+    /// Removes and returns the entry with the largest key.
+    ///
+    /// # Errors
+    /// As [`Map::first`].
+    pub fn pop_last(&self) -> Result<Option<(K, V)>> {
+        self.decode_entry(self.tree.pop_last()?)
+    }
+
+    fn decode_entry(
+        &self,
+        entry: Option<(grove_engine::Bytes, grove_engine::Bytes)>,
+    ) -> Result<Option<(K, V)>> {
+        let Some((key, value)) = entry else { return Ok(None) };
+        let decoded = key::from_key(&key)
+            .map_err(|source| Error::Key { collection: self.name.to_string(), source })?;
+        Ok(Some((decoded, self.decode_value(&key, &value)?)))
+    }
+
+    /// The number of entries, in O(1).
+    ///
+    /// # Errors
+    /// The engine's errors.
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.tree.len()?)
+    }
+
+    /// Whether the map has no entries.
+    ///
+    /// # Errors
+    /// The engine's errors.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.tree.is_empty()?)
+    }
+
+    /// Removes every entry, atomically.
+    ///
+    /// # Errors
+    /// The engine's errors.
+    pub fn clear(&self) -> Result<()> {
+        Ok(self.tree.clear()?)
+    }
+}
