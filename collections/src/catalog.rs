@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 pub(crate) const CATALOG_TREE: &str = "__grove_catalog/collections";
 /// The engine tree of collection `name` is this followed by the name.
 pub(crate) const DATA_PREFIX: &str = "__grove_collection/";
+/// The engine tree of the reserved items of queue `name` is this followed by the name.
+pub(crate) const LEASES_PREFIX: &str = "__grove_leases/";
+/// The engine tree holding every counter, keyed by name.
+pub(crate) const COUNTERS_TREE: &str = "__grove_counters";
 /// The format of catalog entries this version writes and reads.
 const ENTRY_FORMAT: u8 = 1;
 
@@ -21,12 +25,18 @@ const ENTRY_FORMAT: u8 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum Kind {
     Map,
+    Set,
+    Counter,
+    Queue,
 }
 
 impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Map => "Map",
+            Kind::Set => "Set",
+            Kind::Counter => "Counter",
+            Kind::Queue => "Queue",
         }
     }
 }

@@ -1,13 +1,18 @@
 //! [`Db`]: a database of typed collections.
 
-use std::path::PathBuf;
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    Map,
+    Counter, Map, Queue, Set,
     catalog::{self, Entry, Kind},
     error::Result,
+    queue::Signal,
     value::{Bincode, Codec},
 };
 
@@ -41,6 +46,11 @@ pub fn open(path: impl Into<PathBuf>) -> Result<Db> {
 pub struct Db {
     engine: grove_engine::Db,
     catalog: grove_engine::Tree,
+    /// Each queue's wake-up signal, shared by every handle to it.
+    signals: Arc<Mutex<HashMap<String, Arc<Signal>>>>,
+    /// A fresh id for this opening of the database: queue leases record it, so that
+    /// leases of an earlier opening (whose consumers died with it) are known.
+    instance: u64,
 }
 
 impl Db {
@@ -60,7 +70,13 @@ impl Db {
     /// The engine's errors, opening the catalog.
     pub fn from_engine(engine: grove_engine::Db) -> Result<Db> {
         let catalog = engine.open_tree(catalog::CATALOG_TREE)?;
-        Ok(Db { engine, catalog })
+        // A read-only database hands out no leases: any instance will do.
+        let instance = match engine.generate_id() {
+            Ok(id) => id,
+            Err(grove_engine::Error::ReadOnly) => 0,
+            Err(error) => return Err(error.into()),
+        };
+        Ok(Db { engine, catalog, signals: Arc::default(), instance })
     }
 
     /// The map called `name`, created empty if it does not exist, with keys of type `K`
@@ -87,16 +103,88 @@ impl Db {
         V: Serialize + DeserializeOwned,
         C: Codec,
     {
-        let entry = Entry {
-            kind: Kind::Map,
-            key_type: std::any::type_name::<K>().to_owned(),
-            value_type: std::any::type_name::<V>().to_owned(),
-            codec: C::ID,
-            version: 0,
-        };
-        let tree_name = catalog::register(&self.catalog, name, &entry)?;
+        let tree_name = self.register(
+            name,
+            Kind::Map,
+            std::any::type_name::<K>(),
+            std::any::type_name::<V>(),
+            C::ID,
+        )?;
         let tree = self.engine.open_tree(tree_name)?;
         Ok(Map::new(tree, name))
+    }
+
+    /// The set called `name`, created empty if it does not exist, of elements of type `T`.
+    ///
+    /// # Errors
+    /// As [`Db::map`].
+    pub fn set<T>(&self, name: &str) -> Result<Set<T>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        let tree = self.register(name, Kind::Set, std::any::type_name::<T>(), "", 0)?;
+        Ok(Set::new(self.engine.open_tree(tree)?, name))
+    }
+
+    /// The queue called `name`, created empty if it does not exist, of items of type `T`
+    /// stored with [`Bincode`]. Opening it returns the items that consumers of an earlier
+    /// opening of the database had reserved and not acknowledged.
+    ///
+    /// # Errors
+    /// As [`Db::map`].
+    pub fn queue<T>(&self, name: &str) -> Result<Queue<T>>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        self.queue_with_codec::<T, Bincode>(name)
+    }
+
+    /// As [`Db::queue`], with items stored by codec `C`.
+    ///
+    /// # Errors
+    /// As [`Db::map`].
+    pub fn queue_with_codec<T, C>(&self, name: &str) -> Result<Queue<T, C>>
+    where
+        T: Serialize + DeserializeOwned,
+        C: Codec,
+    {
+        let tree = self.register(name, Kind::Queue, std::any::type_name::<T>(), "", C::ID)?;
+        let ready = self.engine.open_tree(tree)?;
+        let leased = self.engine.open_tree(format!("{}{name}", catalog::LEASES_PREFIX))?;
+        let signal = {
+            let mut signals = self.signals.lock().unwrap_or_else(PoisonError::into_inner);
+            signals.entry(name.to_owned()).or_default().clone()
+        };
+        Queue::open(self.engine.clone(), ready, leased, name, signal, self.instance)
+    }
+
+    /// The counter called `name`, created at 0 if it does not exist.
+    ///
+    /// # Errors
+    /// As [`Db::map`].
+    pub fn counter(&self, name: &str) -> Result<Counter> {
+        self.register(name, Kind::Counter, "i64", "", 0)?;
+        Ok(Counter::new(self.engine.open_tree(catalog::COUNTERS_TREE)?, name))
+    }
+
+    /// Records collection `name` in the catalog (or checks it against the record);
+    /// returns its engine tree's name.
+    fn register(
+        &self,
+        name: &str,
+        kind: Kind,
+        key_type: &str,
+        value_type: &str,
+        codec: u8,
+    ) -> Result<String> {
+        let entry = Entry {
+            kind,
+            key_type: key_type.to_owned(),
+            value_type: value_type.to_owned(),
+            codec,
+            version: 0,
+        };
+        catalog::register(&self.catalog, name, &entry)
     }
 
     /// The names of every collection, in order.

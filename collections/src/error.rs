@@ -49,6 +49,27 @@ pub enum Error {
         reason: String,
     },
 
+    /// A transaction kept meeting concurrent writes to what it read, past
+    /// `Config::transaction_attempts`: nothing was written. Try again later.
+    #[error("collection {collection:?}: gave up after {attempts} conflicting attempts")]
+    Conflict {
+        /// The collection the operation was on.
+        collection: String,
+        /// How many times it ran.
+        attempts: u32,
+    },
+
+    /// [`Counter::add`](crate::Counter::add) would overflow an `i64`: nothing was written.
+    #[error("counter {counter:?} is {current}: adding {delta} would overflow an i64")]
+    Overflow {
+        /// The counter's name.
+        counter: String,
+        /// Its value.
+        current: i64,
+        /// What was to be added.
+        delta: i64,
+    },
+
     /// A catalog entry is damaged: the catalog is not Grove's, or was written by a later
     /// version of Grove.
     #[error("the catalog entry of collection {collection:?} is unreadable: {reason}")]

@@ -15,28 +15,34 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! let db = grove_collections::open(dir.path())?;
 //! let stock = db.map::<String, u32>("stock")?;
-//! stock.insert("apple", 3)?;
+//! stock.insert("apple", &3)?;
 //! stock.update("apple", |n| n.map(|n| n - 1))?;
 //! assert_eq!(stock.get("apple")?, Some(2));
 //! # Ok::<(), grove_collections::Error>(())
 //! ```
 
 mod catalog;
+mod counter;
 mod db;
 mod error;
 mod iter;
 pub mod key;
 mod map;
 mod prefix;
+mod queue;
+mod set;
 mod value;
 
 pub use grove_engine as engine;
 
+pub use counter::Counter;
 pub use db::{Db, open};
 pub use error::{Error, Result};
 pub use iter::Iter;
 pub use map::{CompareAndSwapError, Map};
 pub use prefix::KeyPrefix;
+pub use queue::{Lease, Queue};
+pub use set::{Set, SetIter};
 pub use value::{Bincode, Codec};
 
 /// A collection's key, value and codec types, held by a handle that stores none of them

@@ -27,17 +27,17 @@ use crate::{
 /// A write is durable once a later [`Db::flush`](crate::Db::flush) returns (or within the
 /// database's flush interval). `Map` is a handle: cheap to clone, `Send` and `Sync`.
 ///
-/// Lookups take the key by reference, as any type the key borrows as: a `&str` for a
-/// `String` key, a `&[u8]` for a `Vec<u8>` key.
+/// Keys and values are taken by reference, as any type they borrow as: a `&str` for a
+/// `String`, a `&[u8]` for a `Vec<u8>`.
 ///
 /// # Example
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
 /// let db = grove_collections::open(dir.path())?;
 /// let scores = db.map::<(String, u32), f64>("scores")?;
-/// scores.insert(&("ann".to_string(), 1), 9.5)?;
-/// scores.insert(&("ann".to_string(), 2), 7.0)?;
-/// scores.insert(&("bob".to_string(), 1), 8.0)?;
+/// scores.insert(&("ann".to_string(), 1), &9.5)?;
+/// scores.insert(&("ann".to_string(), 2), &7.0)?;
+/// scores.insert(&("bob".to_string(), 1), &8.0)?;
 ///
 /// let ann: Vec<f64> = scores.prefix(&("ann",)).map(|e| e.map(|(_, s)| s)).collect::<Result<_, _>>()?;
 /// assert_eq!(ann, [9.5, 7.0]);
@@ -102,8 +102,8 @@ where
         key::to_key(key).map_err(|source| Error::Key { collection: self.name.to_string(), source })
     }
 
-    fn value_bytes(&self, key: &[u8], value: &V) -> Result<Vec<u8>> {
-        value::encode::<C, V>(value, 0).map_err(|reason| self.value_error(key, reason))
+    fn value_bytes<W: Serialize + ?Sized>(&self, key: &[u8], value: &W) -> Result<Vec<u8>> {
+        value::encode::<C, W>(value, 0).map_err(|reason| self.value_error(key, reason))
     }
 
     fn decode_value(&self, key: &[u8], bytes: &[u8]) -> Result<V> {
@@ -147,13 +147,15 @@ where
     ///
     /// # Errors
     /// As [`Map::get`]; [`Error::Value`] also if `value` cannot be encoded.
-    pub fn insert<Q>(&self, key: &Q, value: impl Borrow<V>) -> Result<Option<V>>
+    pub fn insert<Q, W>(&self, key: &Q, value: &W) -> Result<Option<V>>
     where
         K: Borrow<Q>,
+        V: Borrow<W>,
         Q: Serialize + ?Sized,
+        W: Serialize + ?Sized,
     {
         let key = self.key_bytes(key)?;
-        let value = self.value_bytes(&key, value.borrow())?;
+        let value = self.value_bytes(&key, value)?;
         match self.tree.insert(&key, value)? {
             Some(old) => Ok(Some(self.decode_value(&key, &old)?)),
             None => Ok(None),

@@ -221,7 +221,7 @@ fn maps_match_the_model_across_restarts_and_crashes() {
 fn opening_a_collection_with_other_types_is_a_type_mismatch() {
     let db = Db::open_with(Config::new().temporary(true)).unwrap();
     let scores = db.map::<String, u32>("scores").unwrap();
-    scores.insert("ann", 3).unwrap();
+    scores.insert("ann", &3).unwrap();
     let wrong = db.map::<String, String>("scores");
     match wrong {
         Err(Error::TypeMismatch { collection, stored, requested }) => {
@@ -243,8 +243,8 @@ fn opening_a_collection_with_other_types_is_a_type_mismatch() {
 fn a_value_that_does_not_decode_is_a_typed_error_naming_collection_and_key() {
     let db = Db::open_with(Config::new().temporary(true)).unwrap();
     let scores = db.map::<String, u32>("scores").unwrap();
-    scores.insert("ann", 3).unwrap();
-    scores.insert("bob", 4).unwrap();
+    scores.insert("ann", &3).unwrap();
+    scores.insert("bob", &4).unwrap();
     // Damage ann's value underneath, through the byte-level engine.
     let tree = db.engine().open_tree("__grove_collection/scores").unwrap();
     let key = grove_collections::key::to_key("ann").unwrap();
@@ -271,7 +271,7 @@ fn a_value_that_does_not_decode_is_a_typed_error_naming_collection_and_key() {
 fn a_key_type_that_cannot_keep_its_order_is_an_error_at_first_use() {
     let db = Db::open_with(Config::new().temporary(true)).unwrap();
     let by_map = db.map::<BTreeMap<u8, u8>, u8>("odd").unwrap();
-    let result = by_map.insert(&BTreeMap::from([(1, 2)]), 3);
+    let result = by_map.insert(&BTreeMap::from([(1, 2)]), &3);
     assert!(matches!(result, Err(Error::Key { .. })), "{result:?}");
     assert_eq!(by_map.len().unwrap(), 0);
 }
