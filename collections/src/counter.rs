@@ -23,8 +23,8 @@ use crate::error::{Error, Result, hex};
 #[derive(Debug, Clone)]
 pub struct Counter {
     /// The tree every counter of the database lives in, keyed by name.
-    tree: Tree,
-    name: Arc<str>,
+    pub(crate) tree: Tree,
+    pub(crate) name: Arc<str>,
 }
 
 impl Counter {
@@ -37,7 +37,7 @@ impl Counter {
         &self.name
     }
 
-    fn decode(&self, bytes: Option<&[u8]>) -> Result<i64> {
+    pub(crate) fn decode(&self, bytes: Option<&[u8]>) -> Result<i64> {
         match bytes {
             None => Ok(0),
             Some(bytes) => {

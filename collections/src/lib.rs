@@ -31,6 +31,7 @@ mod map;
 mod prefix;
 mod queue;
 mod set;
+mod transaction;
 mod value;
 
 pub use grove_engine as engine;
@@ -43,6 +44,7 @@ pub use map::{CompareAndSwapError, Map};
 pub use prefix::KeyPrefix;
 pub use queue::{Lease, Queue};
 pub use set::{Set, SetIter};
+pub use transaction::{Transaction, TransactionError, TxCounter, TxMap, TxQueue, TxSet};
 pub use value::{Bincode, Codec};
 
 /// A collection's key, value and codec types, held by a handle that stores none of them

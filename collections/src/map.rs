@@ -45,8 +45,8 @@ use crate::{
 /// # Ok::<(), grove_collections::Error>(())
 /// ```
 pub struct Map<K, V, C = Bincode> {
-    tree: Tree,
-    name: Arc<str>,
+    pub(crate) tree: Tree,
+    pub(crate) name: Arc<str>,
     types: Types<K, V, C>,
 }
 
@@ -98,15 +98,19 @@ where
         &self.name
     }
 
-    fn key_bytes<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Vec<u8>> {
+    pub(crate) fn key_bytes<Q: Serialize + ?Sized>(&self, key: &Q) -> Result<Vec<u8>> {
         key::to_key(key).map_err(|source| Error::Key { collection: self.name.to_string(), source })
     }
 
-    fn value_bytes<W: Serialize + ?Sized>(&self, key: &[u8], value: &W) -> Result<Vec<u8>> {
+    pub(crate) fn value_bytes<W: Serialize + ?Sized>(
+        &self,
+        key: &[u8],
+        value: &W,
+    ) -> Result<Vec<u8>> {
         value::encode::<C, W>(value, 0).map_err(|reason| self.value_error(key, reason))
     }
 
-    fn decode_value(&self, key: &[u8], bytes: &[u8]) -> Result<V> {
+    pub(crate) fn decode_value(&self, key: &[u8], bytes: &[u8]) -> Result<V> {
         value::decode::<C, V>(bytes, 0).map_err(|reason| self.value_error(key, reason))
     }
 

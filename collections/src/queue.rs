@@ -43,7 +43,7 @@ impl Signal {
         *self.pushes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn notify(&self) {
+    pub(crate) fn notify(&self) {
         *self.pushes.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         self.arrived.notify_all();
     }
@@ -84,11 +84,11 @@ impl Signal {
 /// # Ok::<(), grove_collections::Error>(())
 /// ```
 pub struct Queue<T, C = Bincode> {
-    engine: grove_engine::Db,
-    ready: Tree,
+    pub(crate) engine: grove_engine::Db,
+    pub(crate) ready: Tree,
     leased: Tree,
-    name: Arc<str>,
-    signal: Arc<Signal>,
+    pub(crate) name: Arc<str>,
+    pub(crate) signal: Arc<Signal>,
     instance: u64,
     types: PhantomData<fn() -> (T, C)>,
 }
@@ -180,7 +180,7 @@ where
         &self.name
     }
 
-    fn encode<W: Serialize + ?Sized>(&self, item: &W) -> Result<Vec<u8>> {
+    pub(crate) fn encode<W: Serialize + ?Sized>(&self, item: &W) -> Result<Vec<u8>> {
         value::encode::<C, W>(item, 0).map_err(|reason| Error::Value {
             collection: self.name.to_string(),
             key: String::from("(a new item)"),
@@ -188,7 +188,7 @@ where
         })
     }
 
-    fn decode(&self, key: &[u8], bytes: &[u8]) -> Result<T> {
+    pub(crate) fn decode(&self, key: &[u8], bytes: &[u8]) -> Result<T> {
         value::decode::<C, T>(bytes, 0).map_err(|reason| Error::Value {
             collection: self.name.to_string(),
             key: hex(key),

@@ -33,8 +33,8 @@ use crate::{
 /// # Ok::<(), grove_collections::Error>(())
 /// ```
 pub struct Set<T> {
-    tree: Tree,
-    name: Arc<str>,
+    pub(crate) tree: Tree,
+    pub(crate) name: Arc<str>,
     types: PhantomData<fn() -> T>,
 }
 
@@ -66,7 +66,7 @@ where
         &self.name
     }
 
-    fn key_bytes<Q: Serialize + ?Sized>(&self, element: &Q) -> Result<Vec<u8>> {
+    pub(crate) fn key_bytes<Q: Serialize + ?Sized>(&self, element: &Q) -> Result<Vec<u8>> {
         key::to_key(element)
             .map_err(|source| Error::Key { collection: self.name.to_string(), source })
     }
