@@ -33,6 +33,7 @@ mod queue;
 mod set;
 mod transaction;
 mod value;
+mod watch;
 
 pub use grove_engine as engine;
 
@@ -46,6 +47,7 @@ pub use queue::{Lease, Queue};
 pub use set::{Set, SetIter};
 pub use transaction::{Transaction, TransactionError, TxCounter, TxMap, TxQueue, TxSet};
 pub use value::{Bincode, Codec};
+pub use watch::{MapEvent, MapWatch, SetEvent, SetWatch};
 
 /// A collection's key, value and codec types, held by a handle that stores none of them
 /// (`fn() -> _`: the handle is `Send` and `Sync` whatever they are).

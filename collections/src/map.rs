@@ -17,6 +17,7 @@ use crate::{
     iter::Iter,
     key,
     value::{self, Bincode, Codec},
+    watch::MapWatch,
 };
 
 /// An ordered map from `K` to `V`, stored in the database, from
@@ -339,6 +340,26 @@ where
         let decoded = key::from_key(&key)
             .map_err(|source| Error::Key { collection: self.name.to_string(), source })?;
         Ok(Some((decoded, self.decode_value(&key, &value)?)))
+    }
+
+    /// A subscription to every change of the map from now on, decoded: each insert and
+    /// remove, each entry of an `extend` or transaction, and clears.
+    pub fn watch(&self) -> MapWatch<K, V, C> {
+        MapWatch::new(self.name.clone(), self.tree.watch_prefix([]))
+    }
+
+    /// A subscription to the changes of keys whose leading fields are `prefix` (see
+    /// [`Map::prefix`]).
+    ///
+    /// # Errors
+    /// [`Error::Key`] if the prefix cannot be encoded.
+    pub fn watch_prefix<P>(&self, prefix: &P) -> Result<MapWatch<K, V, C>>
+    where
+        K: KeyPrefix<P>,
+        P: Serialize,
+    {
+        let bytes = self.key_bytes(prefix)?;
+        Ok(MapWatch::new(self.name.clone(), self.tree.watch_prefix(bytes)))
     }
 
     /// The number of entries, in O(1).

@@ -14,6 +14,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::{
     error::{Error, Result},
     key,
+    watch::SetWatch,
 };
 
 /// An ordered set of `T`, stored in the database, from [`Db::set`](crate::Db::set).
@@ -193,6 +194,11 @@ where
                     .map_err(|source| Error::Key { collection: self.name.to_string(), source })
             })
             .transpose()
+    }
+
+    /// A subscription to every change of the set from now on, decoded.
+    pub fn watch(&self) -> SetWatch<T> {
+        SetWatch::new(self.name.clone(), self.tree.watch_prefix([]))
     }
 
     /// The number of elements, in O(1).

@@ -124,3 +124,59 @@ fn typed_errors_inside_a_transaction_come_out_as_failures() {
     assert!(matches!(result, Err(TransactionError::Failed(Error::Overflow { .. }))), "{result:?}");
     assert_eq!(counter.get().unwrap(), i64::MAX);
 }
+
+#[test]
+fn watchers_see_typed_changes_one_per_key() {
+    let db = temporary();
+    let prices = db.map::<(String, u8), u32>("prices").unwrap();
+    let tags = db.set::<String>("tags").unwrap();
+    let mut all = prices.watch();
+    let mut apples = prices.watch_prefix(&("apple",)).unwrap();
+    let mut tag_events = tags.watch();
+    prices.insert(&("apple".to_string(), 1), &3).unwrap();
+    prices.extend([(("pear".to_string(), 1), 5), (("apple".to_string(), 2), 4)]).unwrap();
+    prices.remove(&("apple".to_string(), 1)).unwrap();
+    db.transaction(|tx| {
+        tx.set(&tags).insert("fruit")?;
+        tx.map(&prices).insert(&("apple".to_string(), 3), &9)?;
+        Ok::<_, TransactionError<()>>(())
+    })
+    .unwrap();
+    prices.clear().unwrap();
+    tags.remove("fruit").unwrap();
+
+    use grove_collections::{MapEvent, SetEvent};
+    let take =
+        |watch: &mut grove_collections::MapWatch<(String, u8), u32, grove_collections::Bincode>| {
+            let mut seen = Vec::new();
+            while let Some(event) = watch.next_timeout(Duration::from_millis(100)) {
+                seen.push(event.unwrap());
+            }
+            seen
+        };
+    let key = |name: &str, n: u8| (name.to_string(), n);
+    assert_eq!(
+        take(&mut all),
+        [
+            MapEvent::Insert { key: key("apple", 1), value: 3 },
+            MapEvent::Insert { key: key("apple", 2), value: 4 },
+            MapEvent::Insert { key: key("pear", 1), value: 5 },
+            MapEvent::Remove { key: key("apple", 1) },
+            MapEvent::Insert { key: key("apple", 3), value: 9 },
+            MapEvent::Cleared,
+        ]
+    );
+    assert_eq!(
+        take(&mut apples),
+        [
+            MapEvent::Insert { key: key("apple", 1), value: 3 },
+            MapEvent::Insert { key: key("apple", 2), value: 4 },
+            MapEvent::Remove { key: key("apple", 1) },
+            MapEvent::Insert { key: key("apple", 3), value: 9 },
+            MapEvent::Cleared,
+        ]
+    );
+    assert_eq!(tag_events.try_next().unwrap().unwrap(), SetEvent::Insert("fruit".to_string()));
+    assert_eq!(tag_events.try_next().unwrap().unwrap(), SetEvent::Remove("fruit".to_string()));
+    assert!(tag_events.try_next().is_none());
+}
