@@ -1,14 +1,29 @@
 //! Grove: an embedded database for Rust applications.
 //!
-//! Grove stores your application's data in one directory, owned by one process. Underneath is
-//! a byte-oriented engine, [`engine`]: named trees of byte strings with atomic batches across
-//! them, on a lock-free B-link tree, page cache and storage log. On top will come typed
-//! `Map`, `Set`, `Queue` collections and derived records.
+//! Grove stores your application's data in one directory, owned by one process, as typed
+//! collections of your serde types: [`Map`], [`Set`], [`Queue`] and [`Counter`], with
+//! serializable [`Db::transaction`]s across them. Underneath is a byte-oriented engine,
+//! [`engine`]: named trees of byte strings on a lock-free B-link tree, page cache and
+//! storage log, usable directly too.
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! let db = grove::open(dir.path())?;
+//! let scores = db.map::<String, u32>("scores")?;
+//! scores.insert("ann", &10)?;
+//! assert_eq!(scores.get("ann")?, Some(10));
+//! db.flush()?; // durable from here
+//! # Ok::<(), grove::Error>(())
+//! ```
 //!
 //! This crate is the facade: it holds re-exports only. See the README for the status of each
 //! layer and the durability promise.
 
-pub use grove_collections as collections;
+pub use grove_collections::{
+    Bincode, Codec, CompareAndSwapError, Counter, Db, Error, Iter, KeyPrefix, Lease, Map, MapEvent,
+    MapWatch, Queue, Result, Set, SetEvent, SetIter, SetWatch, Transaction, TransactionError,
+    TxCounter, TxMap, TxQueue, TxSet, key, open,
+};
 pub use grove_engine as engine;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
