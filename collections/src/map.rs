@@ -1,12 +1,6 @@
 //! [`Map`]: an ordered, persistent map from `K` to `V`.
 
-use std::{
-    borrow::Borrow,
-    fmt,
-    marker::PhantomData,
-    ops::{Bound, RangeBounds},
-    sync::Arc,
-};
+use std::{borrow::Borrow, fmt, marker::PhantomData, ops::RangeBounds, sync::Arc};
 
 use grove_engine::{Batch, Tree};
 use serde::{Serialize, de::DeserializeOwned};
@@ -267,18 +261,12 @@ where
         Q: Serialize + ?Sized,
         R: RangeBounds<Q>,
     {
-        let bound = |bound: Bound<&Q>| -> Result<Bound<Vec<u8>>> {
-            Ok(match bound {
-                Bound::Included(key) => Bound::Included(self.key_bytes(key)?),
-                Bound::Excluded(key) => Bound::Excluded(self.key_bytes(key)?),
-                Bound::Unbounded => Bound::Unbounded,
-            })
-        };
-        match (bound(range.start_bound()), bound(range.end_bound())) {
-            (Ok(lo), Ok(hi)) => {
-                Iter::new(self.name.clone(), self.tree.range::<Vec<u8>, _>((lo, hi)))
-            }
-            (Err(error), _) | (_, Err(error)) => Iter::failed(self.name.clone(), error),
+        match key::to_key_range(&range) {
+            Ok(bounds) => Iter::new(self.name.clone(), self.tree.range::<Vec<u8>, _>(bounds)),
+            Err(source) => Iter::failed(
+                self.name.clone(),
+                Error::Key { collection: self.name.to_string(), source },
+            ),
         }
     }
 

@@ -1,12 +1,6 @@
 //! [`Set`]: an ordered, persistent set of `T`.
 
-use std::{
-    borrow::Borrow,
-    fmt,
-    marker::PhantomData,
-    ops::{Bound, RangeBounds},
-    sync::Arc,
-};
+use std::{borrow::Borrow, fmt, marker::PhantomData, ops::RangeBounds, sync::Arc};
 
 use grove_engine::{Batch, Tree};
 use serde::{Serialize, de::DeserializeOwned};
@@ -137,18 +131,12 @@ where
         Q: Serialize + ?Sized,
         R: RangeBounds<Q>,
     {
-        let bound = |bound: Bound<&Q>| -> Result<Bound<Vec<u8>>> {
-            Ok(match bound {
-                Bound::Included(e) => Bound::Included(self.key_bytes(e)?),
-                Bound::Excluded(e) => Bound::Excluded(self.key_bytes(e)?),
-                Bound::Unbounded => Bound::Unbounded,
-            })
-        };
-        match (bound(range.start_bound()), bound(range.end_bound())) {
-            (Ok(lo), Ok(hi)) => {
-                SetIter::new(self.name.clone(), self.tree.range::<Vec<u8>, _>((lo, hi)))
-            }
-            (Err(error), _) | (_, Err(error)) => SetIter::failed(self.name.clone(), error),
+        match key::to_key_range(&range) {
+            Ok(bounds) => SetIter::new(self.name.clone(), self.tree.range::<Vec<u8>, _>(bounds)),
+            Err(source) => SetIter::failed(
+                self.name.clone(),
+                Error::Key { collection: self.name.to_string(), source },
+            ),
         }
     }
 

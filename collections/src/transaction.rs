@@ -6,13 +6,7 @@
 //! them commit together, or none. As with the engine, the closure **may run more than
 //! once** when another write changes what it read.
 
-use std::{
-    borrow::Borrow,
-    cell::RefCell,
-    fmt,
-    ops::{Bound, RangeBounds},
-    sync::Arc,
-};
+use std::{borrow::Borrow, cell::RefCell, fmt, ops::RangeBounds, sync::Arc};
 
 use grove_engine::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
@@ -201,14 +195,8 @@ where
         Q: Serialize + ?Sized,
         R: RangeBounds<Q>,
     {
-        let bound = |bound: Bound<&Q>| -> Result<Bound<Vec<u8>>> {
-            Ok(match bound {
-                Bound::Included(key) => Bound::Included(self.map.key_bytes(key)?),
-                Bound::Excluded(key) => Bound::Excluded(self.map.key_bytes(key)?),
-                Bound::Unbounded => Bound::Unbounded,
-            })
-        };
-        let (lo, hi) = (bound(range.start_bound())?, bound(range.end_bound())?);
+        let (lo, hi) = key::to_key_range(&range)
+            .map_err(|source| Error::Key { collection: self.map.name.to_string(), source })?;
         self.tx
             .inner
             .range::<Vec<u8>, _>(&self.map.tree, (lo, hi))

@@ -38,7 +38,10 @@ mod ser;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
+use std::{
+    fmt,
+    ops::{Bound, RangeBounds},
+};
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -140,4 +143,26 @@ pub fn from_key<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, KeyError> {
         0 => Ok(key),
         count => Err(KeyError::TrailingBytes { count }),
     }
+}
+
+/// A range over encoded keys: the bounds' encodings.
+pub type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+/// The encodings of `range`'s bounds: the same range over the keys' bytes.
+///
+/// # Errors
+/// As [`to_key`], for either bound.
+pub fn to_key_range<Q, R>(range: &R) -> Result<KeyRange, KeyError>
+where
+    Q: Serialize + ?Sized,
+    R: RangeBounds<Q> + ?Sized,
+{
+    let encode = |bound: Bound<&Q>| -> Result<Bound<Vec<u8>>, KeyError> {
+        Ok(match bound {
+            Bound::Included(key) => Bound::Included(to_key(key)?),
+            Bound::Excluded(key) => Bound::Excluded(to_key(key)?),
+            Bound::Unbounded => Bound::Unbounded,
+        })
+    };
+    Ok((encode(range.start_bound())?, encode(range.end_bound())?))
 }
