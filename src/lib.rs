@@ -21,10 +21,22 @@
 
 pub use grove_collections::{
     Bincode, Codec, CompareAndSwapError, Counter, Db, Error, Iter, KeyPrefix, Lease, Map, MapEvent,
-    MapWatch, Queue, Result, Set, SetEvent, SetIter, SetWatch, Transaction, TransactionError,
-    TxCounter, TxMap, TxQueue, TxSet, key, open,
+    MapWatch, Queue, Record, RecordIter, Records, Result, Set, SetEvent, SetIter, SetWatch,
+    Transaction, TransactionError, TxCounter, TxMap, TxQueue, TxSet, VerifyReport, key, open,
 };
+pub use grove_derive::Record;
 pub use grove_engine as engine;
+
+/// What the code `#[derive(Record)]` generates names. Not part of the API: it may change
+/// in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use grove_collections::{
+        AutoKey, Core, IndexDef, Record, RecordIter, decode_body,
+        key::{KeyError, to_key},
+    };
+    pub use serde::Serialize;
+}
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]

@@ -28,6 +28,7 @@ pub(crate) enum Kind {
     Set,
     Counter,
     Queue,
+    Records,
 }
 
 impl Kind {
@@ -37,6 +38,7 @@ impl Kind {
             Kind::Set => "Set",
             Kind::Counter => "Counter",
             Kind::Queue => "Queue",
+            Kind::Records => "Records",
         }
     }
 }
@@ -51,8 +53,10 @@ pub(crate) struct Entry {
     pub(crate) value_type: String,
     /// The codec's `Codec::ID`.
     pub(crate) codec: u8,
-    /// The value type's schema version.
+    /// The value type's schema version (for records: the newest that wrote to it).
     pub(crate) version: u16,
+    /// For records: each secondary index's name and whether it is unique.
+    pub(crate) indexes: Vec<(String, bool)>,
 }
 
 impl Entry {
@@ -119,6 +123,54 @@ pub(crate) fn register(catalog: &Tree, name: &str, wanted: &Entry) -> Result<Str
         // checks against it.
         if catalog.compare_and_swap(name, None::<&[u8]>, Some(&encoded))?.is_ok() {
             return Ok(format!("{DATA_PREFIX}{name}"));
+        }
+    }
+}
+
+/// What [`register_records`] found.
+pub(crate) struct Registered {
+    /// The collection's engine tree.
+    pub(crate) tree: String,
+    /// The stored index definitions differ from the wanted ones (or the collection was
+    /// written by an earlier version): the indexes must be rebuilt.
+    pub(crate) rebuild: bool,
+}
+
+/// As [`register`] for records, whose entry may change: a newer schema version than the
+/// stored one is recorded (older records are read through the record type's migrations),
+/// and changed index definitions are recorded and reported for a rebuild.
+///
+/// # Errors
+/// [`Error::TypeMismatch`] if the kind, key type or codec differ, or the stored version is
+/// newer than the wanted one (data from a later version of the program); as [`register`].
+pub(crate) fn register_records(catalog: &Tree, name: &str, wanted: &Entry) -> Result<Registered> {
+    let encoded = wanted.encode()?;
+    let tree = format!("{DATA_PREFIX}{name}");
+    loop {
+        let Some(stored_bytes) = catalog.get(name)? else {
+            if catalog.compare_and_swap(name, None::<&[u8]>, Some(&encoded))?.is_ok() {
+                return Ok(Registered { tree, rebuild: false });
+            }
+            continue;
+        };
+        let stored = Entry::decode(name, &stored_bytes)?;
+        let same_shape = stored.kind == wanted.kind
+            && stored.key_type == wanted.key_type
+            && stored.value_type == wanted.value_type
+            && stored.codec == wanted.codec;
+        if !same_shape || stored.version > wanted.version {
+            return Err(Error::TypeMismatch {
+                collection: name.to_owned(),
+                stored: stored.describe(),
+                requested: wanted.describe(),
+            });
+        }
+        if stored == *wanted {
+            return Ok(Registered { tree, rebuild: false });
+        }
+        let rebuild = stored.indexes != wanted.indexes || stored.version != wanted.version;
+        if catalog.compare_and_swap(name, Some(&stored_bytes), Some(&encoded))?.is_ok() {
+            return Ok(Registered { tree, rebuild });
         }
     }
 }

@@ -183,6 +183,7 @@ impl Db {
             value_type: value_type.to_owned(),
             codec,
             version: 0,
+            indexes: Vec::new(),
         };
         catalog::register(&self.catalog, name, &entry)
     }
@@ -201,6 +202,10 @@ impl Db {
     /// As [`grove_engine::Db::flush`].
     pub fn flush(&self) -> Result<()> {
         Ok(self.engine.flush()?)
+    }
+
+    pub(crate) fn catalog(&self) -> &grove_engine::Tree {
+        &self.catalog
     }
 
     /// The byte-level database underneath, for what the typed layer does not offer.

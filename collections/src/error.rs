@@ -70,6 +70,48 @@ pub enum Error {
         delta: i64,
     },
 
+    /// [`Records::insert`](crate::Records::insert): a record with that primary key exists.
+    /// Nothing was written; `upsert` replaces.
+    #[error("records {record:?}: a record with key {key} exists (use upsert to replace it)")]
+    KeyExists {
+        /// The record type's collection.
+        record: String,
+        /// The key's bytes, in hex.
+        key: String,
+    },
+
+    /// A write would give two records the same value in a unique index. Nothing was
+    /// written.
+    #[error("records {record:?}: another record already has {index} = {value}")]
+    UniqueViolation {
+        /// The record type's collection.
+        record: String,
+        /// The index (the field's name).
+        index: String,
+        /// The value, as its `Debug`.
+        value: String,
+    },
+
+    /// [`Records::update`](crate::Records::update)'s closure changed the primary key.
+    /// Nothing was written: remove the record and insert it under the new key instead.
+    #[error("records {record:?}: an update may not change the primary key")]
+    KeyChanged {
+        /// The record type's collection.
+        record: String,
+    },
+
+    /// [`Records::verify`](crate::Records::verify) found an index that does not match the
+    /// records.
+    #[error("records {record:?}, index {index:?}: {what}")]
+    IndexMismatch {
+        /// The record type's collection.
+        record: String,
+        /// The index.
+        index: String,
+        /// What was wrong.
+        what: String,
+    },
+
     /// A catalog entry is damaged: the catalog is not Grove's, or was written by a later
     /// version of Grove.
     #[error("the catalog entry of collection {collection:?} is unreadable: {reason}")]

@@ -30,6 +30,7 @@ pub mod key;
 mod map;
 mod prefix;
 mod queue;
+mod records;
 mod set;
 mod transaction;
 mod value;
@@ -44,6 +45,9 @@ pub use iter::Iter;
 pub use map::{CompareAndSwapError, Map};
 pub use prefix::KeyPrefix;
 pub use queue::{Lease, Queue};
+pub use records::{
+    AutoKey, Core, IndexDef, Record, RecordIter, Records, VerifyReport, decode_body,
+};
 pub use set::{Set, SetIter};
 pub use transaction::{Transaction, TransactionError, TxCounter, TxMap, TxQueue, TxSet};
 pub use value::{Bincode, Codec};
