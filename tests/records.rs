@@ -3,7 +3,6 @@
 //! indexes right, reopening, a migration across schema versions 1, 2 and 3 with data
 //! written by each, and `verify` catching a damaged index.
 
-#![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
 use std::sync::Arc;
 
@@ -123,7 +122,8 @@ fn updates_and_removes_keep_the_indexes_right() {
 
     // Inserting under an existing key is refused; upsert replaces, reindexing.
     let mut again = users.get(&id).unwrap().unwrap();
-    assert!(matches!(users.insert(&mut User { ..again.clone() }), Err(_)));
+    let existing = users.insert(&mut User { ..again.clone() });
+    assert!(matches!(existing, Err(Error::KeyExists { .. })), "{existing:?}");
     again.country = "pt".into();
     let old = users.upsert(&again).unwrap();
     assert_eq!(old.unwrap().country, "it");
