@@ -3,7 +3,6 @@
 //! indexes right, reopening, a migration across schema versions 1, 2 and 3 with data
 //! written by each, and `verify` catching a damaged index.
 
-
 use std::sync::Arc;
 
 use grove::{Error, Record, Records};
@@ -53,7 +52,8 @@ fn records_round_trip_and_are_found_by_each_index() {
     assert_eq!(users.get_by_email("nobody@example.com").unwrap(), None);
     let french: Vec<User> = users.find_by_country("fr").map(Result::unwrap).collect();
     assert_eq!(french, [ann.clone(), cid.clone()], "in primary key order (v7 ids: insertion)");
-    let from_e: Vec<String> = users.range_by_country("e".to_string()..).map(|u| u.unwrap().country).collect();
+    let from_e: Vec<String> =
+        users.range_by_country("e".to_string()..).map(|u| u.unwrap().country).collect();
     assert_eq!(from_e, ["fr", "fr"]);
     let up_to_de: Vec<String> =
         users.range_by_country(..="de".to_string()).map(|u| u.unwrap().country).collect();
@@ -120,10 +120,11 @@ fn updates_and_removes_keep_the_indexes_right() {
     let result = users.update(&id, |u| u.id = uuid::Uuid::nil());
     assert!(matches!(result, Err(Error::KeyChanged { .. })), "{result:?}");
 
-    // Inserting under an existing key is refused; upsert replaces, reindexing.
+    // An insert always takes a fresh automatic key: a copy is a new record, refused here
+    // for its email. Upsert replaces the record under its key, reindexing.
     let mut again = users.get(&id).unwrap().unwrap();
-    let existing = users.insert(&mut User { ..again.clone() });
-    assert!(matches!(existing, Err(Error::KeyExists { .. })), "{existing:?}");
+    let copy = users.insert(&mut User { ..again.clone() });
+    assert!(matches!(copy, Err(Error::UniqueViolation { .. })), "{copy:?}");
     again.country = "pt".into();
     let old = users.upsert(&again).unwrap();
     assert_eq!(old.unwrap().country, "it");
@@ -224,6 +225,8 @@ fn records_of_versions_1_and_2_are_read_as_version_3_and_migrated() {
         let people: Records<v1::Person> = db.records().unwrap();
         people.insert(&mut v1::Person { id: 1, name: "Ada Lovelace".into() }).unwrap();
         people.insert(&mut v1::Person { id: 2, name: "Alan Turing".into() }).unwrap();
+        let again = people.insert(&mut v1::Person { id: 2, name: "Someone Else".into() });
+        assert!(matches!(again, Err(Error::KeyExists { .. })), "{again:?}");
     }
     {
         let db = grove::open(dir.path()).unwrap();
