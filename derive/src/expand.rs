@@ -1,7 +1,8 @@
 //! The code `#[derive(Record)]` generates: the `Record` impl and the typed lookups.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use crate::parse::Record;
 
@@ -20,9 +21,11 @@ pub(crate) fn expand(record: &Record) -> TokenStream {
         let field = &index.field;
         quote! { ::grove::__private::to_key(&self.#field)? }
     });
+    // Spanned at the field's type: an indexed type without `Debug` is reported there.
     let describe = indexes.iter().enumerate().map(|(i, index)| {
         let field = &index.field;
-        quote! { #i => ::std::format!("{:?}", &self.#field), }
+        let describe = quote_spanned!(index.ty.span()=> ::std::format!("{:?}", &self.#field));
+        quote! { #i => #describe, }
     });
     let assign = if key.auto {
         quote! {

@@ -1,0 +1,8 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, grove::Record)]
+struct User {
+    email: String,
+}
+
+fn main() {}

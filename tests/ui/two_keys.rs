@@ -1,0 +1,11 @@
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, grove::Record)]
+struct User {
+    #[key]
+    id: u64,
+    #[key]
+    email: String,
+}
+
+fn main() {}
