@@ -1,8 +1,9 @@
 //! Grove: an embedded database for Rust applications.
 //!
 //! Grove stores your application's data in one directory, owned by one process, as typed
-//! collections of your serde types: [`Map`], [`Set`], [`Queue`] and [`Counter`], with
-//! serializable [`Db::transaction`]s across them. Underneath is a byte-oriented engine,
+//! collections of your serde types: [`Map`], [`Set`], [`Queue`] and [`Counter`], and
+//! structs with `#[derive(Record)]` ([`Records`]: a primary key and secondary indexes),
+//! with serializable [`Db::transaction`]s across them. Underneath is a byte-oriented engine,
 //! [`engine`]: named trees of byte strings on a lock-free B-link tree, page cache and
 //! storage log, usable directly too.
 //!
