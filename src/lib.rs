@@ -33,7 +33,7 @@ pub use grove_engine as engine;
 #[doc(hidden)]
 pub mod __private {
     pub use grove_collections::{
-        AutoKey, Core, IndexDef, Record, RecordIter, decode_body,
+        AutoKey, Core, IndexDef, Record, RecordIter, Result, decode_body,
         key::{KeyError, to_key},
     };
     pub use serde::Serialize;

@@ -33,6 +33,35 @@ struct Order {
     total: u32,
 }
 
+/// A composite primary key: a tuple field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Record)]
+#[record(name = "scores")]
+struct Score {
+    #[key]
+    player_round: (String, u32),
+    #[index]
+    points: u64,
+}
+
+#[test]
+fn a_tuple_field_is_a_composite_key_in_tuple_order() {
+    let db = grove::Db::open_with(grove::engine::Config::new().temporary(true)).unwrap();
+    let scores: Records<Score> = db.records().unwrap();
+    for (player, round, points) in [("bob", 1, 5), ("ann", 2, 9), ("ann", 1, 7), ("ann", 10, 1)] {
+        let mut score = Score { player_round: (player.into(), round), points };
+        scores.insert(&mut score).unwrap();
+    }
+    let anns: Vec<u32> = scores
+        .range(("ann".to_string(), 0)..("ann".to_string(), u32::MAX))
+        .map(|s| s.unwrap().player_round.1)
+        .collect();
+    assert_eq!(anns, [1, 2, 10], "by round as a number, not as text");
+    assert_eq!(scores.get(&("bob".to_string(), 1)).unwrap().unwrap().points, 5);
+    let high: Vec<u64> = scores.range_by_points(6..).map(|s| s.unwrap().points).collect();
+    assert_eq!(high, [7, 9]);
+    scores.verify().unwrap();
+}
+
 #[test]
 fn records_round_trip_and_are_found_by_each_index() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,8 +31,8 @@ pub(crate) fn expand(record: &Record) -> TokenStream {
         quote! {
             fn assign_key(
                 &mut self,
-                next_id: &mut dyn ::core::ops::FnMut() -> ::grove::Result<u64>,
-            ) -> ::grove::Result<()> {
+                next_id: &mut dyn ::core::ops::FnMut() -> ::grove::__private::Result<u64>,
+            ) -> ::grove::__private::Result<()> {
                 self.#key_field = <#key_ty as ::grove::__private::AutoKey>::auto_key(next_id)?;
                 ::core::result::Result::Ok(())
             }
@@ -67,7 +67,7 @@ pub(crate) fn expand(record: &Record) -> TokenStream {
                 ///
                 /// # Errors
                 /// As `Records::get`.
-                #vis fn #get<Q>(&self, value: &Q) -> ::grove::Result<::core::option::Option<#ident>>
+                #vis fn #get<Q>(&self, value: &Q) -> ::grove::__private::Result<::core::option::Option<#ident>>
                 where
                     #ty: ::core::borrow::Borrow<Q>,
                     Q: ::grove::__private::Serialize + ?::core::marker::Sized,
