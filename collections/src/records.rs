@@ -677,7 +677,9 @@ impl<T: Record> Records<T> {
 }
 
 /// Records in order, decoded as they are taken: from [`Records::iter`] and
-/// [`Records::range`] (double-ended), and from the generated `find_by_...` lookups.
+/// [`Records::range`] (double-ended), and from the generated `find_by_...` and
+/// `range_by_...` lookups. Those read the index and the records from one snapshot, which
+/// stays open while the iterator lives (see `grove::engine::Snapshot`): drop it when done.
 pub struct RecordIter<T> {
     source: Source,
     failed: Option<Error>,
