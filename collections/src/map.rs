@@ -255,6 +255,24 @@ where
     }
 
     /// The entries whose keys lie in `range`, in key order; double-ended.
+    ///
+    /// The bounds may be of any type the key borrows as. As with `BTreeMap::range`, `str`
+    /// bounds over `String` keys are written as a pair of `Bound`s (`"b".."c"` is a range
+    /// of `&str`, which a `String` does not borrow as), or as `String` ranges:
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let db = grove_collections::open(dir.path())?;
+    /// let words = db.map::<String, u32>("words")?;
+    /// for (word, n) in [("apple", 1), ("banana", 2), ("cherry", 3)] {
+    ///     words.insert(word, &n)?;
+    /// }
+    /// use std::ops::Bound::{Excluded, Included};
+    /// let b_to_c = words.range::<str, _>((Included("b"), Excluded("c"))).count();
+    /// assert_eq!(b_to_c, 1);
+    /// let from_b: Vec<u32> = words.range("b".to_string()..).map(|e| e.map(|(_, n)| n)).collect::<Result<_, _>>()?;
+    /// assert_eq!(from_b, [2, 3]);
+    /// # Ok::<(), grove_collections::Error>(())
+    /// ```
     pub fn range<Q, R>(&self, range: R) -> Iter<K, V, C>
     where
         K: Borrow<Q>,
