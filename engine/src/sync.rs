@@ -33,6 +33,11 @@ compile_error!("loom builds need RUSTFLAGS=\"--cfg loom --cfg crossbeam_loom\"")
 #[cfg(all(crossbeam_loom, not(loom)))]
 compile_error!("`--cfg crossbeam_loom` is only for loom builds: add `--cfg loom`");
 
+/// An atomic counter that takes part in no protocol a loom model explores (the names of
+/// temporary directories): `std`'s under both builds, so that it can be a `static` (loom's
+/// atomics cannot be built in a constant).
+pub(crate) use std::sync::atomic::AtomicU64 as PlainAtomicU64;
+
 /// A cell written once, the first time it is needed.
 ///
 /// `std`'s under both builds: loom does not model `OnceLock`. That is sound for the engine's

@@ -8,7 +8,7 @@ use crate::{
     ids::{PageId, TreeId},
     pagecache::{Change, GroupOutcome, GroupUpdate, PageCache, PageCacheStats, Weigh},
     storage::{FileStorage, Storage},
-    sync::{self, AtomicU64, Mutex, Ordering},
+    sync::{self, Mutex, Ordering},
     tree::{
         Batch, Bytes, Plan, Shared, Tree, VersionStats, Versions,
         node::{Node, TreeMaterializer, Value, ValueRef},
@@ -106,7 +106,7 @@ pub fn open(path: impl Into<PathBuf>) -> Result<Db> {
 }
 
 /// A process-wide counter for the names of temporary directories.
-static TEMPORARY: AtomicU64 = AtomicU64::new(0);
+static TEMPORARY: sync::PlainAtomicU64 = sync::PlainAtomicU64::new(0);
 
 impl Db {
     pub(crate) fn open_config(config: Config) -> Result<Db> {

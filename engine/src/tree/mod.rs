@@ -14,6 +14,8 @@ pub(crate) mod node;
 mod plan;
 mod snapshot;
 mod versions;
+#[cfg(all(test, loom))]
+mod versions_loom;
 pub(crate) mod walk;
 mod watch;
 

@@ -346,13 +346,16 @@ impl Versions {
     ) -> Result<Option<T>> {
         // With a snapshot open, record. Otherwise announce an unrecorded write, then check
         // again: a snapshot opening meanwhile either sees the announcement (and waits for
-        // this write) or is seen here.
+        // this write) or is seen here. The second check and the opener's look at the
+        // announcements are read-modify-writes, not loads: each then reads the latest value
+        // of its counter, which is what makes one of the two see the other (with plain
+        // loads that takes sequential consistency, which loom does not model).
         let unrecorded = (self.live.load(Ordering::SeqCst) == 0).then(|| {
             self.unrecorded.fetch_add(1, Ordering::SeqCst);
             Unrecorded(self)
         });
         if let Some(unrecorded) = unrecorded
-            && self.live.load(Ordering::SeqCst) == 0
+            && self.live.fetch_add(0, Ordering::SeqCst) == 0
         {
             self.unrecorded_starts.fetch_add(1, Ordering::SeqCst);
             loop {
@@ -398,8 +401,11 @@ impl Versions {
         self.live.fetch_add(1, Ordering::SeqCst);
         // Writers that started before they could see `live` finish unrecorded; wait for
         // them, so that no unrecorded write lands after the snapshot's number.
-        while self.unrecorded.load(Ordering::SeqCst) != 0 {
+        // A read-modify-write first (see `write`), loads while waiting.
+        let mut announced = self.unrecorded.fetch_add(0, Ordering::SeqCst);
+        while announced != 0 {
             sync::thread::yield_now();
+            announced = self.unrecorded.load(Ordering::SeqCst);
         }
         // A recording writer that read the values it replaces before one of those
         // unrecorded writes changed them will fail to install and try again, but its
