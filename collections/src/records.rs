@@ -301,7 +301,18 @@ impl<T: Record> Core<T> {
             None => Vec::new(),
         };
         for (i, (index, tree)) in T::INDEXES.iter().zip(&self.indexes).enumerate() {
-            let entry = &entries[i];
+            // `index_values` gives one value per index (the derive guarantees it).
+            let Some(entry) = entries.get(i) else {
+                return Err(EngineError::Abort(Error::IndexMismatch {
+                    record: T::NAME.to_owned(),
+                    index: index.name.to_owned(),
+                    what: format!(
+                        "the record gave {} index values for {} indexes",
+                        entries.len(),
+                        T::INDEXES.len()
+                    ),
+                }));
+            };
             let old_entry = old_entries.get(i);
             if old_entry == Some(entry) {
                 continue;
