@@ -48,9 +48,11 @@ pub struct Db {
     catalog: grove_engine::Tree,
     /// Each queue's wake-up signal, shared by every handle to it.
     signals: Arc<Mutex<HashMap<String, Arc<Signal>>>>,
-    /// A fresh id for this opening of the database: queue leases record it, so that
-    /// leases of an earlier opening (whose consumers died with it) are known.
-    instance: u64,
+    /// A fresh id for this opening of the database, taken when the first queue is opened
+    /// (the first id after an open writes and flushes the meta page: a database without
+    /// queues should not pay that at open). Queue leases record it, so that leases of an
+    /// earlier opening (whose consumers died with it) are known.
+    instance: Arc<Mutex<Option<u64>>>,
 }
 
 impl Db {
@@ -70,13 +72,7 @@ impl Db {
     /// The engine's errors, opening the catalog.
     pub fn from_engine(engine: grove_engine::Db) -> Result<Db> {
         let catalog = engine.open_tree(catalog::CATALOG_TREE)?;
-        // A read-only database hands out no leases: any instance will do.
-        let instance = match engine.generate_id() {
-            Ok(id) => id,
-            Err(grove_engine::Error::ReadOnly) => 0,
-            Err(error) => return Err(error.into()),
-        };
-        Ok(Db { engine, catalog, signals: Arc::default(), instance })
+        Ok(Db { engine, catalog, signals: Arc::default(), instance: Arc::default() })
     }
 
     /// The map called `name`, created empty if it does not exist, with keys of type `K`
@@ -155,7 +151,23 @@ impl Db {
             let mut signals = self.signals.lock().unwrap_or_else(PoisonError::into_inner);
             signals.entry(name.to_owned()).or_default().clone()
         };
-        Queue::open(self.engine.clone(), ready, leased, name, signal, self.instance)
+        Queue::open(self.engine.clone(), ready, leased, name, signal, self.instance()?)
+    }
+
+    /// This opening's instance id (see the field), taken on first use.
+    fn instance(&self) -> Result<u64> {
+        let mut instance = self.instance.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(id) = *instance {
+            return Ok(id);
+        }
+        // A read-only database hands out no leases: any instance will do.
+        let id = match self.engine.generate_id() {
+            Ok(id) => id,
+            Err(grove_engine::Error::ReadOnly) => 0,
+            Err(error) => return Err(error.into()),
+        };
+        *instance = Some(id);
+        Ok(id)
     }
 
     /// The counter called `name`, created at 0 if it does not exist.

@@ -168,7 +168,11 @@ where
             types: PhantomData,
         };
         // Leases of an earlier opening: their consumers died with it. (A read-only
-        // database cannot move them, and hands out none.)
+        // database cannot move them, and hands out none.) The count is O(1): most opens
+        // find none and run no transaction.
+        if queue.leased.len()? == 0 {
+            return Ok(queue);
+        }
         match queue.return_leases(|_, lease_instance| lease_instance != instance) {
             Ok(()) | Err(Error::Engine(grove_engine::Error::ReadOnly)) => Ok(queue),
             Err(error) => Err(error),
@@ -346,26 +350,34 @@ where
         self.return_expired()?;
         let deadline =
             now_millis().saturating_add(u64::try_from(lease.as_millis()).unwrap_or(u64::MAX));
-        let taken = self.engine.transaction(|tx| {
-            let Some(entry) = tx.iter(&self.ready).next() else { return Ok(None) };
-            let (key, bytes) = entry?;
-            let id = <[u8; 8]>::try_from(&key[..]).map_err(|_| {
-                TransactionError::Abort(Error::Value {
-                    collection: self.name.to_string(),
-                    key: hex(&key),
-                    reason: "a queue key is 8 bytes".into(),
-                })
+        // The front item is looked up outside the transaction, which then reads only that
+        // key: an item pushed meanwhile under a smaller id (its producer took the id
+        // earlier) is no conflict, only another consumer taking the same item is. Reading
+        // the front inside the transaction made every such push a conflict, and consumers
+        // keeping up with two producers then ran out of attempts.
+        loop {
+            let Some(entry) = self.ready.iter().next() else { return Ok(None) };
+            let (key, _) = entry?;
+            let id = <[u8; 8]>::try_from(&key[..]).map_err(|_| Error::Value {
+                collection: self.name.to_string(),
+                key: hex(&key),
+                reason: "a queue key is 8 bytes".into(),
             })?;
             let lease_key = lease_key(deadline, id);
-            let mut record = self.instance.to_be_bytes().to_vec();
-            record.extend_from_slice(&bytes);
-            tx.remove(&self.ready, &key)?;
-            tx.insert(&self.leased, lease_key, record)?;
-            Ok(Some((lease_key, key, bytes)))
-        });
-        let Some((key, id, bytes)) = self.finish(taken)? else { return Ok(None) };
-        let item = self.decode(&id, &bytes)?;
-        Ok(Some(Lease { queue: self.clone(), key, item }))
+            let taken = self.engine.transaction(|tx| {
+                // Taken by another consumer since: try the next front item.
+                let Some(bytes) = tx.get(&self.ready, &key)? else { return Ok(None) };
+                let mut record = self.instance.to_be_bytes().to_vec();
+                record.extend_from_slice(&bytes);
+                tx.remove(&self.ready, &key)?;
+                tx.insert(&self.leased, lease_key, record)?;
+                Ok(Some(bytes))
+            });
+            if let Some(bytes) = self.finish(taken)? {
+                let item = self.decode(&key, &bytes)?;
+                return Ok(Some(Lease { queue: self.clone(), key: lease_key, item }));
+            }
+        }
     }
 
     /// As [`Queue::reserve`], waiting up to `timeout` for an item to arrive.
@@ -417,6 +429,10 @@ where
 
     /// Brings back the leases whose deadline passed.
     fn return_expired(&self) -> Result<()> {
+        // On every pop: with no lease out (the usual case) this is one O(1) count.
+        if self.leased.len()? == 0 {
+            return Ok(());
+        }
         let now = now_millis();
         // Most calls find no lease due: check the earliest without a transaction.
         let due = match self.leased.iter().next() {
