@@ -22,7 +22,7 @@ use crate::{
     error::{Error, Result},
     ids::TreeId,
     sync,
-    tree::{Batch, Bytes, CompareAndSwapError, Snapshot, SnapshotIter, Tree, VersionStore},
+    tree::{Batch, Bytes, CompareAndSwapError, Snapshot, SnapshotIter, Tree, VersionStore, slices},
 };
 
 /// Why [`Db::transaction`] did not commit.
@@ -85,7 +85,7 @@ struct ReadRange {
 impl ReadRange {
     /// Whether a write numbered above `seq` changed a key of the part walked.
     fn changed(&self, store: &VersionStore, seq: u64) -> bool {
-        let (lo, hi) = (as_ref(&self.lo), as_ref(&self.hi));
+        let (lo, hi) = (slices(&self.lo), slices(&self.hi));
         if self.whole {
             return store.changed_range(self.tree, lo, hi, seq);
         }
@@ -98,14 +98,6 @@ impl ReadRange {
             .as_ref()
             .is_some_and(|key| store.changed_range(self.tree, Bound::Included(key), hi, seq));
         front || back
-    }
-}
-
-fn as_ref(bound: &Bound<Bytes>) -> Bound<&[u8]> {
-    match bound {
-        Bound::Included(key) => Bound::Included(key),
-        Bound::Excluded(key) => Bound::Excluded(key),
-        Bound::Unbounded => Bound::Unbounded,
     }
 }
 
@@ -357,13 +349,13 @@ impl<'t, 'db> TransactionIter<'t, 'db> {
         hi: Bound<Bytes>,
     ) -> Self {
         let id = tree.inner.id;
-        let snapshot = transaction.snapshot.range::<&[u8], _>(tree, (as_ref(&lo), as_ref(&hi)));
+        let snapshot = transaction.snapshot.range::<&[u8], _>(tree, (slices(&lo), slices(&hi)));
         let writes = transaction
             .writes
             .borrow()
             .range((id, Bytes::default())..)
             .take_while(|((tree, _), _)| *tree == id)
-            .filter(|((_, key), _)| (as_ref(&lo), as_ref(&hi)).contains(&key.as_ref()))
+            .filter(|((_, key), _)| (slices(&lo), slices(&hi)).contains(&key.as_ref()))
             .map(|((_, key), (_, value))| (key.clone(), value.clone()))
             .collect();
         let mut ranges = transaction.ranges.borrow_mut();

@@ -158,6 +158,11 @@ impl fmt::Debug for Bytes {
     }
 }
 
+/// A bound on owned keys as a bound on byte slices.
+pub(crate) fn slices(bound: &std::ops::Bound<Bytes>) -> std::ops::Bound<&[u8]> {
+    bound.as_ref().map(|key| &key[..])
+}
+
 #[cfg(test)]
 mod tests {
     use std::{

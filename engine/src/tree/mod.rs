@@ -30,6 +30,7 @@ pub use watch::{Event, SUBSCRIBER_CAPACITY, Subscriber};
 pub(crate) use watch::Subscriptions;
 
 pub(crate) use batch::{apply_batch, apply_batch_if};
+pub(crate) use bytes::slices;
 pub(crate) use handle::Shared;
 pub(crate) use handle::prefix_end;
 pub(crate) use plan::Plan;

@@ -14,7 +14,7 @@ use std::{
     sync::Arc,
 };
 
-use super::{Bytes, Iter, Shared, Tree, handle::prefix_end};
+use super::{Bytes, Iter, Shared, Tree, bytes::slices, handle::prefix_end};
 use crate::error::{Error, Result};
 
 /// A read-only view of every tree of one database at the moment it was taken, from
@@ -213,7 +213,7 @@ impl SnapshotIter {
             }
             Some(Err(error)) => return Err(error),
         };
-        let changes = self.changes(as_ref(&self.lo), Bound::Included(&key))?;
+        let changes = self.changes(slices(&self.lo), Bound::Included(&key))?;
         let mut replaced = false;
         for (changed, before) in changes {
             replaced |= changed == key;
@@ -238,7 +238,7 @@ impl SnapshotIter {
             }
             Some(Err(error)) => return Err(error),
         };
-        let changes = self.changes(Bound::Included(&key), as_ref(&self.hi))?;
+        let changes = self.changes(Bound::Included(&key), slices(&self.hi))?;
         let mut merged = VecDeque::new();
         let mut replaced = false;
         for (changed, before) in changes {
@@ -261,7 +261,7 @@ impl SnapshotIter {
         if self.gap.is_some() {
             return Ok(());
         }
-        let changes = self.changes(as_ref(&self.lo), as_ref(&self.hi))?;
+        let changes = self.changes(slices(&self.lo), slices(&self.hi))?;
         let gap = changes.into_iter().filter_map(|(key, before)| Some((key, before?))).collect();
         self.gap = Some(gap);
         Ok(())
@@ -270,14 +270,6 @@ impl SnapshotIter {
     fn fail(&mut self, error: Error) -> Option<Result<(Bytes, Bytes)>> {
         self.done = true;
         Some(Err(error))
-    }
-}
-
-fn as_ref(bound: &Bound<Bytes>) -> Bound<&[u8]> {
-    match bound {
-        Bound::Included(key) => Bound::Included(key),
-        Bound::Excluded(key) => Bound::Excluded(key),
-        Bound::Unbounded => Bound::Unbounded,
     }
 }
 
