@@ -69,11 +69,31 @@ pub(crate) fn apply_batch_if(
     validate: impl FnOnce(&VersionStore) -> bool,
 ) -> Result<bool> {
     shared.cache.writable()?;
-    // The last write to a key wins.
-    let mut writes: BTreeMap<(TreeId, Bytes), (Tree, Option<Bytes>)> = BTreeMap::new();
-    for (tree, key, value) in batch.writes {
-        writes.insert((tree.inner.id, key), (tree, value));
-    }
+    // In key order (descents then meet their leaves in order, and a leaf's writes come
+    // together); the last write to a key wins. The sort moves small (tree, key, position)
+    // triples, not the writes, and the position breaks ties so each key keeps its last.
+    let mut order: Vec<(TreeId, &[u8], usize)> = batch
+        .writes
+        .iter()
+        .enumerate()
+        .map(|(at, (tree, key, _))| (tree.inner.id, &**key, at))
+        .collect();
+    order.sort_unstable();
+    order.dedup_by(|later, kept| {
+        let same = later.0 == kept.0 && later.1 == kept.1;
+        if same {
+            *kept = *later;
+        }
+        same
+    });
+    let picks: Vec<usize> = order.into_iter().map(|(.., at)| at).collect();
+    let mut taken: Vec<Option<(Tree, Bytes, Option<Bytes>)>> =
+        batch.writes.into_iter().map(Some).collect();
+    let writes: Vec<Write> = picks
+        .into_iter()
+        .filter_map(|at| taken.get_mut(at)?.take())
+        .map(|(tree, key, value)| (tree.inner.id, key, tree, value))
+        .collect();
     if writes.is_empty() {
         return Ok(true);
     }
@@ -82,7 +102,7 @@ pub(crate) fn apply_batch_if(
     let written = shared.versions.write(validate, |recorder| {
         let mut plan = Plan::new(shared.node_bytes);
         let mut shrunk: BTreeMap<(TreeId, PageId), (&Tree, &Bytes)> = BTreeMap::new();
-        for ((_, key), (tree, value)) in &writes {
+        for (_, key, tree, value) in &writes {
             let descent = tree.descend(Target::Key(key))?;
             if value.is_none() {
                 shrunk.entry((tree.inner.id, descent.leaf.id())).or_insert((tree, key));
@@ -118,23 +138,27 @@ pub(crate) fn apply_batch_if(
     Ok(true)
 }
 
-/// Publishes a batch: to each subscriber, the batch's writes under its prefix.
-fn publish_batch(writes: &BTreeMap<(TreeId, Bytes), (Tree, Option<Bytes>)>) {
-    let mut trees: BTreeMap<TreeId, &Tree> = BTreeMap::new();
-    for ((id, _), (tree, _)) in writes {
-        trees.entry(*id).or_insert(tree);
-    }
-    for (id, tree) in trees {
+/// One write of a batch, as applied: the tree's id (the sort key, with the key), the key,
+/// the tree, and the value (`None` to remove).
+type Write = (TreeId, Bytes, Tree, Option<Bytes>);
+
+/// Publishes a batch (sorted by tree and key): to each subscriber, the batch's writes
+/// under its prefix.
+fn publish_batch(writes: &[Write]) {
+    for run in writes.chunk_by(|a, b| a.0 == b.0) {
+        let Some((id, _, tree, _)) = run.first() else {
+            continue;
+        };
+        let id = *id;
         let subscriptions = &tree.inner.shared.subscriptions;
         if !subscriptions.any() {
             return;
         }
         subscriptions.publish(id, |prefix| {
-            let matching: Vec<(Bytes, Option<Bytes>)> = writes
-                .range((id, Bytes::default())..)
-                .take_while(|((tree, _), _)| *tree == id)
-                .filter(|((_, key), _)| key.starts_with(prefix))
-                .map(|((_, key), (_, value))| (key.clone(), value.clone()))
+            let matching: Vec<(Bytes, Option<Bytes>)> = run
+                .iter()
+                .filter(|(_, key, ..)| key.starts_with(prefix))
+                .map(|(_, key, _, value)| (key.clone(), value.clone()))
                 .collect();
             (!matching.is_empty()).then_some(Event::Batch(matching))
         });

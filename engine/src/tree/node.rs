@@ -880,16 +880,34 @@ pub(crate) fn encode_fragment(ops: &[Op]) -> Vec<u8> {
 
 /// A fragment written op by op, each op encoded as it comes: what a plan builds for each
 /// leaf it changes, with no owned [`Op`] (and no copy of the key and value) per write.
+///
+/// The ops are written after room for the longest header, so that [`FragmentBuilder::finish`]
+/// writes the header in place and hands over the same allocation: one allocation per
+/// fragment, sized by its first op.
 #[derive(Debug, Default)]
 pub(crate) struct FragmentBuilder {
-    /// The ops so far, encoded.
+    /// `HEADER_ROOM` bytes kept for the header, then the ops so far, encoded.
     ops: Vec<u8>,
     count: usize,
 }
 
+/// The longest fragment header: the tag and a varint of at most 10 bytes.
+const HEADER_ROOM: usize = 11;
+
 impl FragmentBuilder {
+    /// Makes room for an op of `len` bytes: at the first op, for the header as well.
+    fn reserve(&mut self, len: usize) {
+        if self.ops.is_empty() {
+            self.ops.reserve(HEADER_ROOM + len);
+            self.ops.resize(HEADER_ROOM, 0);
+        } else {
+            self.ops.reserve(len);
+        }
+    }
+
     /// Adds setting `key` to `value`.
     pub(crate) fn put(&mut self, key: &[u8], value: ValueRef<'_>) {
+        self.reserve(1 + bytes_len(key) + value.encoded_len());
         self.ops.push(OP_PUT);
         put_bytes(&mut self.ops, key);
         value.encode_into(&mut self.ops);
@@ -898,20 +916,34 @@ impl FragmentBuilder {
 
     /// Adds removing `key`.
     pub(crate) fn remove(&mut self, key: &[u8]) {
+        self.reserve(1 + bytes_len(key));
         self.ops.push(OP_REMOVE);
         put_bytes(&mut self.ops, key);
         self.count += 1;
     }
 
-    /// The fragment. It should hold an op: decoders reject an empty fragment.
-    pub(crate) fn finish(&self) -> Vec<u8> {
-        debug_assert!(self.count > 0, "an empty fragment");
+    /// Bytes of the fragment [`FragmentBuilder::finish`] will return.
+    pub(crate) fn len(&self) -> usize {
         let count = to_u64(self.count);
-        let mut out = Vec::with_capacity(1 + varint::len(count) + self.ops.len());
-        out.push(FRAGMENT_TAG);
-        varint::put(&mut out, count);
-        out.extend_from_slice(&self.ops);
-        out
+        1 + varint::len(count) + self.ops.len().saturating_sub(HEADER_ROOM)
+    }
+
+    /// The fragment. It should hold an op: decoders reject an empty fragment.
+    pub(crate) fn finish(self) -> Vec<u8> {
+        debug_assert!(self.count > 0, "an empty fragment");
+        let FragmentBuilder { mut ops, count } = self;
+        if ops.is_empty() {
+            ops.resize(HEADER_ROOM, 0);
+        }
+        let (varint, varint_len) = varint::encode(to_u64(count));
+        let start = HEADER_ROOM - 1 - varint_len;
+        if let Some(header) = ops.get_mut(start..HEADER_ROOM) {
+            let (tag, rest) = header.split_at_mut(1);
+            tag.copy_from_slice(&[FRAGMENT_TAG]);
+            rest.copy_from_slice(varint.get(..varint_len).unwrap_or_default());
+        }
+        ops.drain(..start);
+        ops
     }
 }
 
@@ -1841,6 +1873,32 @@ mod tests {
         assert_eq!(TreeMaterializer.merge(b"junk", &[&inside]), b"junk");
         let parent = index(1, b"", None, &[(b"", 1)]).encode().unwrap();
         assert_eq!(TreeMaterializer.merge(&parent, &[&inside]), parent);
+    }
+
+    /// The builder writes its header into room kept before the ops: the fragment must come
+    /// out the same for every width of the op count's varint, and `len` must say so first.
+    #[test]
+    fn fragment_builders_state_their_length_at_every_count_width() {
+        for count in [1usize, 2, 127, 128, 300, 16_384] {
+            let ops: Vec<Op> = (0..count)
+                .map(|i| match i % 3 {
+                    0 => Op::Remove { key: i.to_be_bytes().to_vec() },
+                    _ => Op::Put { key: i.to_be_bytes().to_vec(), value: inline(&[7; 9]) },
+                })
+                .collect();
+            let mut builder = FragmentBuilder::default();
+            for op in &ops {
+                match op {
+                    Op::Put { key, value } => builder.put(key, value.as_ref()),
+                    Op::Remove { key } => builder.remove(key),
+                }
+            }
+            let len = builder.len();
+            let fragment = builder.finish();
+            assert_eq!(fragment.len(), len, "{count} ops");
+            assert_eq!(fragment.first(), Some(&FRAGMENT_TAG));
+            assert_eq!(decode_fragment(&fragment).unwrap(), ops, "{count} ops");
+        }
     }
 
     #[test]

@@ -54,6 +54,10 @@ type Attachments = BTreeMap<PageId, (u64, Vec<Split>)>;
 /// node over its pieces that it becomes (one level up; it may have to split in its turn).
 type NewRoots = Vec<(PageId, u64, Node)>;
 
+/// A leaf a plan changes: its descent, the fragment of operations on it, and the change
+/// they make to its entry count.
+type Leaf = (Descent, FragmentBuilder, i64);
+
 /// One page's bytes in a group update: a fragment to link or an image to write.
 struct Image {
     id: PageId,
@@ -68,9 +72,12 @@ struct Image {
 #[derive(Debug)]
 pub(crate) struct Plan {
     node_bytes: usize,
-    /// The touched leaves' descents, by leaf id, with the fragment of operations on each
-    /// and the change they make to the leaf's entry count.
-    leaves: BTreeMap<PageId, (Descent, FragmentBuilder, i64)>,
+    /// The touched leaves' descents, in the order first touched, with the fragment of
+    /// operations on each and the change they make to the leaf's entry count.
+    leaves: Vec<Leaf>,
+    /// Where each touched leaf is in `leaves`, by id. Writes usually come in key order, so
+    /// most find their leaf last in `leaves` without looking here.
+    leaf_index: BTreeMap<PageId, usize>,
     /// New pages' images (ids from `PageCache::reserve_id`, given back if the plan fails):
     /// a new tree's root, a value stored out of line.
     created: Vec<(PageId, Vec<u8>, Weigh)>,
@@ -80,7 +87,13 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub(crate) fn new(node_bytes: usize) -> Plan {
-        Plan { node_bytes, leaves: BTreeMap::new(), created: Vec::new(), freed: Vec::new() }
+        Plan {
+            node_bytes,
+            leaves: Vec::new(),
+            leaf_index: BTreeMap::new(),
+            created: Vec::new(),
+            freed: Vec::new(),
+        }
     }
 
     /// Adds a new page holding `image`; `id` comes from `PageCache::reserve_id`, and the
@@ -110,10 +123,20 @@ impl Plan {
         value: Option<ValueRef<'_>>,
         delta: i64,
     ) {
-        let (_, fragment, leaf_delta) = self
-            .leaves
-            .entry(descent.leaf.id())
-            .or_insert_with(|| (descent, FragmentBuilder::default(), 0));
+        let id = descent.leaf.id();
+        let same_as_last = self.leaves.last().is_some_and(|(last, ..)| last.leaf.id() == id);
+        let at = match self.leaf_index.get(&id) {
+            _ if same_as_last => self.leaves.len() - 1,
+            Some(&at) => at,
+            None => {
+                self.leaf_index.insert(id, self.leaves.len());
+                self.leaves.push((descent, FragmentBuilder::default(), 0));
+                self.leaves.len() - 1
+            }
+        };
+        let Some((_, fragment, leaf_delta)) = self.leaves.get_mut(at) else {
+            return;
+        };
         match value {
             Some(value) => fragment.put(key, value),
             None => fragment.remove(key),
@@ -127,7 +150,7 @@ impl Plan {
     /// # Errors
     /// The page cache's errors; [`crate::Error::Corruption`] for a damaged page.
     pub(crate) fn install(self, cache: &PageCache) -> Result<bool> {
-        let Plan { node_bytes, leaves, created, freed } = self;
+        let Plan { node_bytes, leaves, created, freed, .. } = self;
         let mut rewrite = Rewrite {
             cache,
             node_bytes,
@@ -135,7 +158,7 @@ impl Plan {
             parents: BTreeMap::new(),
             new_pages: Vec::new(),
         };
-        let result = rewrite.plan(&leaves);
+        let result = rewrite.plan(leaves);
         let Rewrite { planned, new_pages, .. } = rewrite;
         let release = || {
             new_pages.iter().for_each(|(id, ..)| cache.release_id(*id));
@@ -236,8 +259,20 @@ impl Rewrite<'_> {
     /// Plans every leaf's change, then the splits they cause, level by level up to the
     /// root. `false` if a remembered parent is no longer the parent (the descent moved right
     /// past a split that happened meanwhile) or changed since: the write must start again.
-    fn plan(&mut self, leaves: &BTreeMap<PageId, (Descent, FragmentBuilder, i64)>) -> Result<bool> {
-        for (&id, (descent, ..)) in leaves {
+    fn plan(&mut self, leaves: Vec<Leaf>) -> Result<bool> {
+        let mut attachments = Attachments::new();
+        let mut new_roots = NewRoots::new();
+        for (descent, ops, delta) in leaves {
+            let leaf = &descent.leaf;
+            let id = leaf.id();
+            if leaf.page_len() + ops.len() <= self.node_bytes {
+                let change =
+                    Planned::Link { version: leaf.version(), fragment: ops.finish(), delta };
+                self.planned.insert(id, change);
+                continue;
+            }
+            // A leaf that splits, and the index nodes above it, need their parents; only
+            // the paths of splitting leaves are recorded, since only they lead to splits.
             for pair in descent.path.windows(2) {
                 self.parents.insert(pair[1].0, pair[0]);
             }
@@ -245,19 +280,9 @@ impl Rewrite<'_> {
             if let Some(&parent) = descent.path.last() {
                 self.parents.insert(id, parent);
             }
-        }
-        let mut attachments = Attachments::new();
-        let mut new_roots = NewRoots::new();
-        for (&id, (descent, ops, delta)) in leaves {
-            let leaf = &descent.leaf;
             let fragment = ops.finish();
-            if leaf.page_len() + fragment.len() <= self.node_bytes {
-                let change = Planned::Link { version: leaf.version(), fragment, delta: *delta };
-                self.planned.insert(id, change);
-            } else {
-                let draft = leaf.draft(Some(&fragment))?;
-                self.place(id, leaf.version(), draft, &mut attachments, &mut new_roots)?;
-            }
+            let draft = leaf.draft(Some(&fragment))?;
+            self.place(id, leaf.version(), draft, &mut attachments, &mut new_roots)?;
         }
         // Each level takes in the splits of the one below, and may split in its turn.
         for level in 1..=u8::MAX {
