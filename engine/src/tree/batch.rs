@@ -34,8 +34,8 @@ pub struct Batch {
 impl Batch {
     /// Sets `key` to `value` in `tree`.
     pub fn insert(&mut self, tree: &Tree, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        let value = Bytes::copy_from(value.as_ref());
-        self.writes.push((tree.clone(), Bytes::copy_from(key.as_ref()), Some(value)));
+        let (key, value) = Bytes::copy_pair(key.as_ref(), value.as_ref());
+        self.writes.push((tree.clone(), key, Some(value)));
     }
 
     /// Removes `key` from `tree`.

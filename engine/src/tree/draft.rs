@@ -34,10 +34,9 @@ impl<'a> Draft<'a> {
         let entries = if fragments.is_empty() {
             (0..node.len()).map(|i| node.entry(i)).collect::<Result<_, _>>()?
         } else if node.is_leaf() {
-            node::leaf_entries(base, fragments.iter().copied(), &[])?
-                .into_iter()
-                .map(|(key, value)| (key, EntryRef::Value(value)))
-                .collect()
+            node::leaf_entries_as(base, fragments.iter().copied(), &[], |key, value| {
+                (key, EntryRef::Value(value))
+            })?
         } else {
             return Err(Malformed::new(
                 1,

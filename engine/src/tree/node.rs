@@ -1046,6 +1046,17 @@ pub(crate) fn leaf_entries<'a>(
     fragments: impl Iterator<Item = &'a [u8]>,
     from: &[u8],
 ) -> Result<Vec<(KeyRef<'a>, ValueRef<'a>)>, Malformed> {
+    leaf_entries_as(base, fragments, from, |key, value| (key, value))
+}
+
+/// As [`leaf_entries`], each entry made into a `T` by `make` as it is found (a draft's
+/// entries, say), so that no second vector is built to convert them.
+pub(crate) fn leaf_entries_as<'a, T>(
+    base: &'a [u8],
+    fragments: impl Iterator<Item = &'a [u8]>,
+    from: &[u8],
+    make: impl Fn(KeyRef<'a>, ValueRef<'a>) -> T,
+) -> Result<Vec<T>, Malformed> {
     let node = NodeRef::parse_header(base)?;
     let overlay = overlay(&node, fragments, from)?;
     let first = match node.search(from)? {
@@ -1056,7 +1067,7 @@ pub(crate) fn leaf_entries<'a>(
     // A change that removes the key puts nothing.
     let put = |entries: &mut Vec<_>, key: &'a [u8], value: Option<ValueRef<'a>>| {
         if let Some(value) = value {
-            entries.push((KeyRef::whole(key), value));
+            entries.push(make(KeyRef::whole(key), value));
         }
     };
     for i in first..node.len() {
@@ -1076,7 +1087,7 @@ pub(crate) fn leaf_entries<'a>(
             put(&mut entries, changed, value);
             changes.next();
         } else {
-            entries.push((key, value));
+            entries.push(make(key, value));
         }
     }
     for (changed, value) in changes {
