@@ -124,16 +124,16 @@ impl Plan {
         delta: i64,
     ) {
         let id = descent.leaf.id();
-        let same_as_last = self.leaves.last().is_some_and(|(last, ..)| last.leaf.id() == id);
-        let at = match self.leaf_index.get(&id) {
-            _ if same_as_last => self.leaves.len() - 1,
-            Some(&at) => at,
-            None => {
-                self.leaf_index.insert(id, self.leaves.len());
+        let last = self.leaves.len().checked_sub(1);
+        let at = match last.filter(|&i| self.leaves.get(i).is_some_and(|(d, ..)| d.leaf.id() == id))
+        {
+            Some(last) => last,
+            None => *self.leaf_index.entry(id).or_insert_with(|| {
                 self.leaves.push((descent, FragmentBuilder::default(), 0));
                 self.leaves.len() - 1
-            }
+            }),
         };
+        // `at` indexes `leaves`: it was pushed there or found there.
         let Some((_, fragment, leaf_delta)) = self.leaves.get_mut(at) else {
             return;
         };
