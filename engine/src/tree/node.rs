@@ -936,6 +936,8 @@ impl FragmentBuilder {
             ops.resize(HEADER_ROOM, 0);
         }
         let (varint, varint_len) = varint::encode(to_u64(count));
+        // A varint is at most 10 bytes and `ops` holds at least `HEADER_ROOM`, so this range
+        // always exists.
         let start = HEADER_ROOM - 1 - varint_len;
         if let Some(header) = ops.get_mut(start..HEADER_ROOM) {
             let (tag, rest) = header.split_at_mut(1);
