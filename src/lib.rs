@@ -8,13 +8,13 @@
 //! storage log, usable directly too.
 //!
 //! ```
-//! # let dir = tempfile::tempdir().unwrap();
+//! # let dir = tempfile::tempdir()?;
 //! let db = grove::open(dir.path())?;
 //! let scores = db.map::<String, u32>("scores")?;
 //! scores.insert("ann", &10)?;
 //! assert_eq!(scores.get("ann")?, Some(10));
 //! db.flush()?; // durable from here
-//! # Ok::<(), grove::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! This crate is the facade: it holds re-exports only. See the README for the status of each

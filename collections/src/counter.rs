@@ -12,13 +12,13 @@ use crate::error::{Error, Result, hex};
 ///
 /// # Example
 /// ```
-/// # let dir = tempfile::tempdir().unwrap();
+/// # let dir = tempfile::tempdir()?;
 /// let db = grove_collections::open(dir.path())?;
 /// let visits = db.counter("visits")?;
 /// visits.add(1)?;
 /// assert_eq!(visits.add(2)?, 3);
 /// assert_eq!(visits.get()?, 3);
-/// # Ok::<(), grove_collections::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Counter {

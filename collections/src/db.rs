@@ -24,12 +24,12 @@ use crate::{
 ///
 /// # Example
 /// ```
-/// # let dir = tempfile::tempdir().unwrap();
+/// # let dir = tempfile::tempdir()?;
 /// let db = grove_collections::open(dir.path())?;
 /// let scores = db.map::<String, u32>("scores")?;
 /// scores.insert("ann", &10)?;
 /// assert_eq!(scores.get("ann")?, Some(10));
-/// # Ok::<(), grove_collections::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn open(path: impl Into<PathBuf>) -> Result<Db> {
     Db::open_with(grove_engine::Config::new().path(path))

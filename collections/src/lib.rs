@@ -12,13 +12,13 @@
 //!
 //! # Example
 //! ```
-//! # let dir = tempfile::tempdir().unwrap();
+//! # let dir = tempfile::tempdir()?;
 //! let db = grove_collections::open(dir.path())?;
 //! let stock = db.map::<String, u32>("stock")?;
 //! stock.insert("apple", &3)?;
 //! stock.update("apple", |n| n.map(|n| n - 1))?;
 //! assert_eq!(stock.get("apple")?, Some(2));
-//! # Ok::<(), grove_collections::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod catalog;

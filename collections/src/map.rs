@@ -27,7 +27,7 @@ use crate::{
 ///
 /// # Example
 /// ```
-/// # let dir = tempfile::tempdir().unwrap();
+/// # let dir = tempfile::tempdir()?;
 /// let db = grove_collections::open(dir.path())?;
 /// let scores = db.map::<(String, u32), f64>("scores")?;
 /// scores.insert(&("ann".to_string(), 1), &9.5)?;
@@ -37,7 +37,7 @@ use crate::{
 /// let ann: Vec<f64> = scores.prefix(&("ann",)).map(|e| e.map(|(_, s)| s)).collect::<Result<_, _>>()?;
 /// assert_eq!(ann, [9.5, 7.0]);
 /// assert_eq!(scores.last()?.map(|(k, _)| k), Some(("bob".to_string(), 1)));
-/// # Ok::<(), grove_collections::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Map<K, V, C = Bincode> {
     pub(crate) tree: Tree,
@@ -260,7 +260,7 @@ where
     /// bounds over `String` keys are written as a pair of `Bound`s (`"b".."c"` is a range
     /// of `&str`, which a `String` does not borrow as), or as `String` ranges:
     /// ```
-    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let dir = tempfile::tempdir()?;
     /// let db = grove_collections::open(dir.path())?;
     /// let words = db.map::<String, u32>("words")?;
     /// for (word, n) in [("apple", 1), ("banana", 2), ("cherry", 3)] {
@@ -271,7 +271,7 @@ where
     /// assert_eq!(b_to_c, 1);
     /// let from_b: Vec<u32> = words.range("b".to_string()..).map(|e| e.map(|(_, n)| n)).collect::<Result<_, _>>()?;
     /// assert_eq!(from_b, [2, 3]);
-    /// # Ok::<(), grove_collections::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn range<Q, R>(&self, range: R) -> Iter<K, V, C>
     where

@@ -69,7 +69,7 @@ impl Signal {
 ///
 /// # Example
 /// ```
-/// # let dir = tempfile::tempdir().unwrap();
+/// # let dir = tempfile::tempdir()?;
 /// let db = grove_collections::open(dir.path())?;
 /// let jobs = db.queue::<String>("jobs")?;
 /// jobs.push("resize a.png")?;
@@ -81,7 +81,7 @@ impl Signal {
 /// assert_eq!(lease.item(), "resize b.png");
 /// lease.ack()?;
 /// assert_eq!(jobs.len()?, 0);
-/// # Ok::<(), grove_collections::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Queue<T, C = Bincode> {
     pub(crate) engine: grove_engine::Db,

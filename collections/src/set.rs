@@ -17,7 +17,7 @@ use crate::{
 ///
 /// # Example
 /// ```
-/// # let dir = tempfile::tempdir().unwrap();
+/// # let dir = tempfile::tempdir()?;
 /// let db = grove_collections::open(dir.path())?;
 /// let tags = db.set::<String>("tags")?;
 /// assert!(tags.insert("rust")?);
@@ -25,7 +25,7 @@ use crate::{
 /// tags.insert("db")?;
 /// let all: Vec<String> = tags.iter().collect::<Result<_, _>>()?;
 /// assert_eq!(all, ["db", "rust"]);
-/// # Ok::<(), grove_collections::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Set<T> {
     pub(crate) tree: Tree,

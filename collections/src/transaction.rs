@@ -387,7 +387,7 @@ impl Db {
     /// ```
     /// use grove_collections::TransactionError;
     ///
-    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let dir = tempfile::tempdir()?;
     /// let db = grove_collections::open(dir.path())?;
     /// let stock = db.map::<String, u32>("stock")?;
     /// let orders = db.queue::<String>("orders")?;
@@ -406,7 +406,7 @@ impl Db {
     /// assert!(order(&db).is_ok());
     /// assert!(matches!(order(&db), Err(TransactionError::Abort("sold out"))));
     /// assert_eq!((stock.get("apple")?, orders.len()?), (Some(0), 1));
-    /// # Ok::<(), grove_collections::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn transaction<T, E, F>(&self, mut f: F) -> std::result::Result<T, TransactionError<E>>
     where
