@@ -41,7 +41,7 @@ use grove_engine::{Config, Db, Tree};
 
 mod support;
 
-use support::{BenchResult, data_root, describe_filesystem};
+use support::{BenchResult, data_root, describe_filesystem, thousands};
 
 const ACCOUNTS: u64 = 100_000;
 /// Accounts the contended transfers share.
@@ -150,19 +150,6 @@ fn median(mut measure: impl FnMut() -> BenchResult<f64>) -> BenchResult<f64> {
 #[expect(clippy::cast_precision_loss, reason = "operation counts, exact below 2^53")]
 fn rate(ops: u64, duration: Duration) -> f64 {
     ops as f64 / duration.as_secs_f64()
-}
-
-/// `1234567.8` as "1,234,568".
-fn thousands(value: f64) -> String {
-    let digits = format!("{value:.0}");
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn main() -> BenchResult<()> {

@@ -51,7 +51,7 @@ use grove_engine::{Batch, Config, Db};
 
 mod support;
 
-use support::{BenchResult, data_root, describe_filesystem};
+use support::{BenchResult, data_root, describe_filesystem, thousands};
 
 const KEY: usize = 24;
 const VALUE: usize = 150;
@@ -434,19 +434,6 @@ fn proc_status(field: &str) -> BenchResult<u64> {
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", count_f64_u64(bytes) / MIB)
-}
-
-/// `1234567.8` as "1,234,568".
-fn thousands(value: f64) -> String {
-    let digits = format!("{value:.0}");
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[expect(clippy::cast_precision_loss, reason = "counts printed as f64; below 2^53 they are exact")]

@@ -1,4 +1,5 @@
 //! Helpers shared by the engine's benchmarks.
+#![allow(dead_code, reason = "each benchmark uses a different subset")]
 
 use std::{
     error::Error,
@@ -47,4 +48,17 @@ pub fn describe_filesystem(path: &Path) -> String {
         Some((_, text)) => text,
         None => "filesystem unknown".to_owned(),
     }
+}
+
+/// `1234567.8` as "1,234,568".
+pub fn thousands(value: f64) -> String {
+    let digits = format!("{value:.0}");
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
