@@ -7,7 +7,7 @@ use super::{
     live::Liveness,
     loc::{Loc, Stream},
     maintenance::Maintenance,
-    page::{Materializer, Outcome, Page, PageView, Weigh},
+    page::{Materializer, Outcome, Page, PageView, UNSUMMARIZED, Weigh},
     record,
     state::{Live, PageState, Part},
     stats::{Counters, PageCacheStats},
@@ -431,6 +431,7 @@ impl Inner {
         let reservation = delta.reserve_parts(kind, &[head.as_bytes(), payload])?;
         let loc = Loc { stream: Stream::Delta, lsn: reservation.lsn(), len: reservation.len() };
         let bytes: Arc<[u8]> = Arc::from(payload);
+        let summary = if kind == record::LINK { self.materializer.summarize(payload) } else { 0 };
         loop {
             let new = match (kind, current.state().and_then(|s| s.live.as_ref())) {
                 (record::FREE, _) => PageState::free(version),
@@ -440,6 +441,7 @@ impl Inner {
                     frags.push(Part::resident(loc, bytes.clone()));
                     let weighs = weigh.apply(Some((live.owner, live.weight)));
                     PageState::live(version, live.base.clone(), frags, weighs)
+                        .summarized(live.summary | summary)
                 }
                 (_, live) => {
                     let weighs = weigh.apply(live.map(|l| (l.owner, l.weight)));
@@ -589,7 +591,19 @@ impl Inner {
         };
         let base = load(&live.base)?;
         let frags = live.frags.iter().map(load).collect::<Result<Vec<_>>>()?;
-        Ok(PageState::live(state.version, base, frags, (live.owner, live.weight)))
+        // Summaries left unknown are computed now that every fragment is at hand: those of
+        // fragments read from disk, and those of a replayed page (a recovered page comes
+        // here on its first read, as its base is always on disk).
+        let summary = if live.frags_resident && live.summary != UNSUMMARIZED {
+            live.summary
+        } else {
+            frags
+                .iter()
+                .filter_map(|f| f.bytes.as_deref())
+                .fold(0, |summary, bytes| summary | self.materializer.summarize(bytes))
+        };
+        Ok(PageState::live(state.version, base, frags, (live.owner, live.weight))
+            .summarized(summary))
     }
 
     /// Reads one record of page `id` back from the log and checks that it is what the

@@ -363,10 +363,11 @@ impl Inner {
                         Next::Link(bytes) => bytes.clone(),
                         _ => Arc::from(fragment),
                     };
+                    let summary = live.summary | self.materializer.summarize(&bytes);
                     let mut frags = Vec::with_capacity(live.frags.len() + 1);
                     frags.extend_from_slice(&live.frags);
                     frags.push(Part::resident(loc, bytes));
-                    PageState::live(version, live.base.clone(), frags, weighs)
+                    PageState::live(version, live.base.clone(), frags, weighs).summarized(summary)
                 }
                 // A claimed link always holds a live page (`claim` checked it).
                 (Change::Link(_), None) => PageState::free(state.version),

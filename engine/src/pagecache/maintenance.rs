@@ -338,7 +338,8 @@ impl Inner {
         let Some(base) = moved.next() else {
             return Ok(false);
         };
-        let new = PageState::live(state.version, base, moved.collect(), (live.owner, live.weight));
+        let new = PageState::live(state.version, base, moved.collect(), (live.owner, live.weight))
+            .summarized(live.summary);
         if self.install(slot, current, new, &guard).is_err() {
             return Ok(false);
         }

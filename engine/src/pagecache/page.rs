@@ -17,7 +17,21 @@ use crate::ids::PageId;
 pub trait Materializer: Send + Sync + 'static {
     /// Returns the image of `base` with `fragments` (oldest first) applied.
     fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8>;
+
+    /// A one-word summary of what `fragment` holds, for readers to skip fragments by: the
+    /// page cache keeps the bitwise OR of the summaries of a page's fragments in the page's
+    /// state, where a read finds it without touching a fragment (see
+    /// [`PageView::fragments_covering`]). The tree makes it a Bloom filter of the keys a
+    /// fragment names. The default, all bits set, says nothing, and skips nothing.
+    fn summarize(&self, fragment: &[u8]) -> u64 {
+        let _ = fragment;
+        UNSUMMARIZED
+    }
 }
+
+/// The summary of fragments that were never summarized (see [`Materializer::summarize`]):
+/// all bits, so it covers every probe.
+pub(crate) const UNSUMMARIZED: u64 = u64::MAX;
 
 /// A version of one page: its base image and the fragments linked onto it since, oldest
 /// first. Cheap to clone; the bytes are shared.
@@ -81,6 +95,8 @@ pub(crate) struct PageView<'g> {
     version: u64,
     base: &'g Arc<[u8]>,
     fragments: Fragments<'g>,
+    /// Covers the summaries of all of `fragments` (see [`Materializer::summarize`]).
+    summary: u64,
 }
 
 /// Where a view's fragments are: a page state's parts (every one resident, which
@@ -144,7 +160,9 @@ impl<'g> PageView<'g> {
     pub(crate) fn of_state(id: PageId, state: &'g PageState) -> Option<PageView<'g>> {
         let live = state.live.as_ref()?;
         let base = live.base.bytes.as_ref()?;
-        if live.frags.iter().any(|f| f.bytes.is_none()) {
+        // The state's flag, not a walk of its fragment list: every read passes here, and
+        // the list is another cache line, which a read that skips the fragments never needs.
+        if !live.frags_resident {
             return None;
         }
         Some(PageView {
@@ -152,18 +170,21 @@ impl<'g> PageView<'g> {
             version: state.version,
             base,
             fragments: Fragments { parts: &live.frags, linked: None },
+            summary: live.summary,
         })
     }
 
     /// A view of a new image a group update holds for the page.
     pub(crate) fn of_image(id: PageId, version: u64, base: &'g Arc<[u8]>) -> PageView<'g> {
-        PageView { id, version, base, fragments: Fragments { parts: &[], linked: None } }
+        let fragments = Fragments { parts: &[], linked: None };
+        PageView { id, version, base, fragments, summary: 0 }
     }
 
     /// This view with `fragment` linked, at `version`: what a group's link makes of it.
     pub(crate) fn with_fragment(self, version: u64, fragment: &'g Arc<[u8]>) -> PageView<'g> {
         let fragments = Fragments { linked: Some(fragment), ..self.fragments };
-        PageView { version, fragments, ..self }
+        // The linked fragment was never summarized: nothing can be skipped.
+        PageView { version, fragments, summary: UNSUMMARIZED, ..self }
     }
 
     /// The page's id.
@@ -184,6 +205,15 @@ impl<'g> PageView<'g> {
     /// The fragments linked onto the base, oldest first.
     pub(crate) fn fragments(&self) -> FragmentIter<'g> {
         FragmentIter { fragments: self.fragments, front: 0, back: self.fragments.len() }
+    }
+
+    /// The fragments, or none when `probe` has a bit that no fragment's summary has: then
+    /// no fragment can hold what the probe stands for (for the tree, a key), and a read
+    /// can skip them all without touching one. `probe` is a summary in the materializer's
+    /// own terms.
+    pub(crate) fn fragments_covering(&self, probe: u64) -> FragmentIter<'g> {
+        let back = if probe & !self.summary == 0 { self.fragments.len() } else { 0 };
+        FragmentIter { fragments: self.fragments, front: 0, back }
     }
 
     /// The page as one image, as [`Page::materialize`].
@@ -256,5 +286,79 @@ impl Outcome {
             Outcome::Installed { version } => Some(version),
             Outcome::Stale => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crossbeam_epoch as epoch;
+
+    use super::*;
+    use crate::{config::PageCacheConfig, pagecache::PageCache, storage::MemStorage};
+
+    /// Appends fragments to the base; summarizes a fragment by the bit its first byte
+    /// names.
+    struct Tagged;
+
+    impl Materializer for Tagged {
+        fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8> {
+            let mut page = base.to_vec();
+            fragments.iter().for_each(|f| page.extend_from_slice(f));
+            page
+        }
+
+        fn summarize(&self, fragment: &[u8]) -> u64 {
+            fragment.first().map_or(0, |b| 1 << (b % 64))
+        }
+    }
+
+    /// How many fragments a read of `id` looks at for `probe`.
+    fn looked_at(cache: &PageCache, id: PageId, probe: u64) -> usize {
+        let guard = epoch::pin();
+        cache.read(id, &guard).unwrap().unwrap().fragments_covering(probe).len()
+    }
+
+    fn assert_skips_what_no_fragment_covers(cache: &PageCache, id: PageId, when: &str) {
+        assert_eq!(looked_at(cache, id, 1 << 3), 2, "{when}: a fragment covers bit 3");
+        assert_eq!(
+            looked_at(cache, id, (1 << 3) | (1 << 5)),
+            2,
+            "{when}: together they cover both"
+        );
+        assert_eq!(looked_at(cache, id, 1 << 7), 0, "{when}: no fragment covers bit 7");
+        assert_eq!(looked_at(cache, id, (1 << 3) | (1 << 7)), 0, "{when}: bit 7 is still missing");
+    }
+
+    #[test]
+    fn reads_skip_fragments_no_summary_covers_before_and_after_reopening() {
+        let storage = Arc::new(MemStorage::new());
+        let open = || {
+            PageCache::open(storage.clone(), PageCacheConfig::default(), Arc::new(Tagged)).unwrap()
+        };
+        let cache = open();
+        let (id, version) = cache.allocate(b"base").unwrap();
+        assert_eq!(
+            cache.link(id, version, &[3]).unwrap(),
+            Outcome::Installed { version: version + 1 }
+        );
+        assert_eq!(
+            cache.link(id, version + 1, &[5]).unwrap(),
+            Outcome::Installed { version: version + 2 }
+        );
+        assert_skips_what_no_fragment_covers(&cache, id, "linked");
+
+        // Dropped without a checkpoint: the next open replays the links from the log.
+        cache.flush().unwrap();
+        drop(cache);
+        let cache = open();
+        assert_skips_what_no_fragment_covers(&cache, id, "replayed");
+
+        // Reopened from a checkpoint: the page starts on disk, and a read loads it.
+        cache.close().unwrap();
+        let cache = open();
+        assert_skips_what_no_fragment_covers(&cache, id, "loaded");
+        assert_eq!(cache.get(id).unwrap().unwrap().materialize(&Tagged), b"base\x03\x05");
     }
 }

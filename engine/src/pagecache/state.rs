@@ -7,7 +7,7 @@
 
 use std::{mem::size_of, sync::Arc};
 
-use super::{group::Claim, loc::Loc};
+use super::{group::Claim, loc::Loc, page::UNSUMMARIZED};
 
 /// One record of a page: where it is in the log, and its payload if it is in memory.
 #[derive(Debug, Clone)]
@@ -38,6 +38,14 @@ pub(crate) struct Live {
     /// Who the page belongs to, and what it weighs (see [`Weigh`](super::Weigh)).
     pub(crate) owner: u64,
     pub(crate) weight: i64,
+    /// Covers the [`Materializer::summarize`](super::Materializer::summarize) word of every
+    /// fragment in `frags`: has at least their bits (it may have more, which only costs a
+    /// reader a look at the fragments). 0 without fragments; all bits while any fragment's
+    /// summary is unknown (a page recovered from a checkpoint, until it is loaded).
+    pub(crate) summary: u64,
+    /// Whether every fragment's payload is in memory, so that a read need not walk `frags`
+    /// to know.
+    pub(crate) frags_resident: bool,
 }
 
 /// One version of a page.
@@ -60,17 +68,30 @@ impl PageState {
         PageState { version, live: None, claim: None }
     }
 
+    /// A live state whose fragments' summary is unknown (all bits, or 0 without
+    /// fragments): callers that know it say so with [`PageState::summarized`].
     pub(crate) fn live(
         version: u64,
         base: Part,
         frags: Vec<Part>,
         (owner, weight): (u64, i64),
     ) -> PageState {
-        PageState {
-            version,
-            live: Some(Live { base, frags: frags.into_boxed_slice(), owner, weight }),
-            claim: None,
+        let summary = if frags.is_empty() { 0 } else { UNSUMMARIZED };
+        let frags_resident = frags.iter().all(|f| f.bytes.is_some());
+        let frags = frags.into_boxed_slice();
+        let live = Live { base, frags, owner, weight, summary, frags_resident };
+        PageState { version, live: Some(live), claim: None }
+    }
+
+    /// This state with its fragments' summary set to `summary`, which must cover the
+    /// summary of every fragment (see [`Live::summary`]). A state without fragments keeps 0.
+    pub(crate) fn summarized(mut self, summary: u64) -> PageState {
+        if let Some(live) = &mut self.live
+            && !live.frags.is_empty()
+        {
+            live.summary = summary;
         }
+        self
     }
 
     /// The owner and weight, if the page is live.
@@ -116,6 +137,8 @@ impl PageState {
             frags: live.frags.iter().map(|f| Part::cold(f.loc)).collect(),
             owner: live.owner,
             weight: live.weight,
+            summary: live.summary,
+            frags_resident: live.frags.is_empty(),
         });
         PageState { version: self.version, live, claim: self.claim.clone() }
     }

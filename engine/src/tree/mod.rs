@@ -7,6 +7,7 @@ mod batch;
 mod blob;
 mod bytes;
 mod draft;
+mod filter;
 mod handle;
 mod iter;
 mod merge;

@@ -64,7 +64,7 @@
 
 use std::cmp::Ordering;
 
-use super::draft::Draft;
+use super::{draft::Draft, filter};
 use crate::{
     error::Error,
     ids::{PageId, TreeId},
@@ -1179,6 +1179,21 @@ impl Materializer for TreeMaterializer {
             .and_then(|draft| try_encode_image(&draft.header, draft.entries.iter().copied()))
             .unwrap_or_else(|| base.to_vec())
     }
+
+    fn summarize(&self, fragment: &[u8]) -> u64 {
+        fragment_filter(fragment)
+    }
+}
+
+/// The key filter of `fragment` (see `filter.rs`): the bits of every key its ops name. A
+/// malformed fragment gets every bit, so that each read still scans it and reports it.
+pub(crate) fn fragment_filter(fragment: &[u8]) -> u64 {
+    let mut bits = 0;
+    let scanned = scan_fragment(fragment, |_, op| {
+        bits |= filter::key_bits(op.key);
+        Ok(())
+    });
+    if scanned.is_ok() { bits } else { u64::MAX }
 }
 
 /// Reads each op of `fragment` and hands it to `each` with its offset; checks the whole

@@ -9,6 +9,7 @@ use std::cmp::Ordering;
 
 use super::{
     draft::Draft,
+    filter,
     node::{self, Malformed, Node, NodeRef, Value, ValueRef},
 };
 use crate::{
@@ -196,7 +197,9 @@ pub(crate) fn node_of<'g>(page: &PageView<'g>) -> Result<NodeRef<'g>> {
 
 /// The value of `key` in a leaf read under a guard, borrowed from the page.
 pub(crate) fn lookup_in<'g>(page: &PageView<'g>, key: &[u8]) -> Result<Option<ValueRef<'g>>> {
-    node::leaf_lookup_ref(page.base(), page.fragments(), key).map_err(|m| corrupt(page.id(), &m))
+    // Fragments whose filter shows they cannot name the key are not read at all.
+    let fragments = page.fragments_covering(filter::key_bits(key));
+    node::leaf_lookup_ref(page.base(), fragments, key).map_err(|m| corrupt(page.id(), &m))
 }
 
 /// As [`descend_to`], under the caller's guard and without taking a reference to any page:
