@@ -5,7 +5,7 @@ use std::{collections::HashMap, fmt, ops::RangeBounds, sync::Arc};
 use super::{
     Batch, Bytes, Subscriptions, blob,
     iter::Iter,
-    node::{Entry, Node, Value, ValueRef},
+    node::{Entry, Node, NodeRef, Value, ValueRef},
     plan::{Plan, count_change},
     versions::Versions,
     walk::{self, Descent, Target, TreePage},
@@ -491,7 +491,7 @@ impl Tree {
         &self,
         target: Target<'_>,
         guard: &'g epoch::Guard,
-    ) -> Result<PageView<'g>> {
+    ) -> Result<(PageView<'g>, NodeRef<'g>)> {
         walk::descend_in(self.cache(), self.inner.id, self.inner.root, target, 0, guard, None)
             .map_err(|error| self.explain(error))
     }

@@ -164,7 +164,7 @@ impl Iter {
         {
             return Ok(page);
         }
-        self.tree.descend_view(Target::Key(start), guard)
+        Ok(self.tree.descend_view(Target::Key(start), guard)?.0)
     }
 
     /// Fills the front buffer from the leaves after `lo`; `false` if no key is left.
@@ -211,15 +211,16 @@ impl Iter {
                 return Ok(false);
             }
             let guard = epoch::pin();
-            let leaf = match &self.hi {
-                Bound::Unbounded => self.tree.descend_view(Target::Last, &guard)?,
-                Bound::Included(key) => self.tree.descend_view(Target::Key(key), &guard)?,
-                Bound::Excluded(key) => self.tree.descend_view(Target::Below(key), &guard)?,
+            let target = match &self.hi {
+                Bound::Unbounded => Target::Last,
+                Bound::Included(key) => Target::Key(key),
+                Bound::Excluded(key) => Target::Below(key),
             };
+            let (leaf, node) = self.tree.descend_view(target, &guard)?;
             let Some(found) = self.entries_of(&leaf, None)? else {
                 continue;
             };
-            let low = walk::node_of(&leaf)?.low().to_vec();
+            let low = node.low().to_vec();
             drop(guard);
             if let Some((first, _)) = found.first() {
                 self.hi = Bound::Excluded(first.to_vec());

@@ -1019,12 +1019,20 @@ pub(crate) fn leaf_lookup_ref<'a>(
     fragments: impl DoubleEndedIterator<Item = &'a [u8]> + ExactSizeIterator,
     key: &[u8],
 ) -> Result<Option<ValueRef<'a>>, Malformed> {
+    leaf_lookup_parsed(&NodeRef::parse_header(base)?, fragments, key)
+}
+
+/// As [`leaf_lookup_ref`], the base's header parsed already (by the descent that found it).
+pub(crate) fn leaf_lookup_parsed<'a>(
+    node: &NodeRef<'a>,
+    fragments: impl DoubleEndedIterator<Item = &'a [u8]> + ExactSizeIterator,
+    key: &[u8],
+) -> Result<Option<ValueRef<'a>>, Malformed> {
     for (index, fragment) in fragments.enumerate().rev() {
         if let Some(found) = fragment_lookup_ref(fragment, key).map_err(|e| e.in_fragment(index))? {
             return Ok(found);
         }
     }
-    let node = NodeRef::parse_header(base)?;
     if !node.is_leaf() {
         return Err(Malformed::new(1, format!("level {}: not a leaf", node.level())));
     }

@@ -186,7 +186,7 @@ pub(crate) fn descend_to(
 ) -> Result<Descent> {
     let guard = epoch::pin();
     let mut path = Vec::new();
-    let leaf = descend_in(cache, tree, root, target, stop, &guard, Some(&mut path))?;
+    let (leaf, _) = descend_in(cache, tree, root, target, stop, &guard, Some(&mut path))?;
     Ok(Descent { leaf: TreePage { page: leaf.to_page() }, path })
 }
 
@@ -195,15 +195,20 @@ pub(crate) fn node_of<'g>(page: &PageView<'g>) -> Result<NodeRef<'g>> {
     NodeRef::parse_header(page.base()).map_err(|m| corrupt(page.id(), &m))
 }
 
-/// The value of `key` in a leaf read under a guard, borrowed from the page.
-pub(crate) fn lookup_in<'g>(page: &PageView<'g>, key: &[u8]) -> Result<Option<ValueRef<'g>>> {
+/// The value of `key` in a leaf read under a guard (`node` is its base, as the descent
+/// parsed it), borrowed from the page.
+pub(crate) fn lookup_in<'g>(
+    (page, node): &(PageView<'g>, NodeRef<'g>),
+    key: &[u8],
+) -> Result<Option<ValueRef<'g>>> {
     // Fragments whose filter shows they cannot name the key are not read at all.
     let fragments = page.fragments_covering(filter::key_bits(key));
-    node::leaf_lookup_ref(page.base(), fragments, key).map_err(|m| corrupt(page.id(), &m))
+    node::leaf_lookup_parsed(node, fragments, key).map_err(|m| corrupt(page.id(), &m))
 }
 
 /// As [`descend_to`], under the caller's guard and without taking a reference to any page:
-/// the read path. The index nodes passed on the way (id and version, root first) go to
+/// the read path. Returns the page with its base's header parsed, so that the caller need
+/// not parse it again. The index nodes passed on the way (id and version, root first) go to
 /// `path` if given.
 ///
 /// # Errors
@@ -216,7 +221,7 @@ pub(crate) fn descend_in<'g>(
     stop: u8,
     guard: &'g epoch::Guard,
     mut path: Option<&mut Vec<(PageId, u64)>>,
-) -> Result<PageView<'g>> {
+) -> Result<(PageView<'g>, NodeRef<'g>)> {
     'restart: for _ in 0..MAX_RESTARTS {
         if let Some(path) = path.as_deref_mut() {
             path.clear();
@@ -257,7 +262,7 @@ pub(crate) fn descend_in<'g>(
                 Ordering::Equal => {}
             }
             if node.level() <= stop {
-                return Ok(page);
+                return Ok((page, node));
             }
             let child = match target {
                 Target::Key(key) => node.child_for(key),
