@@ -30,13 +30,12 @@ impl<'a> Draft<'a> {
     /// [`Malformed`] if the base or a fragment is malformed, if there are fragments on an
     /// index node, or if an op's key lies outside the leaf's fences.
     pub(crate) fn of_page(base: &'a [u8], fragments: &[&'a [u8]]) -> Result<Draft<'a>, Malformed> {
-        let node = NodeRef::parse(base)?;
+        // One pass checks the base and decodes its entries; the fragments apply to those.
+        let (node, entries) = NodeRef::parse_entries(base)?;
         let entries = if fragments.is_empty() {
-            (0..node.len()).map(|i| node.entry(i)).collect::<Result<_, _>>()?
+            entries
         } else if node.is_leaf() {
-            node::leaf_entries_as(base, fragments.iter().copied(), &[], |key, value| {
-                (key, EntryRef::Value(value))
-            })?
+            node::apply_fragments(&node, entries, fragments.iter().copied())?
         } else {
             return Err(Malformed::new(
                 1,
