@@ -37,7 +37,7 @@
 //! bucket there?) and one bounds-checked index, as a hand-rolled `AtomicPtr` bucket would,
 //! at 16 more bytes per bucket pointer.
 
-use crate::sync::OnceLock;
+use crate::sync::{OnceLock, Ordering, PlainAtomicU64};
 
 /// log2 of the number of slots in bucket 0.
 const FIRST_BITS: u32 = 4;
@@ -54,6 +54,13 @@ pub(crate) struct Slots<T> {
     /// Owner: the `Slots`. Transitions: empty -> filled, once, by whichever thread first
     /// asks for an index in it (`OnceLock` picks one); never back.
     buckets: [OnceLock<Box<[T]>>; BUCKETS],
+    /// What [`Slots::allocated_bytes`] reports, kept so that reading it is one load rather
+    /// than a look at every bucket: the page cache reads it after every write.
+    ///
+    /// Owner: the `Slots`. Transitions: raised by a bucket's bytes inside that bucket's
+    /// `OnceLock` initialiser, which runs once per bucket; never lowered. Relaxed: it is a
+    /// report and orders nothing (a reader may see it raised just before the bucket).
+    allocated: PlainAtomicU64,
 }
 
 const _: () = assert!(Slots::<()>::CAPACITY >= 1 << 40, "page ids up to 2^40 fit");
@@ -71,7 +78,10 @@ impl<T> Slots<T> {
 
     /// An empty table: no bucket allocated.
     pub(crate) fn new() -> Self {
-        Self { buckets: std::array::from_fn(|_| OnceLock::new()) }
+        Self {
+            buckets: std::array::from_fn(|_| OnceLock::new()),
+            allocated: PlainAtomicU64::new(0),
+        }
     }
 
     /// The slot at `index`, if its bucket exists. Never allocates.
@@ -87,12 +97,7 @@ impl<T> Slots<T> {
     /// Heap memory a `T` owns (an epoch pointer's target, say) is the caller's to count, and
     /// the fixed bucket-pointer array inside the `Slots` is not included.
     pub(crate) fn allocated_bytes(&self) -> u64 {
-        let slot = u64::try_from(size_of::<T>()).unwrap_or(u64::MAX);
-        self.buckets
-            .iter()
-            .filter_map(OnceLock::get)
-            .map(|bucket| u64::try_from(bucket.len()).unwrap_or(u64::MAX).saturating_mul(slot))
-            .fold(0, u64::saturating_add)
+        self.allocated.load(Ordering::Relaxed)
     }
 
     /// Every slot of every bucket created so far, with its index, in index order.
@@ -123,6 +128,8 @@ impl<T: Default> Slots<T> {
         let bucket = self.buckets[position.bucket].get_or_init(|| {
             let len = usize::try_from(bucket_len(position.bucket))
                 .expect("a slot bucket's length fits in usize");
+            let bytes = u64::try_from(len.saturating_mul(size_of::<T>())).unwrap_or(u64::MAX);
+            self.allocated.fetch_add(bytes, Ordering::Relaxed);
             std::iter::repeat_with(T::default).take(len).collect()
         });
         &bucket[position.offset]
