@@ -8,7 +8,13 @@
 const MAX_LEN: usize = 10;
 
 /// Appends `value` to `out`.
+#[inline]
 pub(crate) fn put(out: &mut Vec<u8>, value: u64) {
+    // Most lengths an image or record writes fit in one byte.
+    if value < 0x80 {
+        out.push(low_seven_bits(value));
+        return;
+    }
     let (bytes, len) = encode(value);
     out.extend_from_slice(bytes.get(..len).unwrap_or_default());
 }
