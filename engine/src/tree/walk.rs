@@ -81,7 +81,8 @@ impl TreePage {
 
     /// The value of `key` in this leaf.
     pub(crate) fn lookup(&self, key: &[u8]) -> Result<Option<Value>> {
-        let found = node::leaf_lookup_ref(self.page.base(), self.page.fragments(), key);
+        let fragments = self.page.fragments_covering(filter::key_bits(key));
+        let found = node::leaf_lookup_ref(self.page.base(), fragments, key);
         Ok(found.map_err(|m| corrupt(self.id(), &m))?.map(ValueRef::to_value))
     }
 }
