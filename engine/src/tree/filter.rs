@@ -25,6 +25,7 @@ pub(crate) fn key_bits(key: &[u8]) -> u64 {
 fn hash(key: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let (words, tail) = key.as_chunks::<8>();
+    // `as_chunks` leaves a tail shorter than a word: it always fits, zero-padded.
     let mut last = [0u8; 8];
     last[..tail.len()].copy_from_slice(tail);
     let mut hash = u64::try_from(key.len()).unwrap_or(u64::MAX);
