@@ -20,9 +20,10 @@ pub trait Materializer: Send + Sync + 'static {
 
     /// A one-word summary of what `fragment` holds, for readers to skip fragments by: the
     /// page cache keeps the bitwise OR of the summaries of a page's fragments in the page's
-    /// state, where a read finds it without touching a fragment (see
-    /// [`PageView::fragments_covering`]). The tree makes it a Bloom filter of the keys a
-    /// fragment names. The default, all bits set, says nothing, and skips nothing.
+    /// state, where a read finds it without touching a fragment, and skips the fragments
+    /// when the read's own summary has a bit the OR lacks. The tree makes it a Bloom filter
+    /// of the keys a fragment names. The default, all bits set, says nothing, and skips
+    /// nothing.
     fn summarize(&self, fragment: &[u8]) -> u64 {
         let _ = fragment;
         UNSUMMARIZED
