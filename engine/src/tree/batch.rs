@@ -70,17 +70,19 @@ pub(crate) fn apply_batch_if(
 ) -> Result<bool> {
     shared.cache.writable()?;
     // In key order (descents then meet their leaves in order, and a leaf's writes come
-    // together); the last write to a key wins. The sort moves small (tree, key, position)
-    // triples, not the writes, and the position breaks ties so each key keeps its last.
-    let mut order: Vec<(TreeId, &[u8], usize)> = batch
+    // together); the last write to a key wins. The sort moves small (tree, head, key,
+    // position) tuples, not the writes, and the position breaks ties so each key keeps its
+    // last. The head, the key's first eight bytes zero-padded and read big-endian, orders
+    // keys as they order wherever it differs, so most comparisons never call `memcmp`.
+    let mut order: Vec<(TreeId, u64, &[u8], usize)> = batch
         .writes
         .iter()
         .enumerate()
-        .map(|(at, (tree, key, _))| (tree.inner.id, &**key, at))
+        .map(|(at, (tree, key, _))| (tree.inner.id, head(key), &**key, at))
         .collect();
     order.sort_unstable();
     order.dedup_by(|later, kept| {
-        let same = later.0 == kept.0 && later.1 == kept.1;
+        let same = later.0 == kept.0 && later.2 == kept.2;
         if same {
             *kept = *later;
         }
@@ -138,6 +140,14 @@ pub(crate) fn apply_batch_if(
     Ok(true)
 }
 
+/// `key`'s first eight bytes, zero-padded, as a big-endian number: it never decreases as
+/// keys increase.
+fn head(key: &[u8]) -> u64 {
+    let mut head = [0; 8];
+    head.iter_mut().zip(key).for_each(|(to, from)| *to = *from);
+    u64::from_be_bytes(head)
+}
+
 /// One write of a batch, as applied: the tree's id (the sort key, with the key), the key,
 /// the tree, and the value (`None` to remove).
 type Write = (TreeId, Bytes, Tree, Option<Bytes>);
@@ -162,5 +172,34 @@ fn publish_batch(writes: &[Write]) {
                 .collect();
             (!matching.is_empty()).then_some(Event::Batch(matching))
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head;
+
+    #[test]
+    fn heads_never_decrease_as_keys_increase() {
+        let mut keys: Vec<&[u8]> = vec![
+            b"",
+            b"\0",
+            b"\0\0",
+            b"a",
+            b"a\0",
+            b"a\x01",
+            b"ab",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefgh\xff",
+            b"abcdefgi",
+            b"\xff",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        ];
+        keys.sort();
+        for pair in keys.windows(2) {
+            assert!(head(pair[0]) <= head(pair[1]), "{:?} then {:?}", pair[0], pair[1]);
+        }
+        assert!(head(b"a") < head(b"b") && head(b"abcdefgh") < head(b"abcdefgi"));
     }
 }
