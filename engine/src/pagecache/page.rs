@@ -30,6 +30,12 @@ pub trait Materializer: Send + Sync + 'static {
     }
 }
 
+/// Whether `summary` has every bit of `probe`: if not, no fragment it summarizes can hold
+/// what the probe stands for.
+fn covers(summary: u64, probe: u64) -> bool {
+    probe & !summary == 0
+}
+
 /// The summary of fragments that were never summarized (see [`Materializer::summarize`]):
 /// all bits, so it covers every probe.
 pub(crate) const UNSUMMARIZED: u64 = u64::MAX;
@@ -86,8 +92,7 @@ impl Page {
         &self,
         probe: u64,
     ) -> impl DoubleEndedIterator<Item = &[u8]> + ExactSizeIterator {
-        let covered = probe & !self.summary == 0;
-        let fragments = if covered { &self.fragments[..] } else { &[] };
+        let fragments = if covers(self.summary, probe) { &self.fragments[..] } else { &[] };
         fragments.iter().map(|f| &**f)
     }
 
@@ -237,7 +242,7 @@ impl<'g> PageView<'g> {
     /// can skip them all without touching one. `probe` is a summary in the materializer's
     /// own terms.
     pub(crate) fn fragments_covering(&self, probe: u64) -> FragmentIter<'g> {
-        let back = if probe & !self.summary == 0 { self.fragments.len() } else { 0 };
+        let back = if covers(self.summary, probe) { self.fragments.len() } else { 0 };
         FragmentIter { fragments: self.fragments, front: 0, back }
     }
 

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Bytes, Event, Plan, Shared, Tree, VersionStore, plan::count_change, walk::Target};
+use super::{
+    Bytes, Event, Plan, Shared, Tree, VersionStore, node, plan::count_change, walk::Target,
+};
 use crate::{
     error::Result,
     ids::{PageId, TreeId},
@@ -143,9 +145,7 @@ pub(crate) fn apply_batch_if(
 /// `key`'s first eight bytes, zero-padded, as a big-endian number: it never decreases as
 /// keys increase.
 fn head(key: &[u8]) -> u64 {
-    let mut head = [0; 8];
-    head.iter_mut().zip(key).for_each(|(to, from)| *to = *from);
-    u64::from_be_bytes(head)
+    u64::from_be_bytes(node::padded(key))
 }
 
 /// One write of a batch, as applied: the tree's id (the sort key, with the key), the key,

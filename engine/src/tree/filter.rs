@@ -13,6 +13,8 @@
 //! fragment names still passes it about one time in 21. Fragments with many ops fill the
 //! filter and then skip nothing, which is no worse than having none.
 
+use super::node;
+
 /// The two bits `key` sets in a filter.
 pub(crate) fn key_bits(key: &[u8]) -> u64 {
     let hash = hash(key);
@@ -25,9 +27,7 @@ pub(crate) fn key_bits(key: &[u8]) -> u64 {
 fn hash(key: &[u8]) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let (words, tail) = key.as_chunks::<8>();
-    // `as_chunks` leaves a tail shorter than a word: it always fits, zero-padded.
-    let mut last = [0u8; 8];
-    last[..tail.len()].copy_from_slice(tail);
+    let last = node::padded(tail);
     let mut hash = u64::try_from(key.len()).unwrap_or(u64::MAX);
     for word in words.iter().chain([&last]) {
         hash = (hash.rotate_left(23) ^ u64::from_le_bytes(*word)).wrapping_mul(K);

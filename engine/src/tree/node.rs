@@ -1410,8 +1410,14 @@ fn is_prefix_len(low: &[u8], high: Option<&[u8]>, p: usize) -> bool {
 
 /// The first [`HEAD_LEN`] bytes of a key suffix, zero-padded past its end.
 fn key_head(suffix: &[u8]) -> [u8; HEAD_LEN] {
-    let mut head = [0; HEAD_LEN];
-    for (to, from) in head.iter_mut().zip(suffix) {
+    padded(suffix)
+}
+
+/// The first `N` of `bytes`, zero-padded past their end: read big-endian, such heads never
+/// decrease as byte strings increase (key heads, a batch's sort heads, a hash's last word).
+pub(crate) fn padded<'b, const N: usize>(bytes: impl IntoIterator<Item = &'b u8>) -> [u8; N] {
+    let mut head = [0; N];
+    for (to, from) in head.iter_mut().zip(bytes) {
         *to = *from;
     }
     head
@@ -1520,10 +1526,7 @@ fn try_encode_image<'e>(
         debug_assert_eq!(matches!(entry, EntryRef::Value(_)), header.level == 0, "entry kind");
         let (head, tail) = key.tail(prefix);
         // The suffix is `head ++ tail`; its key head is its first bytes, zero-padded.
-        let mut start = [0; HEAD_LEN];
-        for (to, from) in start.iter_mut().zip(head.iter().chain(tail)) {
-            *to = *from;
-        }
+        let start: [u8; HEAD_LEN] = padded(head.iter().chain(tail));
         let ([o0, o1, o2, o3], [h0, h1, h2, h3]) = (offset.to_le_bytes(), start);
         let slot = [o0, o1, o2, o3, h0, h1, h2, h3];
         let at = table + SLOT_LEN * i;
