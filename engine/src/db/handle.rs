@@ -8,11 +8,10 @@ use crate::{
     ids::{PageId, TreeId},
     pagecache::{Change, GroupOutcome, GroupUpdate, PageCache, PageCacheStats, Weigh},
     storage::{FileStorage, Storage},
-    sync::{self, Mutex, Ordering},
+    sync::{self, Mutex, Ordering, epoch},
     tree::{
         Batch, Bytes, Plan, Shared, Tree, VersionStats, Versions,
         node::{Node, TreeMaterializer, Value, ValueRef},
-        walk::Target,
     },
 };
 
@@ -202,14 +201,18 @@ impl Db {
             |_| true,
             |recorder| {
                 let catalog = &self.inner.catalog;
-                let descent = catalog.descend(Target::Key(name))?;
-                let Some(entry) = descent.leaf.lookup(name)? else {
+                let (leaf, entry) = {
+                    let guard = epoch::pin();
+                    let (leaf, found) = catalog.leaf_for_write(name, &guard)?;
+                    (leaf, found.map(ValueRef::to_value))
+                };
+                let Some(entry) = entry else {
                     return Ok(Some(None));
                 };
                 let (tree_id, root) = decode_entry(name, &entry)?;
                 let tree = Tree::new(shared.clone(), tree_id, root, Bytes::copy_from(name));
                 let mut plan = Plan::new(shared.node_bytes);
-                plan.add(descent, name, None, -1);
+                plan.add(leaf, name, None, -1);
                 for (id, version) in tree.pages()? {
                     plan.free(id, version);
                 }
@@ -324,8 +327,12 @@ fn open_tree(inner: &Arc<DbInner>, name: Bytes) -> Result<Tree> {
     }
     let cache = &inner.shared.cache;
     loop {
-        let descent = inner.catalog.descend(Target::Key(&name))?;
-        if let Some(entry) = descent.leaf.lookup(&name)? {
+        let (leaf, entry) = {
+            let guard = epoch::pin();
+            let (leaf, found) = inner.catalog.leaf_for_write(&name, &guard)?;
+            (leaf, found.map(ValueRef::to_value))
+        };
+        if let Some(entry) = entry {
             let (id, root) = decode_entry(&name, &entry)?;
             let tree = Tree::new(inner.shared.clone(), id, root, name.clone());
             trees.insert(name, tree.clone());
@@ -337,7 +344,7 @@ fn open_tree(inner: &Arc<DbInner>, name: Bytes) -> Result<Tree> {
         let root = cache.reserve_id()?;
         let mut plan = Plan::new(inner.shared.node_bytes);
         plan.create(root, image, Weigh::Set { owner: id.get(), weight: 0 });
-        plan.add(descent, &name, Some(ValueRef::Inline(&encode_entry(id, root))), 1);
+        plan.add(leaf, &name, Some(ValueRef::Inline(&encode_entry(id, root))), 1);
         if plan.install(cache)? {
             let tree = Tree::new(inner.shared.clone(), id, root, name.clone());
             trees.insert(name, tree.clone());

@@ -42,26 +42,13 @@ pub(crate) const UNSUMMARIZED: u64 = u64::MAX;
 
 /// A version of one page: its base image and the fragments linked onto it since, oldest
 /// first. Cheap to clone; the bytes are shared.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     pub(crate) id: PageId,
     pub(crate) version: u64,
     pub(crate) base: Arc<[u8]>,
     pub(crate) fragments: Vec<Arc<[u8]>>,
-    /// Covers the summaries of all of `fragments`, as [`PageView`]'s.
-    pub(crate) summary: u64,
 }
-
-/// Pages are equal when their contents are: the summary is derived from them, and may be
-/// unknown in one copy and computed in another.
-impl PartialEq for Page {
-    fn eq(&self, other: &Page) -> bool {
-        (self.id, self.version, &self.base, &self.fragments)
-            == (other.id, other.version, &other.base, &other.fragments)
-    }
-}
-
-impl Eq for Page {}
 
 impl Page {
     /// The page's id.
@@ -84,16 +71,6 @@ impl Page {
     /// The fragments linked onto the base, oldest first.
     pub fn fragments(&self) -> impl DoubleEndedIterator<Item = &[u8]> + ExactSizeIterator {
         self.fragments.iter().map(|f| &**f)
-    }
-
-    /// As [`PageView::fragments_covering`]: the fragments, or none when `probe` has a bit
-    /// that no fragment's summary has.
-    pub(crate) fn fragments_covering(
-        &self,
-        probe: u64,
-    ) -> impl DoubleEndedIterator<Item = &[u8]> + ExactSizeIterator {
-        let fragments = if covers(self.summary, probe) { &self.fragments[..] } else { &[] };
-        fragments.iter().map(|f| &**f)
     }
 
     /// The page as one image: `materializer.merge(base, fragments)`, or the base itself if
@@ -256,8 +233,7 @@ impl<'g> PageView<'g> {
         let Fragments { parts, linked } = self.fragments;
         let fragments =
             parts.iter().filter_map(|p| p.bytes.clone()).chain(linked.cloned()).collect();
-        let (id, version, summary) = (self.id, self.version, self.summary);
-        Page { id, version, base: Arc::clone(self.base), fragments, summary }
+        Page { id: self.id, version: self.version, base: Arc::clone(self.base), fragments }
     }
 }
 

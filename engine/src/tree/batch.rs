@@ -2,9 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    Bytes, Event, Plan, Shared, Tree, VersionStore, node, plan::count_change, walk::Target,
-};
+use super::{Bytes, Event, Plan, Shared, Tree, VersionStore, node, plan::count_change};
 use crate::{
     error::Result,
     ids::{PageId, TreeId},
@@ -107,12 +105,12 @@ pub(crate) fn apply_batch_if(
         let mut plan = Plan::new(shared.node_bytes);
         let mut shrunk: BTreeMap<(TreeId, PageId), (&Tree, &Bytes)> = BTreeMap::new();
         for (_, key, tree, value) in &writes {
-            let descent = tree.descend(Target::Key(key))?;
+            let (leaf, current) = tree.current(key)?;
             if value.is_none() {
-                shrunk.entry((tree.inner.id, descent.leaf.id())).or_insert((tree, key));
+                shrunk.entry((tree.inner.id, leaf.id)).or_insert((tree, key));
             }
             // A value stored out of line is freed with the write that replaces it.
-            let Some((current, blob)) = tree.current(&descent, key)? else {
+            let Some((current, blob)) = current else {
                 plan.abandon(&shared.cache);
                 return Ok(None);
             };
@@ -124,7 +122,7 @@ pub(crate) fn apply_batch_if(
                 None => None,
             };
             recorder.stage(tree.inner.id, key, current.as_ref());
-            plan.add(descent, key, stored, count_change(current.is_some(), value.is_some()));
+            plan.add(leaf, key, stored, count_change(current.is_some(), value.is_some()));
         }
         recorder.publish();
         if plan.install(&shared.cache)? {

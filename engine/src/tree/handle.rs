@@ -8,7 +8,7 @@ use super::{
     node::{Entry, Node, NodeRef, Value, ValueRef},
     plan::{Plan, count_change},
     versions::Versions,
-    walk::{self, Descent, Target, TreePage},
+    walk::{self, LeafAt, Target, TreePage},
 };
 use crate::{
     error::{Error, Result},
@@ -22,6 +22,10 @@ const CATALOG: TreeId = TreeId(0);
 
 /// A value stored out of line: its page, and the version of the page that was read.
 pub(crate) type ValuePage = (PageId, u64);
+
+/// The value a write replaces (`None`: the key is absent), with its page if it is stored out
+/// of line.
+pub(crate) type Current = (Option<Bytes>, Option<ValuePage>);
 
 /// What every tree of one database shares.
 pub(crate) struct Shared {
@@ -480,13 +484,8 @@ impl Tree {
         Ok(hasher.finalize())
     }
 
-    pub(crate) fn descend(&self, target: Target<'_>) -> Result<Descent> {
-        walk::descend(self.cache(), self.inner.id, self.inner.root, target)
-            .map_err(|error| self.explain(error))
-    }
-
-    /// As [`Tree::descend`], under `guard` and taking no reference to any page: the read
-    /// path.
+    /// The leaf for `target` and its parsed header, under `guard` and taking no reference
+    /// to any page: the read path.
     pub(crate) fn descend_view<'g>(
         &self,
         target: Target<'_>,
@@ -564,19 +563,30 @@ impl Tree {
         Ok(ValueRef::Blob { page, len: u64::try_from(value.len()).unwrap_or(u64::MAX) })
     }
 
-    /// The current value of `key` (read from the leaf `descent` found) and the page of its
-    /// value if stored out of line; `None` if the value moved meanwhile.
-    pub(crate) fn current(
+    /// For a write on `key`: the leaf to change, and what `key` holds there, borrowed from
+    /// the page under `guard`.
+    pub(crate) fn leaf_for_write<'g>(
         &self,
-        descent: &Descent,
         key: &[u8],
-    ) -> Result<Option<(Option<Bytes>, Option<ValuePage>)>> {
-        match descent.leaf.lookup(key)? {
-            None => Ok(Some((None, None))),
-            Some(value) => {
-                Ok(self.read_value(key, value.as_ref())?.map(|(bytes, blob)| (Some(bytes), blob)))
-            }
-        }
+        guard: &'g epoch::Guard,
+    ) -> Result<(LeafAt, Option<ValueRef<'g>>)> {
+        let (leaf, page) =
+            walk::descend_for_write(self.cache(), self.inner.id, self.inner.root, key, guard)
+                .map_err(|error| self.explain(error))?;
+        Ok((leaf, walk::lookup_in(&page, key)?))
+    }
+
+    /// For a write on `key`: the leaf to change, and the value the write replaces with the
+    /// page of a value stored out of line. The value is `None` if it moved meanwhile (a
+    /// concurrent overwrite freed its page): descend again.
+    pub(crate) fn current(&self, key: &[u8]) -> Result<(LeafAt, Option<Current>)> {
+        let guard = epoch::pin();
+        let (leaf, found) = self.leaf_for_write(key, &guard)?;
+        let current = match found {
+            None => Some((None, None)),
+            Some(value) => self.read_value(key, value)?.map(|(bytes, blob)| (Some(bytes), blob)),
+        };
+        Ok((leaf, current))
     }
 
     /// Sets `key` to `f(current)`; returns the value before and after.
@@ -598,8 +608,8 @@ impl Tree {
         let written = shared.versions.write(
             |_| true,
             |recorder| {
-                let descent = self.descend(Target::Key(key))?;
-                let Some((current, blob)) = self.current(&descent, key)? else {
+                let (leaf, current) = self.current(key)?;
+                let Some((current, blob)) = current else {
                     return Ok(None);
                 };
                 let Some(new) = f(current.as_ref()) else {
@@ -616,7 +626,7 @@ impl Tree {
                     Some(value) => Some(self.store(key, value, &mut plan)?),
                     None => None,
                 };
-                plan.add(descent, key, stored, count_change(current.is_some(), new.is_some()));
+                plan.add(leaf, key, stored, count_change(current.is_some(), new.is_some()));
                 recorder.stage(self.inner.id, key, current.as_ref());
                 recorder.publish();
                 if plan.install(self.cache())? {

@@ -1026,23 +1026,17 @@ pub(crate) fn leaf_lookup(
     fragments: &[&[u8]],
     key: &[u8],
 ) -> Result<Option<Value>, Malformed> {
-    Ok(leaf_lookup_ref(base, fragments.iter().copied(), key)?.map(ValueRef::to_value))
+    let node = NodeRef::parse_header(base)?;
+    Ok(leaf_lookup_parsed(&node, fragments.iter().copied(), key)?.map(ValueRef::to_value))
 }
 
-/// As `leaf_lookup`, borrowing the value from the base or fragment that holds it: the
-/// read path of a get allocates nothing until it copies the value out.
+/// The value of `key` in the leaf made of `node` (its header parsed already, by the descent
+/// that found it) and `fragments` (oldest first), as `leaf_lookup` finds it, borrowed from
+/// the base or fragment that holds it: the read path of a get allocates nothing until it
+/// copies the value out.
 ///
 /// # Errors
 /// As `leaf_lookup`.
-pub(crate) fn leaf_lookup_ref<'a>(
-    base: &'a [u8],
-    fragments: impl DoubleEndedIterator<Item = &'a [u8]> + ExactSizeIterator,
-    key: &[u8],
-) -> Result<Option<ValueRef<'a>>, Malformed> {
-    leaf_lookup_parsed(&NodeRef::parse_header(base)?, fragments, key)
-}
-
-/// As [`leaf_lookup_ref`], the base's header parsed already (by the descent that found it).
 pub(crate) fn leaf_lookup_parsed<'a>(
     node: &NodeRef<'a>,
     fragments: impl DoubleEndedIterator<Item = &'a [u8]> + ExactSizeIterator,

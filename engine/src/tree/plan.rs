@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use super::{
     draft::Draft,
     node::{Entry, EntryRef, FragmentBuilder, KeyRef, Node, ValueRef},
-    walk::{self, Descent},
+    walk::{self, LeafAt},
 };
 use crate::{
     error::Result,
@@ -54,9 +54,9 @@ type Attachments = BTreeMap<PageId, (u64, Vec<Split>)>;
 /// node over its pieces that it becomes (one level up; it may have to split in its turn).
 type NewRoots = Vec<(PageId, u64, Node)>;
 
-/// A leaf a plan changes: its descent, the fragment of operations on it, and the change
-/// they make to its entry count.
-type Leaf = (Descent, FragmentBuilder, i64);
+/// A leaf a plan changes: as its descent found it, the fragment of operations on it, and
+/// the change they make to its entry count.
+type Leaf = (LeafAt, FragmentBuilder, i64);
 
 /// One page's bytes in a group update: a fragment to link or an image to write.
 struct Image {
@@ -72,7 +72,7 @@ struct Image {
 #[derive(Debug)]
 pub(crate) struct Plan {
     node_bytes: usize,
-    /// The touched leaves' descents, in the order first touched, with the fragment of
+    /// The touched leaves, in the order first touched, with the fragment of
     /// operations on each and the change they make to the leaf's entry count.
     leaves: Vec<Leaf>,
     /// Where each touched leaf is in `leaves`, by id. Writes usually come in key order, so
@@ -113,23 +113,22 @@ impl Plan {
         self.freed.push((id, version));
     }
 
-    /// Adds setting `key` to `value` (or removing it, for `None`) on the leaf that
-    /// `descent` found; `delta` is what it changes in the leaf's entry count (+1 a new key,
-    /// -1 a removed one, 0 an overwrite).
+    /// Adds setting `key` to `value` (or removing it, for `None`) on `leaf`; `delta` is what
+    /// it changes in the leaf's entry count (+1 a new key, -1 a removed one, 0 an
+    /// overwrite).
     pub(crate) fn add(
         &mut self,
-        descent: Descent,
+        leaf: LeafAt,
         key: &[u8],
         value: Option<ValueRef<'_>>,
         delta: i64,
     ) {
-        let id = descent.leaf.id();
+        let id = leaf.id;
         let last = self.leaves.len().checked_sub(1);
-        let at = match last.filter(|&i| self.leaves.get(i).is_some_and(|(d, ..)| d.leaf.id() == id))
-        {
+        let at = match last.filter(|&i| self.leaves.get(i).is_some_and(|(l, ..)| l.id == id)) {
             Some(last) => last,
             None => *self.leaf_index.entry(id).or_insert_with(|| {
-                self.leaves.push((descent, FragmentBuilder::default(), 0));
+                self.leaves.push((leaf, FragmentBuilder::default(), 0));
                 self.leaves.len() - 1
             }),
         };
@@ -262,27 +261,30 @@ impl Rewrite<'_> {
     fn plan(&mut self, leaves: Vec<Leaf>) -> Result<bool> {
         let mut attachments = Attachments::new();
         let mut new_roots = NewRoots::new();
-        for (descent, ops, delta) in leaves {
-            let leaf = &descent.leaf;
-            let id = leaf.id();
-            if leaf.page_len() + ops.len() <= self.node_bytes {
-                let change =
-                    Planned::Link { version: leaf.version(), fragment: ops.finish(), delta };
+        for (leaf, ops, delta) in leaves {
+            let id = leaf.id;
+            if leaf.len + ops.len() <= self.node_bytes {
+                let change = Planned::Link { version: leaf.version, fragment: ops.finish(), delta };
                 self.planned.insert(id, change);
                 continue;
             }
             // A leaf that splits, and the index nodes above it, need their parents; only
             // the paths of splitting leaves are recorded, since only they lead to splits.
-            for pair in descent.path.windows(2) {
+            for pair in leaf.path.windows(2) {
                 self.parents.insert(pair[1].0, pair[0]);
             }
             // A leaf without a parent is the root (`place` treats it so).
-            if let Some(&parent) = descent.path.last() {
+            if let Some(&parent) = leaf.path.last() {
                 self.parents.insert(id, parent);
             }
+            // The descent kept no page: read it again, as it was planned on.
+            let page = walk::try_read(self.cache, id)?;
+            let Some(page) = page.filter(|page| page.version() == leaf.version) else {
+                return Ok(false);
+            };
             let fragment = ops.finish();
-            let draft = leaf.draft(Some(&fragment))?;
-            self.place(id, leaf.version(), draft, &mut attachments, &mut new_roots)?;
+            let draft = page.draft(Some(&fragment))?;
+            self.place(id, leaf.version, draft, &mut attachments, &mut new_roots)?;
         }
         // Each level takes in the splits of the one below, and may split in its turn.
         for level in 1..=u8::MAX {

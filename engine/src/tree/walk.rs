@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use super::{
     draft::Draft,
     filter,
-    node::{self, Malformed, Node, NodeRef, Value, ValueRef},
+    node::{self, Malformed, Node, NodeRef, ValueRef},
 };
 use crate::{
     error::{Error, Result},
@@ -78,13 +78,6 @@ impl TreePage {
         let fragments: Vec<&[u8]> = self.page.fragments().chain(extra).collect();
         Draft::of_page(self.page.base(), &fragments).map_err(|m| corrupt(self.id(), &m))
     }
-
-    /// The value of `key` in this leaf.
-    pub(crate) fn lookup(&self, key: &[u8]) -> Result<Option<Value>> {
-        let fragments = self.page.fragments_covering(filter::key_bits(key));
-        let found = node::leaf_lookup_ref(self.page.base(), fragments, key);
-        Ok(found.map_err(|m| corrupt(self.id(), &m))?.map(ValueRef::to_value))
-    }
 }
 
 /// A damaged node, as the error the user sees.
@@ -111,11 +104,46 @@ pub(crate) fn try_read(cache: &PageCache, id: PageId) -> Result<Option<TreePage>
     Ok(cache.get(id)?.map(|page| TreePage { page }))
 }
 
-/// A descent to a leaf: the leaf, and the index nodes above it (id and version), root first.
+/// A descent to a node (merging's): the node, and the index nodes above it (id and version),
+/// root first.
 #[derive(Debug, Clone)]
 pub(crate) struct Descent {
     pub(crate) leaf: TreePage,
     pub(crate) path: Vec<(PageId, u64)>,
+}
+
+/// The leaf a write changes, as the write's descent found it. A plan needs the leaf's
+/// contents only to split it, and reads the page again then; most writes only link a
+/// fragment. Not holding the page spares each write a reference to every fragment of its
+/// leaf (each one a cache miss on a large tree) and a list to keep them in.
+#[derive(Debug, Clone)]
+pub(crate) struct LeafAt {
+    pub(crate) id: PageId,
+    pub(crate) version: u64,
+    /// Base plus fragments, in bytes, as [`TreePage::page_len`] counts them.
+    pub(crate) len: usize,
+    /// The index nodes above the leaf (id and version), root first.
+    pub(crate) path: Vec<(PageId, u64)>,
+}
+
+/// Descends tree `tree` from `root` to the leaf for `key`, for a write: the leaf as a
+/// [`LeafAt`], and the page itself under `guard` (with its base's header parsed), to look
+/// up the value the write replaces.
+///
+/// # Errors
+/// As [`descend_to`].
+pub(crate) fn descend_for_write<'g>(
+    cache: &PageCache,
+    tree: TreeId,
+    root: PageId,
+    key: &[u8],
+    guard: &'g epoch::Guard,
+) -> Result<(LeafAt, (PageView<'g>, NodeRef<'g>))> {
+    let mut path = Vec::new();
+    let (page, node) = descend_in(cache, tree, root, Target::Key(key), 0, guard, Some(&mut path))?;
+    let len = page.base().len() + page.fragments().map(<[u8]>::len).sum::<usize>();
+    let leaf = LeafAt { id: page.id(), version: page.version(), len, path };
+    Ok((leaf, (page, node)))
 }
 
 /// Where a descent is going.
@@ -159,25 +187,12 @@ impl Target<'_> {
     }
 }
 
-/// Descends tree `tree` from `root` to the leaf for `target`.
+/// Descends tree `tree` from `root` to the node for `target` at `stop` levels above the
+/// leaves (the leaf for 0; the lowest node on the way if the tree is not that tall).
 ///
 /// # Errors
 /// [`Error::Corruption`] for damaged nodes, or a tree that keeps sending the descent
 /// nowhere.
-pub(crate) fn descend(
-    cache: &PageCache,
-    tree: TreeId,
-    root: PageId,
-    target: Target<'_>,
-) -> Result<Descent> {
-    descend_to(cache, tree, root, target, 0)
-}
-
-/// As [`descend`], stopping at the node at `stop` levels above the leaves (`None` if the
-/// tree is not that tall). The descent's `leaf` is then that node.
-///
-/// # Errors
-/// As [`descend`].
 pub(crate) fn descend_to(
     cache: &PageCache,
     tree: TreeId,
@@ -213,7 +228,7 @@ pub(crate) fn lookup_in<'g>(
 /// `path` if given.
 ///
 /// # Errors
-/// As [`descend`].
+/// As [`descend_to`].
 pub(crate) fn descend_in<'g>(
     cache: &PageCache,
     tree: TreeId,
