@@ -14,13 +14,14 @@
 use super::{
     Tree,
     draft::Draft,
-    node::EntryRef,
+    node::{self, EntryRef},
     walk::{self, Target, TreePage},
 };
 use crate::{
     error::Result,
     ids::PageId,
     pagecache::{Change, GroupUpdate, Weigh},
+    sync::epoch,
 };
 
 impl Tree {
@@ -40,7 +41,7 @@ impl Tree {
             if page.node()?.level() != level {
                 return Ok(()); // the tree is not that tall (any more)
             }
-            if !underfull(page, node_bytes)? {
+            if !underfull(page.id(), page.base(), || page.fragments(), node_bytes)? {
                 return Ok(());
             }
             let Some(&(parent_id, parent_version)) = descent.path.last() else {
@@ -71,15 +72,21 @@ impl Tree {
     /// its keys): the leaf is read by id first, since most leaves are not underfull and
     /// this spares them a descent.
     pub(crate) fn merge_leaf_if_underfull(&self, leaf: PageId, key: &[u8]) -> Result<()> {
-        let Some(page) = walk::try_read(self.cache(), leaf)? else {
-            return Ok(()); // merged away already
+        let small = {
+            // Read in place: a leaf that is not underfull is left without taking a
+            // reference to any of its fragments.
+            let guard = epoch::pin();
+            let Some(page) = self.cache().read(leaf, &guard)? else {
+                return Ok(()); // merged away already
+            };
+            // A page freed and reused for something else since: the full check finds the
+            // leaf.
+            let ours = walk::node_of(&page)
+                .is_ok_and(|node| node.tree() == self.inner.id && node.is_leaf());
+            let node_bytes = self.inner.shared.node_bytes;
+            !ours || underfull(page.id(), page.base(), || page.fragments(), node_bytes)?
         };
-        // A page freed and reused for something else since: the full check finds the leaf.
-        let ours = page.node().is_ok_and(|node| node.tree() == self.inner.id && node.is_leaf());
-        if ours && !underfull(&page, self.inner.shared.node_bytes)? {
-            return Ok(());
-        }
-        self.merge_if_underfull(key)
+        if small { self.merge_if_underfull(key) } else { Ok(()) }
     }
 
     /// Merges child `id` of `parent` with a sibling; whether it did.
@@ -184,9 +191,24 @@ impl Tree {
     }
 }
 
-/// Whether `page` is under a quarter of `node_bytes`. Fragments (removes among them) count
-/// in a page's length until it is next consolidated, so a long page with fragments is
-/// measured as the image it would consolidate to.
-fn underfull(page: &TreePage, node_bytes: usize) -> Result<bool> {
-    Ok(page.page_len() <= node_bytes / 4 || page.image_len()? <= node_bytes / 4)
+/// Whether page `id`, made of `base` and the fragments `fragments` lists (oldest first, a
+/// new iterator per call), is under a quarter of `node_bytes`. Fragments (removes among
+/// them) count in a page's length until it is next consolidated, so a long page with
+/// fragments is measured as the image it would consolidate to.
+fn underfull<'a, I: ExactSizeIterator<Item = &'a [u8]>>(
+    id: PageId,
+    base: &'a [u8],
+    fragments: impl Fn() -> I,
+    node_bytes: usize,
+) -> Result<bool> {
+    let quarter = node_bytes / 4;
+    let page_len = base.len() + fragments().map(<[u8]>::len).sum::<usize>();
+    if page_len <= quarter || fragments().len() == 0 {
+        return Ok(page_len <= quarter);
+    }
+    let corrupt = |m| walk::corrupt(id, &m);
+    if node::leaf_len_at_least(base, fragments()).map_err(corrupt)? > quarter {
+        return Ok(false);
+    }
+    Ok(node::leaf_len(base, fragments()).map_err(corrupt)? <= quarter)
 }

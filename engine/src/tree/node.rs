@@ -749,6 +749,19 @@ impl<'a> NodeRef<'a> {
         Ok((offset, u32::from_be_bytes([h0, h1, h2, h3])))
     }
 
+    /// The bytes the longest entry takes, its slot included: entries lie in slot order,
+    /// each up to the next one's offset and the last up to the image's end.
+    fn longest_entry(&self) -> Result<usize, Malformed> {
+        let mut longest = 0;
+        let mut end = self.image.len();
+        for i in (0..self.len).rev() {
+            let (offset, _) = self.slot(i)?;
+            longest = longest.max(end.saturating_sub(offset));
+            end = offset;
+        }
+        Ok(SLOT_LEN + longest)
+    }
+
     /// A reader at entry `i`.
     fn entry_reader(&self, i: usize) -> Result<Reader<'a>, Malformed> {
         let (at, _) = self.slot(i)?;
@@ -1174,6 +1187,25 @@ pub(crate) fn leaf_len<'a>(
     Ok((base.len() + added).saturating_sub(removed))
 }
 
+/// A lower bound on [`leaf_len`] that reads only the base's slot table and each fragment's
+/// op count: an op takes at most one entry out of the base (what a put brings back only
+/// adds), and none is longer than the base's longest. Most leaves a remove shrank are far
+/// from small enough to merge, and this shows it for a tenth of the exact length's cost.
+///
+/// # Errors
+/// [`Malformed`] if the base's header or slot table, or a fragment's header, is.
+pub(crate) fn leaf_len_at_least<'a>(
+    base: &'a [u8],
+    fragments: impl Iterator<Item = &'a [u8]>,
+) -> Result<usize, Malformed> {
+    let node = NodeRef::parse_header(base)?;
+    let mut ops = 0usize;
+    for fragment in fragments {
+        ops = ops.saturating_add(fragment_header(&mut Reader { bytes: fragment, at: 0 })?);
+    }
+    Ok(base.len().saturating_sub(ops.saturating_mul(node.longest_entry()?)))
+}
+
 /// A key and what the newest op on it leaves: a value, or `None` for a remove.
 type Change<'a> = (&'a [u8], Option<ValueRef<'a>>);
 
@@ -1254,21 +1286,7 @@ fn scan_fragment<'a>(
     mut each: impl FnMut(usize, OpRef<'a>) -> Result<(), Malformed>,
 ) -> Result<(), Malformed> {
     let mut reader = Reader { bytes: fragment, at: 0 };
-    let tag = reader.u8()?;
-    if tag != FRAGMENT_TAG {
-        return Err(Malformed::new(
-            0,
-            format!("format tag {tag:#04x}, not a fragment ({FRAGMENT_TAG})"),
-        ));
-    }
-    let count_at = reader.at;
-    let count = reader.varint()?;
-    let count = usize::try_from(count)
-        .ok()
-        .filter(|&n| n >= 1 && n <= reader.left() / MIN_OP_LEN)
-        .ok_or_else(|| {
-            Malformed::new(count_at, format!("{count} ops in {} bytes", reader.left()))
-        })?;
+    let count = fragment_header(&mut reader)?;
     for _ in 0..count {
         let at = reader.at;
         let op = reader.u8()?;
@@ -1287,6 +1305,23 @@ fn scan_fragment<'a>(
         ));
     }
     Ok(())
+}
+
+/// Reads a fragment's tag and op count, leaving `reader` at its first op.
+fn fragment_header(reader: &mut Reader<'_>) -> Result<usize, Malformed> {
+    let tag = reader.u8()?;
+    if tag != FRAGMENT_TAG {
+        return Err(Malformed::new(
+            0,
+            format!("format tag {tag:#04x}, not a fragment ({FRAGMENT_TAG})"),
+        ));
+    }
+    let count_at = reader.at;
+    let count = reader.varint()?;
+    usize::try_from(count)
+        .ok()
+        .filter(|&n| n >= 1 && n <= reader.left() / MIN_OP_LEN)
+        .ok_or_else(|| Malformed::new(count_at, format!("{count} ops in {} bytes", reader.left())))
 }
 
 /// A cursor over an image or fragment; every read is checked.
@@ -1863,6 +1898,8 @@ mod tests {
             let image = assert_round_trips(&merged);
             let len = leaf_len(&base, fragments.iter().copied()).unwrap();
             assert_eq!(len, image.len(), "seed {seed}: leaf_len");
+            let at_least = leaf_len_at_least(&base, fragments.iter().copied()).unwrap();
+            assert!(at_least <= len, "seed {seed}: a bound of {at_least} over {len} bytes");
             let draft = Draft::of_page(&base, &fragments).unwrap();
             assert_eq!(draft.encode().unwrap(), image, "seed {seed}: the draft's image");
             let view = NodeRef::parse(&image).unwrap();
@@ -2112,6 +2149,31 @@ mod tests {
         let (left, right) = split(node.clone());
         assert_eq!(right.header.low, b"abd123");
         assert_split(0, &node, &left, &right);
+    }
+
+    #[test]
+    fn the_length_bound_is_exact_when_each_op_removes_a_longest_entry() {
+        let mut leaf = Node::empty(TreeId(7), 0);
+        for key in [&b"k1"[..], b"k2", b"k3", b"k4"] {
+            leaf.apply(&Op::Put { key: key.to_vec(), value: inline(b"0123456789") });
+        }
+        let base = leaf.encode().unwrap();
+        assert_eq!(leaf_len_at_least(&base, std::iter::empty()).unwrap(), base.len());
+        let removes = |keys: &[&[u8]]| {
+            let ops: Vec<Op> = keys.iter().map(|key| Op::Remove { key: key.to_vec() }).collect();
+            encode_fragment(&ops)
+        };
+        let (one, two) = (removes(&[b"k2"]), removes(&[b"k1", b"k4"]));
+        for fragments in [vec![&one[..]], vec![&one[..], &two[..]]] {
+            let exact = leaf_len(&base, fragments.iter().copied()).unwrap();
+            let bound = leaf_len_at_least(&base, fragments.iter().copied()).unwrap();
+            assert_eq!(bound, exact, "{} fragments", fragments.len());
+        }
+        // A put brings back at least what it takes: the bound stays below.
+        let put = encode_fragment(&[Op::Put { key: b"k3".to_vec(), value: inline(b"") }]);
+        let exact = leaf_len(&base, std::iter::once(&put[..])).unwrap();
+        assert!(leaf_len_at_least(&base, std::iter::once(&put[..])).unwrap() < exact);
+        assert!(leaf_len_at_least(&base, std::iter::once(&b"\x07"[..])).is_err());
     }
 
     #[test]

@@ -48,22 +48,9 @@ impl TreePage {
         NodeRef::parse_header(self.page.base()).map_err(|m| corrupt(self.id(), &m))
     }
 
-    /// Whether fragments are linked onto the base.
-    pub(crate) fn has_fragments(&self) -> bool {
-        self.page.fragments().len() > 0
-    }
-
-    /// Base plus fragments, in bytes: the page's size before it is next consolidated.
-    pub(crate) fn page_len(&self) -> usize {
-        self.page.base().len() + self.page.fragments().map(<[u8]>::len).sum::<usize>()
-    }
-
-    /// The length of the page's image once its fragments are folded in.
-    pub(crate) fn image_len(&self) -> Result<usize> {
-        if !self.has_fragments() {
-            return Ok(self.page.base().len());
-        }
-        node::leaf_len(self.page.base(), self.page.fragments()).map_err(|m| corrupt(self.id(), &m))
+    /// The fragments linked onto the base, oldest first.
+    pub(crate) fn fragments(&self) -> impl DoubleEndedIterator<Item = &[u8]> + ExactSizeIterator {
+        self.page.fragments()
     }
 
     /// The node with every fragment applied.
