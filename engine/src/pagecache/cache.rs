@@ -674,13 +674,21 @@ impl Inner {
         if live.frags.is_empty() || state.is_claimed() {
             return Ok(false);
         }
-        let full = match self.load_parts(id, state) {
-            Ok(full) => full,
-            // Moved meanwhile (see `get`): whoever moved it did the work.
-            Err(_) if !slot.load(&guard).is(&current) => return Ok(false),
-            Err(error) => return Err(error),
+        // A resident page is read as it is: a loaded copy would take a reference to each
+        // of its parts, each one a cache miss on a large cache.
+        let loaded;
+        let full = if state.holds_all() {
+            state
+        } else {
+            loaded = match self.load_parts(id, state) {
+                Ok(loaded) => loaded,
+                // Moved meanwhile (see `get`): whoever moved it did the work.
+                Err(_) if !slot.load(&guard).is(&current) => return Ok(false),
+                Err(error) => return Err(error),
+            };
+            &loaded
         };
-        let Some(page) = PageView::of_state(id, &full) else {
+        let Some(page) = PageView::of_state(id, full) else {
             return Ok(false);
         };
         let image = page.materialize(&*self.materializer);
