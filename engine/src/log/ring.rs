@@ -291,7 +291,7 @@ impl Ring {
             // Acquire load above made the opener's stores of base and capacity visible.
             let capacity = slot.capacity.load(Ordering::Acquire);
             if header.offset() + len > capacity {
-                self.try_seal(c, slot, header, len)?;
+                self.try_seal(c, slot, header, len, true)?;
                 continue;
             }
             if slot
@@ -328,7 +328,9 @@ impl Ring {
 
     /// Makes everything reserved so far eligible for writing, and returns the incarnation
     /// that must be flushed for it to be durable (`None`: nothing was ever reserved here).
-    pub(crate) fn seal_for_flush(&self) -> Result<Option<u64>> {
+    /// The flusher is woken for the buffer this call seals if `wake_flusher`; a caller that
+    /// passes `false` must write it itself.
+    pub(crate) fn seal_for_flush(&self, wake_flusher: bool) -> Result<Option<u64>> {
         loop {
             self.check()?;
             let c = self.current.load(Ordering::Acquire);
@@ -345,7 +347,7 @@ impl Ring {
             if header.offset() == 0 {
                 return Ok(c.checked_sub(1));
             }
-            if self.try_seal(c, slot, header, 0)? {
+            if self.try_seal(c, slot, header, 0, wake_flusher)? {
                 return Ok(Some(c));
             }
         }
@@ -361,14 +363,22 @@ impl Ring {
         let slot = self.slot(c);
         let header = BufferHeader::from_raw(slot.header.load(Ordering::Acquire));
         if header.is_incarnation(c) && !header.is_sealed() && header.offset() > 0 {
-            self.try_seal(c, slot, header, 0)?;
+            self.try_seal(c, slot, header, 0, true)?;
         }
         Ok(())
     }
 
     /// Seals incarnation `c` if its header is still `header`; the winner then opens the next
-    /// buffer, leaving room there for `need` bytes. Returns whether this call sealed it.
-    fn try_seal(&self, c: u64, slot: &Slot, header: BufferHeader, need: u64) -> Result<bool> {
+    /// buffer, leaving room there for `need` bytes, and wakes the flusher if
+    /// `wake_flusher`. Returns whether this call sealed it.
+    fn try_seal(
+        &self,
+        c: u64,
+        slot: &Slot,
+        header: BufferHeader,
+        need: u64,
+        wake_flusher: bool,
+    ) -> Result<bool> {
         let sealed = slot
             .header
             .compare_exchange(
@@ -379,19 +389,22 @@ impl Ring {
             )
             .is_ok();
         if sealed {
-            self.rotate(c, slot, header.offset(), need)?;
+            self.rotate(c, slot, header.offset(), need, wake_flusher)?;
         }
         Ok(sealed)
     }
 
     /// Called by the thread that sealed incarnation `c` with `used` bytes: decides where the
-    /// next buffer starts (leaving room for `need` bytes), waits for its slot, opens it.
-    fn rotate(&self, c: u64, slot: &Slot, used: u64, need: u64) -> Result<()> {
+    /// next buffer starts (leaving room for `need` bytes), wakes the flusher if
+    /// `wake_flusher`, waits for the next buffer's slot, opens it.
+    fn rotate(&self, c: u64, slot: &Slot, used: u64, need: u64, wake_flusher: bool) -> Result<()> {
         let base = slot.base.load(Ordering::Acquire);
         let next = self.geometry.next_buffer_start(base + used, need);
         // Release: the flusher acquires `next_base` and then knows the buffer is complete.
         slot.next_base.store(next, Ordering::Release);
-        self.notify(&self.work);
+        if wake_flusher {
+            self.notify(&self.work);
+        }
 
         // The slot for `c + 1` last held incarnation `c + 1 - count`; wait until it is written.
         let mut spins = 0;
@@ -427,11 +440,14 @@ impl Ring {
         Ok(())
     }
 
-    /// Asks the flusher to make incarnation `target` durable as soon as it is written.
-    pub(crate) fn request(&self, target: u64) {
+    /// Asks the flusher to make incarnation `target` durable as soon as it is written, and
+    /// wakes it if `wake_flusher` (see [`Ring::seal_for_flush`]).
+    pub(crate) fn request(&self, target: u64, wake_flusher: bool) {
         // AcqRel: the flusher's acquire load of `requested` must see the request.
         self.requested.fetch_max(target + 1, Ordering::AcqRel);
-        self.notify(&self.work);
+        if wake_flusher {
+            self.notify(&self.work);
+        }
     }
 
     /// One more than the highest incarnation a `flush` caller waits for.

@@ -149,10 +149,10 @@ fn run_writer(model: &Model, script: &Script) {
 
         if seq == 0 && script.flush_after_first {
             let target = ring
-                .seal_for_flush()
+                .seal_for_flush(true)
                 .expect("seal")
                 .expect("something was reserved, so something must be flushed");
-            ring.request(target);
+            ring.request(target, true);
             let stable = ring.wait_flushed(target).expect("flush");
             for logged in &mine {
                 assert!(
