@@ -2,7 +2,7 @@
 //! from 1 and 2 threads, with criterion.
 //!
 //! # What it measures
-//! One database on a real directory, default [`Config`] except the path (4 KiB nodes, a
+//! One database on a real directory, default [`Config`] except the path (8 KiB nodes, a
 //! 256 MiB cache, a flush every 500 ms). Keys are 24 random bytes, values 150 random bytes
 //! (slices of a random pool, so that nothing compresses), all from fixed seeds.
 //!
