@@ -74,7 +74,7 @@ impl Flusher {
         // When the open buffer was last checked by the timer.
         let mut last_seal_check = Instant::now();
         loop {
-            let (next, synced) = {
+            let next = {
                 let mut this = sync::lock(flusher);
                 if ring.has_failed() {
                     return;
@@ -89,9 +89,9 @@ impl Flusher {
                 if ring.is_closing() && this.synced == this.next {
                     return;
                 }
-                (this.next, this.synced)
+                this.next
             };
-            ring.wait_for_work(next, synced, period.unwrap_or(IDLE_WAIT));
+            ring.wait_for_work(period.unwrap_or(IDLE_WAIT));
             if period.is_some_and(|p| last_seal_check.elapsed() >= p) {
                 // Data sitting in the open buffer becomes durable within the period too.
                 // Errors here are a failure or a close, both recorded already.

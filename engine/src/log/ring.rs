@@ -511,10 +511,15 @@ impl Ring {
         Some(Sealed { slot, base, used: header.offset(), next_base })
     }
 
-    /// Blocks the flusher until incarnation `f` is ready, a flush waits for written but
-    /// unsynced incarnations (`synced..f`), the log closes or fails, or `timeout` passes.
-    pub(crate) fn wait_for_work(&self, f: u64, synced: u64, timeout: Duration) {
+    /// Blocks the flusher thread until the next incarnation to write is ready, a flush
+    /// waits for written but unsynced incarnations, the log closes or fails, or `timeout`
+    /// passes. What is written and synced is read here, under the lock wake-ups take, not
+    /// passed in: a `flush` caller may have done the flusher's work since the thread last
+    /// looked, and a wait on that older view could miss the wake-up for the buffer after.
+    pub(crate) fn wait_for_work(&self, timeout: Duration) {
         let guard = sync::lock(&self.wake);
+        let f = self.released.load(Ordering::Acquire);
+        let synced = self.flushed.load(Ordering::Acquire);
         let sync_wanted = synced < f && self.requested() > synced;
         if self.ready(f).is_none()
             && !sync_wanted
