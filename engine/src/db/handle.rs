@@ -8,7 +8,7 @@ use crate::{
     ids::{PageId, TreeId},
     pagecache::{Change, GroupOutcome, GroupUpdate, PageCache, PageCacheStats, Weigh},
     storage::{FileStorage, Storage},
-    sync::{self, Mutex, Ordering, epoch},
+    sync::{self, Mutex, Ordering},
     tree::{
         Batch, Bytes, Plan, Shared, Tree, VersionStats, Versions,
         node::{Node, TreeMaterializer, Value, ValueRef},
@@ -201,11 +201,7 @@ impl Db {
             |_| true,
             |recorder| {
                 let catalog = &self.inner.catalog;
-                let (leaf, entry) = {
-                    let guard = epoch::pin();
-                    let (leaf, found) = catalog.leaf_for_write(name, &guard)?;
-                    (leaf, found.map(ValueRef::to_value))
-                };
+                let (leaf, entry) = catalog.entry_for_write(name)?;
                 let Some(entry) = entry else {
                     return Ok(Some(None));
                 };
@@ -327,11 +323,7 @@ fn open_tree(inner: &Arc<DbInner>, name: Bytes) -> Result<Tree> {
     }
     let cache = &inner.shared.cache;
     loop {
-        let (leaf, entry) = {
-            let guard = epoch::pin();
-            let (leaf, found) = inner.catalog.leaf_for_write(&name, &guard)?;
-            (leaf, found.map(ValueRef::to_value))
-        };
+        let (leaf, entry) = inner.catalog.entry_for_write(&name)?;
         if let Some(entry) = entry {
             let (id, root) = decode_entry(&name, &entry)?;
             let tree = Tree::new(inner.shared.clone(), id, root, name.clone());

@@ -53,6 +53,8 @@ pub(crate) struct Flusher {
     /// When the oldest written but unsynced buffer was written.
     unsynced_since: Option<Instant>,
     active: Option<Active>,
+    /// `flush_every_ms`: written data is synced once it has been volatile this long.
+    period: Option<Duration>,
 }
 
 impl Flusher {
@@ -61,15 +63,18 @@ impl Flusher {
     pub(crate) fn new(shared: Arc<Shared>, tail: Option<Arc<Segment>>) -> Self {
         let active = tail.map(|segment| Active { segment, dirty: false });
         let written_stable = shared.ring.stable();
-        Self { shared, next: 0, synced: 0, written_stable, unsynced_since: None, active }
+        let period = shared.config.flush_every_ms.map(Duration::from_millis);
+        Self { shared, next: 0, synced: 0, written_stable, unsynced_since: None, active, period }
     }
 
     /// The thread's main loop; returns when the log closes or fails. The flusher is shared
     /// with `flush` callers, who may do its work themselves (see [`Flusher::help`]): the
     /// thread holds it only while it works, never while it waits.
     pub(crate) fn run(flusher: &Mutex<Flusher>) {
-        let shared = sync::lock(flusher).shared.clone();
-        let period = shared.config.flush_every_ms.map(Duration::from_millis);
+        let (shared, period) = {
+            let this = sync::lock(flusher);
+            (this.shared.clone(), this.period)
+        };
         let ring = &shared.ring;
         // When the open buffer was last checked by the timer.
         let mut last_seal_check = Instant::now();
@@ -79,9 +84,8 @@ impl Flusher {
                 if ring.has_failed() {
                     return;
                 }
-                let ready = ring.ready(this.next).is_some();
-                if ready || this.sync_due(period) {
-                    if this.work(ready, period).is_err() {
+                if let Some(ready) = this.pending() {
+                    if this.work(ready).is_err() {
                         return;
                     }
                     continue;
@@ -110,38 +114,44 @@ impl Flusher {
     /// # Errors
     /// The write or sync error, which also fails the log.
     pub(crate) fn help(&mut self, target: u64) -> Result<()> {
-        let period = self.shared.config.flush_every_ms.map(Duration::from_millis);
-        let shared = self.shared.clone();
-        let ring = &shared.ring;
-        while self.synced <= target && !ring.has_failed() {
-            let ready = ring.ready(self.next).is_some();
-            if !ready && !self.sync_due(period) {
+        while self.synced <= target && !self.shared.ring.has_failed() {
+            let Some(ready) = self.pending() else {
                 break;
-            }
-            self.work(ready, period)?;
+            };
+            self.work(ready)?;
         }
         Ok(())
     }
 
+    /// Whether there is work: `Some(true)` if the next buffer is ready to write,
+    /// `Some(false)` if only a sync is due, `None` if neither.
+    fn pending(&self) -> Option<bool> {
+        let ready = self.shared.ring.ready(self.next).is_some();
+        (ready || self.sync_due()).then_some(ready)
+    }
+
     /// [`Flusher::step`], failing the log on an error.
-    fn work(&mut self, ready: bool, period: Option<Duration>) -> Result<()> {
-        self.step(ready, period).inspect_err(|error| {
+    fn work(&mut self, ready: bool) -> Result<()> {
+        self.step(ready).inspect_err(|error| {
             let failure = Failure { cause: error.to_string(), kind: error.io_kind() };
             self.shared.ring.fail(failure);
         })
     }
 
     /// Whether written data should be synced now.
-    fn sync_due(&self, period: Option<Duration>) -> bool {
+    fn sync_due(&self) -> bool {
         let ring = &self.shared.ring;
         self.synced < self.next
             && (ring.requested() > self.synced
                 || ring.is_closing()
-                || period.zip(self.unsynced_since).is_some_and(|(p, since)| since.elapsed() >= p))
+                || self
+                    .period
+                    .zip(self.unsynced_since)
+                    .is_some_and(|(p, since)| since.elapsed() >= p))
     }
 
     /// Writes every ready buffer, then syncs if that is due.
-    fn step(&mut self, ready: bool, period: Option<Duration>) -> Result<()> {
+    fn step(&mut self, ready: bool) -> Result<()> {
         let shared = self.shared.clone();
         let ring = &shared.ring;
         if ready {
@@ -160,7 +170,7 @@ impl Flusher {
                 self.unsynced_since = Some(Instant::now());
             }
         }
-        if self.sync_due(period) {
+        if self.sync_due() {
             if let Some(active) = self.active.as_mut().filter(|a| a.dirty) {
                 sync(&shared, active)?;
             }

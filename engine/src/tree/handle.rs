@@ -576,6 +576,14 @@ impl Tree {
         Ok((leaf, walk::lookup_in(&page, key)?))
     }
 
+    /// For a write on `key`: the leaf to change, and `key`'s entry there as stored (a
+    /// value stored out of line is not read).
+    pub(crate) fn entry_for_write(&self, key: &[u8]) -> Result<(LeafAt, Option<Value>)> {
+        let guard = epoch::pin();
+        let (leaf, found) = self.leaf_for_write(key, &guard)?;
+        Ok((leaf, found.map(ValueRef::to_value)))
+    }
+
     /// For a write on `key`: the leaf to change, and the value the write replaces with the
     /// page of a value stored out of line. The value is `None` if it moved meanwhile (a
     /// concurrent overwrite freed its page): descend again.

@@ -202,7 +202,7 @@ fn underfull<'a, I: ExactSizeIterator<Item = &'a [u8]>>(
     node_bytes: usize,
 ) -> Result<bool> {
     let quarter = node_bytes / 4;
-    let page_len = base.len() + fragments().map(<[u8]>::len).sum::<usize>();
+    let page_len = walk::page_len(base, fragments());
     if page_len <= quarter || fragments().len() == 0 {
         return Ok(page_len <= quarter);
     }

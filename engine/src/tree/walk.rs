@@ -91,6 +91,12 @@ pub(crate) fn try_read(cache: &PageCache, id: PageId) -> Result<Option<TreePage>
     Ok(cache.get(id)?.map(|page| TreePage { page }))
 }
 
+/// The length of a page of `base` and `fragments`, in bytes: its size until it is next
+/// consolidated, which decides whether a write's ops still fit as a fragment.
+pub(crate) fn page_len<'a>(base: &[u8], fragments: impl Iterator<Item = &'a [u8]>) -> usize {
+    base.len() + fragments.map(<[u8]>::len).sum::<usize>()
+}
+
 /// A descent to a node (merging's): the node, and the index nodes above it (id and version),
 /// root first.
 #[derive(Debug, Clone)]
@@ -107,7 +113,7 @@ pub(crate) struct Descent {
 pub(crate) struct LeafAt {
     pub(crate) id: PageId,
     pub(crate) version: u64,
-    /// Base plus fragments, in bytes, as [`TreePage::page_len`] counts them.
+    /// Base plus fragments, in bytes (see [`page_len`]).
     pub(crate) len: usize,
     /// The index nodes above the leaf (id and version), root first.
     pub(crate) path: Vec<(PageId, u64)>,
@@ -128,7 +134,7 @@ pub(crate) fn descend_for_write<'g>(
 ) -> Result<(LeafAt, (PageView<'g>, NodeRef<'g>))> {
     let mut path = Vec::new();
     let (page, node) = descend_in(cache, tree, root, Target::Key(key), 0, guard, Some(&mut path))?;
-    let len = page.base().len() + page.fragments().map(<[u8]>::len).sum::<usize>();
+    let len = page_len(page.base(), page.fragments());
     let leaf = LeafAt { id: page.id(), version: page.version(), len, path };
     Ok((leaf, (page, node)))
 }
