@@ -124,10 +124,8 @@ where
         Q: Serialize + ?Sized,
     {
         let key = self.key_bytes(key)?;
-        match self.tree.get(&key)? {
-            Some(bytes) => Ok(Some(self.decode_value(&key, &bytes)?)),
-            None => Ok(None),
-        }
+        // Decoded where it is stored: the value's bytes are never copied.
+        self.tree.get_with(&key, |bytes| self.decode_value(&key, bytes))?.transpose()
     }
 
     /// Whether `key` is in the map.

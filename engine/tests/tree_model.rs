@@ -242,6 +242,11 @@ fn run_case(seed: u64, seen: &mut Seen) {
             50..60 => {
                 let k = key(&mut rng);
                 assert_eq!(tree.get(&k).unwrap(), bytes(m.get(&k)), "get");
+                assert_eq!(
+                    tree.get_with(&k, <[u8]>::to_vec).unwrap().as_ref(),
+                    m.get(&k),
+                    "get_with"
+                );
                 assert_eq!(tree.contains_key(&k).unwrap(), m.contains_key(&k));
                 let lt = tree.get_lt(&k).unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));
                 assert_eq!(

@@ -157,6 +157,49 @@ impl Tree {
         }
     }
 
+    /// Calls `f` with the value of `key` where it is stored, and returns what `f` returns
+    /// (`None` if the key is absent). Unlike [`Tree::get`], nothing is copied or allocated:
+    /// decode or compare the value in place.
+    ///
+    /// `f` runs while the pages it reads are pinned in memory. That is an epoch, not a lock:
+    /// no writer waits for `f`, but memory the tree replaces meanwhile is freed only after
+    /// `f` returns. Keep `f` short, and copy out what you keep.
+    ///
+    /// # Errors
+    /// As [`Tree::get`].
+    ///
+    /// # Example
+    /// ```
+    /// let db = grove_engine::Config::new().temporary(true).open()?;
+    /// db.insert(b"k", b"value")?;
+    /// assert_eq!(db.get_with(b"k", |value| value.len())?, Some(5));
+    /// assert_eq!(db.get_with(b"other", |value| value.len())?, None);
+    /// # Ok::<(), grove_engine::Error>(())
+    /// ```
+    pub fn get_with<R>(
+        &self,
+        key: impl AsRef<[u8]>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>> {
+        let key = key.as_ref();
+        loop {
+            let guard = epoch::pin();
+            let leaf = self.descend_view(Target::Key(key), &guard)?;
+            let bytes = match walk::lookup_in(&leaf, key)? {
+                None => return Ok(None),
+                Some(ValueRef::Inline(bytes)) => Some(bytes),
+                Some(ValueRef::Blob { page, len }) => match self.cache().read(page, &guard)? {
+                    Some(blob) => self.blob_value(key, page, blob.base(), len)?,
+                    None => None,
+                },
+            };
+            // `None`: the value moved while we read it; read the leaf again.
+            if let Some(bytes) = bytes {
+                return Ok(Some(f(bytes)));
+            }
+        }
+    }
+
     /// Whether `key` is present.
     ///
     /// # Errors
@@ -534,7 +577,23 @@ impl Tree {
         let Some(blob) = walk::try_read(self.cache(), page)? else {
             return Ok(None);
         };
-        let Some(bytes) = blob::decode(blob.base(), self.inner.id, key) else {
+        let Some(bytes) = self.blob_value(key, page, blob.base(), len)? else {
+            return Ok(None);
+        };
+        Ok(Some((Bytes::copy_from(bytes), Some((page, blob.version())))))
+    }
+
+    /// The value of `key` in `image`, the image of page `page` that the leaf says holds it
+    /// out of line, `len` bytes long. `None` if the page holds something else now (the value
+    /// moved: read the leaf again).
+    fn blob_value<'i>(
+        &self,
+        key: &[u8],
+        page: PageId,
+        image: &'i [u8],
+        len: u64,
+    ) -> Result<Option<&'i [u8]>> {
+        let Some(bytes) = blob::decode(image, self.inner.id, key) else {
             return Ok(None);
         };
         if u64::try_from(bytes.len()).ok() != Some(len) {
@@ -544,7 +603,7 @@ impl Tree {
                 format!("a value of {len} bytes is stored as {} bytes", bytes.len()),
             ));
         }
-        Ok(Some((Bytes::copy_from(bytes), Some((page, blob.version())))))
+        Ok(Some(bytes))
     }
 
     /// How `value` is stored for `key`: inline, or in a new page that `plan` creates.
