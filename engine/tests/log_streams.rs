@@ -303,9 +303,33 @@ fn segments_created_after_open_are_listed_and_segment_of_agrees() {
     }
     let last = segments.last().unwrap();
     let file = storage.open(&segment_name("delta", last.id)).unwrap();
-    assert_eq!(last.file_len, file.len().unwrap());
+    // The flusher keeps the tail's file longer than its data, up to the segment's size,
+    // and what lies past the data reads as zeros (a hole on a real filesystem).
+    let len = file.len().unwrap();
+    assert!(last.file_len <= len && len <= config.segment_size, "{last:?}, file {len} bytes");
+    let mut past = vec![1; usize::try_from(len - last.file_len).unwrap()];
+    file.read_at(&mut past, last.file_len).unwrap();
+    assert!(past.iter().all(|&b| b == 0));
     // Beyond the tail, segment_of computes where records will go.
     assert_eq!(log.segment_of(last.end), Some(SegmentId(last.id.0 + 1)));
+}
+
+#[test]
+fn a_log_closed_cleanly_leaves_no_zeros_after_its_last_record() {
+    let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
+    let config = LogConfig::tiny();
+    let (log, _) = open_stream(&storage, &config, "delta", Lsn::ZERO).unwrap();
+    let records = append_records(&log, 7, 50);
+    log.flush().unwrap();
+    let last = *log.segments().last().unwrap();
+    let name = segment_name("delta", last.id);
+    assert!(storage.open(&name).unwrap().len().unwrap() > last.file_len, "extended ahead");
+    drop(log);
+    // The zeros are cut at the close, so the next open has nothing to cut and finds every
+    // record.
+    assert_eq!(storage.open(&name).unwrap().len().unwrap(), last.file_len);
+    let (_, seen) = open_stream(&storage, &config, "delta", Lsn::ZERO).unwrap();
+    assert_eq!(seen.len(), records.len());
 }
 
 #[test]

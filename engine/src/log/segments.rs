@@ -39,8 +39,9 @@ pub struct SegmentInfo {
     pub base: Lsn,
     /// The first LSN after it (where the next segment starts).
     pub end: Lsn,
-    /// Bytes in its file now, header included. The tail segment's file grows as records are
-    /// written.
+    /// Bytes of header and records in its file now; the tail segment's count grows as
+    /// records are written. Its file may be longer, by zeros the log keeps ahead of its
+    /// writes.
     pub file_len: u64,
 }
 
@@ -51,8 +52,9 @@ pub(crate) struct Segment {
     /// Its file name in the storage directory.
     pub(crate) name: String,
     pub(crate) file: Arc<dyn StorageFile>,
-    /// Bytes in the file. Set by recovery, then raised only by the flusher (the only writer
-    /// of segment files) after each write. Relaxed: it is a report, it orders nothing.
+    /// Bytes of header and records in the file (the file may be longer: see the flusher's
+    /// `Active::extended_to`). Set by recovery, then raised only by the flusher (the only
+    /// writer of segment files) after each write. Relaxed: it is a report, it orders nothing.
     pub(crate) file_len: AtomicU64,
 }
 
