@@ -227,9 +227,9 @@ fn show_range(range: &(Bound<Key>, Bound<Key>)) -> String {
     format!("{} to {}", end(&range.0), end(&range.1))
 }
 
-/// Reads `range` of `tree`, forward, backward or mixing both ends, checking that the keys
-/// come in order from each end, never twice, and inside the range; returns the entries in
-/// key order.
+/// Reads `range` of `tree`, forward (mode 0), backward (1), mixing both ends (2) or with
+/// `Iter::visit` (3), checking that the keys come in order from each end, never twice, and
+/// inside the range; returns the entries in key order.
 fn read_range(
     tree: &Tree,
     range: &(Bound<Key>, Bound<Key>),
@@ -237,6 +237,18 @@ fn read_range(
     rng: &mut fastrand::Rng,
 ) -> Vec<(Bytes, Bytes)> {
     let mut iter = tree.range::<Key, _>(range.clone());
+    if mode == 3 {
+        let mut read: Vec<(Bytes, Bytes)> = Vec::new();
+        iter.visit(|k, v| {
+            let context = || format!("visit in {} returned {}", show_range(range), show(k));
+            assert!(within(range, k), "out of range: {}", context());
+            assert!(read.last().is_none_or(|e| *e.0 < *k), "out of order: {}", context());
+            read.push((Bytes::from(k), Bytes::from(v)));
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        return read;
+    }
     let mut front: Vec<(Bytes, Bytes)> = Vec::new();
     let mut back: Vec<(Bytes, Bytes)> = Vec::new();
     loop {
@@ -392,7 +404,7 @@ impl Writer<'_> {
     /// model's.
     fn private_range(&mut self, t: usize) {
         let range = bounds(&mut self.rng);
-        let mode = self.rng.u8(..3);
+        let mode = self.rng.u8(..4);
         let read = read_range(&self.trees[t], &range, mode, &mut self.rng);
         let mine: Vec<(Key, Value)> = read
             .into_iter()
@@ -615,10 +627,10 @@ impl Reader<'_> {
     /// backward or from both ends.
     fn pass(&mut self) {
         let t = self.rng.usize(..2);
-        let mode = self.rng.u8(..5);
+        let mode = self.rng.u8(..6);
         let range =
             if mode < 2 { (Bound::Unbounded, Bound::Unbounded) } else { bounds(&mut self.rng) };
-        let read = read_range(&self.trees[t], &range, mode % 3, &mut self.rng);
+        let read = read_range(&self.trees[t], &range, mode % 4, &mut self.rng);
         let mut anchors_seen = Vec::new();
         for (k, v) in &read {
             match kind_of(k) {

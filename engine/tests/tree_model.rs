@@ -11,7 +11,11 @@
 
 mod support;
 
-use std::{collections::BTreeMap, ops::Bound, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    ops::{Bound, ControlFlow},
+    sync::Arc,
+};
 
 use grove_engine::{
     Batch, Bytes, Config, Db, Event, SimStorage, Snapshot, Storage, TransactionError, Tree,
@@ -108,6 +112,36 @@ fn check_range(tree: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>, rng: &mut fastra
     let Some((lo, hi)) = bounds(rng) else { return };
     let iter = tree.range::<Vec<u8>, _>((lo.clone(), hi.clone()));
     check_iter(iter, model, (lo, hi), rng);
+}
+
+/// Checks `Iter::visit` against `model`: after a few entries taken from either end, it
+/// hands over what is left in key order, and stops when its closure asks.
+fn check_visit(tree: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>, rng: &mut fastrand::Rng) {
+    let Some((lo, hi)) = bounds(rng) else { return };
+    let mut iter = tree.range::<Vec<u8>, _>((lo.clone(), hi.clone()));
+    let mut expected: std::collections::VecDeque<(Vec<u8>, Vec<u8>)> =
+        model.range((lo, hi)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let owned = |entry: Option<Result<(Bytes, Bytes), _>>| {
+        entry.map(|e: Result<_, grove_engine::Error>| {
+            e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()
+        })
+    };
+    for _ in 0..rng.usize(0..4) {
+        if rng.bool() {
+            assert_eq!(owned(iter.next()), expected.pop_front(), "next before visit");
+        } else {
+            assert_eq!(owned(iter.next_back()), expected.pop_back(), "next_back before visit");
+        }
+    }
+    let limit = rng.usize(1..=expected.len() + 1);
+    let mut seen = Vec::new();
+    iter.visit(|key, value| {
+        seen.push((key.to_vec(), value.to_vec()));
+        if seen.len() == limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    })
+    .unwrap();
+    let want: Vec<_> = expected.into_iter().take(limit).collect();
+    assert_eq!(seen, want, "visit");
 }
 
 /// Checks that `iter` gives the entries of `model` within `range`, taking them from both
@@ -257,7 +291,10 @@ fn run_case(seed: u64, seen: &mut Seen) {
                 let after = (Bound::Excluded(k), Bound::Unbounded);
                 assert_eq!(gt, m.range(after).next().map(|(k, v)| (k.clone(), v.clone())));
             }
-            60..68 => check_range(tree, m, &mut rng),
+            60..68 => {
+                check_range(tree, m, &mut rng);
+                check_visit(tree, m, &mut rng);
+            }
             68..70 => {
                 let popped = if rng.bool() { tree.pop_first() } else { tree.pop_last() };
                 let popped = popped.unwrap().map(|(k, v)| (k.to_vec(), v.to_vec()));

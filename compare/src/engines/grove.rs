@@ -1,4 +1,4 @@
-use std::path::Path;
+use std::{ops::ControlFlow, path::Path};
 
 use grove_engine::{Batch, Db, Tree};
 
@@ -73,12 +73,15 @@ impl Store for Grove {
     }
 
     fn range(&self, starts: &[Vec<u8>], len: usize) -> Result<usize> {
+        // Visited in place, as LMDB's cursors and redb's guards are read: no copy per entry.
         let mut read = 0;
         for start in starts {
-            for entry in self.tree.range(start.as_slice()..).take(len) {
-                let (_, value) = entry?;
+            let mut taken = 0;
+            self.tree.range(start.as_slice()..).visit(|_, value| {
                 read += usize::from(!value.is_empty());
-            }
+                taken += 1;
+                if taken == len { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            })?;
         }
         Ok(read)
     }

@@ -586,7 +586,7 @@ impl Tree {
     /// The value of `key` in `image`, the image of page `page` that the leaf says holds it
     /// out of line, `len` bytes long. `None` if the page holds something else now (the value
     /// moved: read the leaf again).
-    fn blob_value<'i>(
+    pub(crate) fn blob_value<'i>(
         &self,
         key: &[u8],
         page: PageId,

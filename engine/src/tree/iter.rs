@@ -9,7 +9,7 @@
 
 use std::{
     collections::VecDeque,
-    ops::{Bound, Range},
+    ops::{Bound, ControlFlow, Range},
     sync::Arc,
 };
 
@@ -202,6 +202,98 @@ impl Iter {
                 return Ok(true);
             }
         }
+    }
+
+    /// Calls `f` with each entry the iterator has left, in key order, until `f` returns
+    /// `ControlFlow::Break`. Keys and values are read where they are stored: unlike the
+    /// iterator's own items, nothing is copied or allocated per entry. `f` runs while the
+    /// leaf it reads is pinned in memory (see [`Tree::get_with`]); keep it short, and copy
+    /// out what you keep.
+    ///
+    /// # Errors
+    /// As [`Tree::get`]; `f` has then seen the entries before the damage.
+    ///
+    /// # Example
+    /// ```
+    /// use std::ops::ControlFlow;
+    ///
+    /// let db = grove_engine::Config::new().temporary(true).open()?;
+    /// for (key, value) in [("a", "1"), ("b", "22"), ("c", "333"), ("d", "4444")] {
+    ///     db.insert(key, value)?;
+    /// }
+    /// let mut lengths = Vec::new();
+    /// db.range(&b"b"[..]..).visit(|_key, value| {
+    ///     lengths.push(value.len());
+    ///     if lengths.len() == 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    /// })?;
+    /// assert_eq!(lengths, [2, 3]);
+    /// # Ok::<(), grove_engine::Error>(())
+    /// ```
+    pub fn visit(mut self, mut f: impl FnMut(&[u8], &[u8]) -> ControlFlow<()>) -> Result<()> {
+        // What `next` would return first: entries fetched already.
+        while let Some((key, value)) = self.front.pop_front() {
+            if f(&key, &value).is_break() {
+                return Ok(());
+            }
+        }
+        let mut key = Vec::new();
+        // The leaves from `lo` on, as `fetch_front` walks them.
+        'leaves: while !self.exhausted() {
+            let start: Vec<u8> = match &self.lo {
+                Bound::Unbounded => Vec::new(),
+                Bound::Included(key) | Bound::Excluded(key) => key.clone(),
+            };
+            let guard = epoch::pin();
+            let leaf = self.leaf_for(&start, &guard)?;
+            let entries = node::leaf_entries(leaf.base(), leaf.fragments(), &start)
+                .map_err(|m| walk::corrupt(leaf.id(), &m))?;
+            for (stored, value) in entries {
+                let (prefix, rest) = stored.parts();
+                key.clear();
+                key.extend_from_slice(prefix);
+                key.extend_from_slice(rest);
+                if self.past_hi(&key) {
+                    break 'leaves;
+                }
+                if self.before_lo(&key) {
+                    continue;
+                }
+                let bytes = match value {
+                    ValueRef::Inline(bytes) => bytes,
+                    ValueRef::Blob { page, len } => {
+                        let blob = match self.tree.cache().read(page, &guard)? {
+                            Some(blob) => self.tree.blob_value(&key, page, blob.base(), len)?,
+                            None => None,
+                        };
+                        match blob {
+                            Some(bytes) => bytes,
+                            None => {
+                                // The value moved: read on from this key, afresh.
+                                self.lo = Bound::Included(key.clone());
+                                continue 'leaves;
+                            }
+                        }
+                    }
+                };
+                if f(&key, bytes).is_break() {
+                    return Ok(());
+                }
+            }
+            let node = walk::node_of(&leaf)?;
+            // Without a high fence this was the last leaf: nothing is left after it.
+            let Some(high) = node.high() else {
+                break;
+            };
+            self.lo = Bound::Included(high.to_vec());
+            self.next_leaf = node.right();
+        }
+        // What `next` returns once the front has run dry: what the back fetched.
+        while let Some((key, value)) = self.back.pop_front() {
+            if f(&key, &value).is_break() {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     /// Fills the back buffer from the leaves before `hi`; `false` if no key is left.
