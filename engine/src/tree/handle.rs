@@ -185,16 +185,11 @@ impl Tree {
         loop {
             let guard = epoch::pin();
             let leaf = self.descend_view(Target::Key(key), &guard)?;
-            let bytes = match walk::lookup_in(&leaf, key)? {
-                None => return Ok(None),
-                Some(ValueRef::Inline(bytes)) => Some(bytes),
-                Some(ValueRef::Blob { page, len }) => match self.cache().read(page, &guard)? {
-                    Some(blob) => self.blob_value(key, page, blob.base(), len)?,
-                    None => None,
-                },
+            let Some(value) = walk::lookup_in(&leaf, key)? else {
+                return Ok(None);
             };
             // `None`: the value moved while we read it; read the leaf again.
-            if let Some(bytes) = bytes {
+            if let Some(bytes) = self.value_in(key, value, &guard)? {
                 return Ok(Some(f(bytes)));
             }
         }
@@ -583,10 +578,31 @@ impl Tree {
         Ok(Some((Bytes::copy_from(bytes), Some((page, blob.version())))))
     }
 
+    /// The bytes of `key`'s value `value`, read in place under `guard`: an inline value as
+    /// it lies in the leaf, one stored out of line from its page. `None` if that page holds
+    /// something else now (the value moved: read the leaf again).
+    // Inline: it sits in the loops of `get_with` and `Iter::visit`, where a call per entry
+    // showed up as 5% of a range's instructions.
+    #[inline]
+    pub(crate) fn value_in<'g>(
+        &self,
+        key: &[u8],
+        value: ValueRef<'g>,
+        guard: &'g epoch::Guard,
+    ) -> Result<Option<&'g [u8]>> {
+        match value {
+            ValueRef::Inline(bytes) => Ok(Some(bytes)),
+            ValueRef::Blob { page, len } => match self.cache().read(page, guard)? {
+                Some(blob) => self.blob_value(key, page, blob.base(), len),
+                None => Ok(None),
+            },
+        }
+    }
+
     /// The value of `key` in `image`, the image of page `page` that the leaf says holds it
     /// out of line, `len` bytes long. `None` if the page holds something else now (the value
     /// moved: read the leaf again).
-    pub(crate) fn blob_value<'i>(
+    fn blob_value<'i>(
         &self,
         key: &[u8],
         page: PageId,

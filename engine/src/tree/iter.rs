@@ -152,6 +152,15 @@ impl Iter {
         ))
     }
 
+    /// Where the front's next fetch starts: its bound's key (an excluded bound's key is
+    /// passed over by `before_lo`), or the empty key.
+    fn front_start(&self) -> Vec<u8> {
+        match &self.lo {
+            Bound::Unbounded => Vec::new(),
+            Bound::Included(key) | Bound::Excluded(key) => key.clone(),
+        }
+    }
+
     /// The leaf that holds `start`: the right sibling remembered from the last fetch if it
     /// still begins exactly at `start` (so it is the leaf covering it), else a descent.
     fn leaf_for<'g>(&mut self, start: &[u8], guard: &'g epoch::Guard) -> Result<PageView<'g>> {
@@ -176,10 +185,7 @@ impl Iter {
             if self.exhausted() {
                 return Ok(false);
             }
-            let start: Vec<u8> = match &self.lo {
-                Bound::Unbounded => Vec::new(),
-                Bound::Included(key) | Bound::Excluded(key) => key.clone(),
-            };
+            let start = self.front_start();
             let guard = epoch::pin();
             let leaf = self.leaf_for(&start, &guard)?;
             let Some(found) = self.entries_of(&leaf, Some(&start))? else {
@@ -239,10 +245,7 @@ impl Iter {
         let mut key = Vec::new();
         // The leaves from `lo` on, as `fetch_front` walks them.
         'leaves: while !self.exhausted() {
-            let start: Vec<u8> = match &self.lo {
-                Bound::Unbounded => Vec::new(),
-                Bound::Included(key) | Bound::Excluded(key) => key.clone(),
-            };
+            let start = self.front_start();
             let guard = epoch::pin();
             let leaf = self.leaf_for(&start, &guard)?;
             let entries = node::leaf_entries(leaf.base(), leaf.fragments(), &start)
@@ -258,22 +261,10 @@ impl Iter {
                 if self.before_lo(&key) {
                     continue;
                 }
-                let bytes = match value {
-                    ValueRef::Inline(bytes) => bytes,
-                    ValueRef::Blob { page, len } => {
-                        let blob = match self.tree.cache().read(page, &guard)? {
-                            Some(blob) => self.tree.blob_value(&key, page, blob.base(), len)?,
-                            None => None,
-                        };
-                        match blob {
-                            Some(bytes) => bytes,
-                            None => {
-                                // The value moved: read on from this key, afresh.
-                                self.lo = Bound::Included(key.clone());
-                                continue 'leaves;
-                            }
-                        }
-                    }
+                let Some(bytes) = self.tree.value_in(&key, value, &guard)? else {
+                    // The value moved: read on from this key, afresh.
+                    self.lo = Bound::Included(key.clone());
+                    continue 'leaves;
                 };
                 if f(&key, bytes).is_break() {
                     return Ok(());
