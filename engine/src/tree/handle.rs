@@ -143,18 +143,7 @@ impl Tree {
     /// # Ok::<(), grove_engine::Error>(())
     /// ```
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let key = key.as_ref();
-        loop {
-            let guard = epoch::pin();
-            let leaf = self.descend_view(Target::Key(key), &guard)?;
-            let Some(value) = walk::lookup_in(&leaf, key)? else {
-                return Ok(None);
-            };
-            // `None`: the value moved while we read it; read the leaf again.
-            if let Some((bytes, _)) = self.read_value(key, value)? {
-                return Ok(Some(bytes));
-            }
-        }
+        self.get_with(key, Bytes::copy_from)
     }
 
     /// Calls `f` with the value of `key` where it is stored, and returns what `f` returns
