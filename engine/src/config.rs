@@ -14,7 +14,8 @@ pub struct LogConfig {
     /// than this. Clipped to what fits in a segment. Default 1 MiB.
     pub buffer_size: u64,
     /// Number of write buffers: while the flusher writes one, writers fill the others.
-    /// At least 2. Default 8.
+    /// At least 2. Default 4: every buffer a log has written through stays in memory, and
+    /// 8 (the default before) cost 8 MiB more per database without a measurable gain.
     pub buffer_count: usize,
     /// The flusher makes every write durable within this many milliseconds even if nobody
     /// calls `flush`. `None` leaves durability entirely to explicit flushes. Default 500.
@@ -35,7 +36,7 @@ impl Default for LogConfig {
         Self {
             segment_size: 8 << 20,
             buffer_size: 1 << 20,
-            buffer_count: 8,
+            buffer_count: 4,
             flush_every_ms: Some(500),
             compression_level: None,
             compress_min_len: 256,

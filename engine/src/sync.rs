@@ -38,6 +38,11 @@ compile_error!("`--cfg crossbeam_loom` is only for loom builds: add `--cfg loom`
 /// atomics cannot be built in a constant).
 pub(crate) use std::sync::atomic::AtomicU64 as PlainAtomicU64;
 
+/// A counter and a lock that take part in no protocol a loom model explores (the page
+/// payloads' buffer pool, which stands in for the allocator): `std`'s under both builds, so
+/// that they can be in a `static`.
+pub(crate) use std::sync::{Mutex as PlainMutex, atomic::AtomicUsize as PlainAtomicUsize};
+
 /// A cell written once, the first time it is needed.
 ///
 /// `std`'s under both builds: loom does not model `OnceLock`. That is sound for the engine's

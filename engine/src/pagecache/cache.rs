@@ -8,6 +8,7 @@ use super::{
     loc::{Loc, Stream},
     maintenance::Maintenance,
     page::{Materializer, Outcome, Page, PageView, UNSUMMARIZED, Weigh},
+    payload::Payload,
     record,
     state::{Live, PageState, Part},
     stats::{Counters, PageCacheStats},
@@ -430,7 +431,7 @@ impl Inner {
         let delta = self.log(Stream::Delta);
         let reservation = delta.reserve_parts(kind, &[head.as_bytes(), payload])?;
         let loc = Loc { stream: Stream::Delta, lsn: reservation.lsn(), len: reservation.len() };
-        let bytes: Arc<[u8]> = Arc::from(payload);
+        let bytes = Payload::copy_from(payload);
         let summary = if kind == record::LINK { self.materializer.summarize(payload) } else { 0 };
         loop {
             let new = match (kind, current.state().and_then(|s| s.live.as_ref())) {
@@ -608,7 +609,7 @@ impl Inner {
 
     /// Reads one record of page `id` back from the log and checks that it is what the
     /// page table says it is.
-    pub(crate) fn read_part(&self, id: PageId, loc: Loc) -> Result<Arc<[u8]>> {
+    pub(crate) fn read_part(&self, id: PageId, loc: Loc) -> Result<Payload> {
         let record = self.log(loc.stream).read(loc.lsn, loc.len)?;
         let what = || format!("{} stream at {}", loc.stream.name(), loc.lsn);
         let body = match loc.stream {
@@ -633,7 +634,7 @@ impl Inner {
                 ),
             ));
         }
-        Ok(Arc::from(body.payload))
+        Ok(Payload::copy_from(body.payload))
     }
 
     pub(crate) fn consolidate_if_long(&self, id: PageId) {
@@ -696,7 +697,7 @@ impl Inner {
         let reservation =
             self.log(Stream::Base).reserve_parts(record::BASE, &[head.as_bytes(), &image])?;
         let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
-        let base = Part::resident(loc, Arc::from(image));
+        let base = Part::resident(loc, Payload::copy_from(&image));
         let new = PageState::live(state.version, base, Vec::new(), (live.owner, live.weight));
         match self.install(slot, current, new, &guard) {
             Ok(_) => {

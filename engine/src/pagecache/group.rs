@@ -34,6 +34,7 @@ use super::{
     cache::{Inner, PageCache},
     loc::{Loc, Stream},
     page::{PageView, Weigh},
+    payload::Payload,
     record,
     state::{PageState, Part},
 };
@@ -95,8 +96,8 @@ pub(crate) struct Claim {
 #[derive(Debug)]
 enum Next {
     Free,
-    Replace(Arc<[u8]>),
-    Link(Arc<[u8]>),
+    Replace(Payload),
+    Link(Payload),
 }
 
 /// Whether a group has committed.
@@ -286,9 +287,9 @@ impl Inner {
             };
             let next = match update.change {
                 Change::Free => Next::Free,
-                Change::Replace(image) => Next::Replace(Arc::from(image)),
+                Change::Replace(image) => Next::Replace(Payload::copy_from(image)),
                 // A link needs a live page; `expected` checked that.
-                Change::Link(fragment) => Next::Link(Arc::from(fragment)),
+                Change::Link(fragment) => Next::Link(Payload::copy_from(fragment)),
             };
             let claim = Arc::new(Claim { group: flag.clone(), next });
             // One copy of the state, carrying the claim.
@@ -354,14 +355,14 @@ impl Inner {
                 (Change::Replace(image), _) => {
                     let bytes = match &claim.next {
                         Next::Replace(bytes) => bytes.clone(),
-                        _ => Arc::from(image),
+                        _ => Payload::copy_from(image),
                     };
                     PageState::live(version, Part::resident(loc, bytes), Vec::new(), weighs)
                 }
                 (Change::Link(fragment), Some(live)) => {
                     let bytes = match &claim.next {
                         Next::Link(bytes) => bytes.clone(),
-                        _ => Arc::from(fragment),
+                        _ => Payload::copy_from(fragment),
                     };
                     let summary = live.summary | self.materializer.summarize(&bytes);
                     let mut frags = Vec::with_capacity(live.frags.len() + 1);

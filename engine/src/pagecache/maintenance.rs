@@ -20,10 +20,7 @@
 //! refer to it. A maintenance pass that leaves such segments takes its checkpoint twice, so
 //! that it can delete them itself.
 
-use std::{
-    collections::{BTreeSet, HashSet},
-    sync::Arc,
-};
+use std::collections::{BTreeSet, HashSet};
 
 use super::{
     cache::Inner,
@@ -313,7 +310,7 @@ impl Inner {
                 continue;
             }
             let bytes = match &part.bytes {
-                Some(bytes) => Arc::clone(bytes),
+                Some(bytes) => bytes.clone(),
                 None => match self.read_part(id, part.loc) {
                     Ok(bytes) => bytes,
                     // Moved meanwhile (a reader retries the same way): nothing to do here.

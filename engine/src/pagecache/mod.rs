@@ -16,6 +16,7 @@ mod maintenance;
 mod open;
 mod page;
 mod pages;
+mod payload;
 mod record;
 mod slots;
 mod state;

@@ -20,6 +20,7 @@ use super::{
     maintenance::{Kept, Maintenance, log_ends},
     page::Materializer,
     pages::{Pages, Summary},
+    payload::Payload,
     record,
     state::{PageState, Part},
     stats::Counters,
@@ -230,7 +231,7 @@ fn apply(
         (record::REPLACE, _) => PageState::live(body.version, Part::cold(loc), Vec::new(), weighs),
         (record::LINK, Some(live)) => {
             let mut frags = live.frags.to_vec();
-            frags.push(Part::resident(loc, Arc::from(body.payload)));
+            frags.push(Part::resident(loc, Payload::copy_from(body.payload)));
             PageState::live(body.version, live.base.clone(), frags, weighs)
         }
         (record::FREE, Some(_)) => PageState::free(body.version),

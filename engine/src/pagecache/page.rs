@@ -1,9 +1,10 @@
 //! What the page cache hands to the layer above: [`Page`], [`Outcome`], and the
 //! [`Materializer`] that gives fragments their meaning.
 
-use std::sync::Arc;
-
-use super::state::{PageState, Part};
+use super::{
+    payload::Payload,
+    state::{PageState, Part},
+};
 use crate::ids::PageId;
 
 /// Folds a page's fragments into a new base image. The layer above (the tree) defines what
@@ -46,8 +47,8 @@ pub(crate) const UNSUMMARIZED: u64 = u64::MAX;
 pub struct Page {
     pub(crate) id: PageId,
     pub(crate) version: u64,
-    pub(crate) base: Arc<[u8]>,
-    pub(crate) fragments: Vec<Arc<[u8]>>,
+    pub(crate) base: Payload,
+    pub(crate) fragments: Vec<Payload>,
 }
 
 impl Page {
@@ -100,7 +101,7 @@ fn merge<'a>(
 pub(crate) struct PageView<'g> {
     id: PageId,
     version: u64,
-    base: &'g Arc<[u8]>,
+    base: &'g Payload,
     fragments: Fragments<'g>,
     /// Covers the summaries of all of `fragments` (see [`Materializer::summarize`]).
     summary: u64,
@@ -111,7 +112,7 @@ pub(crate) struct PageView<'g> {
 #[derive(Debug, Clone, Copy)]
 struct Fragments<'g> {
     parts: &'g [Part],
-    linked: Option<&'g Arc<[u8]>>,
+    linked: Option<&'g Payload>,
 }
 
 impl<'g> Fragments<'g> {
@@ -182,13 +183,13 @@ impl<'g> PageView<'g> {
     }
 
     /// A view of a new image a group update holds for the page.
-    pub(crate) fn of_image(id: PageId, version: u64, base: &'g Arc<[u8]>) -> PageView<'g> {
+    pub(crate) fn of_image(id: PageId, version: u64, base: &'g Payload) -> PageView<'g> {
         let fragments = Fragments { parts: &[], linked: None };
         PageView { id, version, base, fragments, summary: 0 }
     }
 
     /// This view with `fragment` linked, at `version`: what a group's link makes of it.
-    pub(crate) fn with_fragment(self, version: u64, fragment: &'g Arc<[u8]>) -> PageView<'g> {
+    pub(crate) fn with_fragment(self, version: u64, fragment: &'g Payload) -> PageView<'g> {
         let fragments = Fragments { linked: Some(fragment), ..self.fragments };
         // The linked fragment was never summarized: nothing can be skipped.
         PageView { version, fragments, summary: UNSUMMARIZED, ..self }
@@ -233,7 +234,7 @@ impl<'g> PageView<'g> {
         let Fragments { parts, linked } = self.fragments;
         let fragments =
             parts.iter().filter_map(|p| p.bytes.clone()).chain(linked.cloned()).collect();
-        Page { id: self.id, version: self.version, base: Arc::clone(self.base), fragments }
+        Page { id: self.id, version: self.version, base: self.base.clone(), fragments }
     }
 }
 

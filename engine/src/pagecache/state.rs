@@ -7,18 +7,18 @@
 
 use std::{mem::size_of, sync::Arc};
 
-use super::{group::Claim, loc::Loc, page::UNSUMMARIZED};
+use super::{group::Claim, loc::Loc, page::UNSUMMARIZED, payload::Payload};
 
 /// One record of a page: where it is in the log, and its payload if it is in memory.
 #[derive(Debug, Clone)]
 pub(crate) struct Part {
     pub(crate) loc: Loc,
     /// The payload (after the record's 16-byte prefix), or `None` if paged out.
-    pub(crate) bytes: Option<Arc<[u8]>>,
+    pub(crate) bytes: Option<Payload>,
 }
 
 impl Part {
-    pub(crate) fn resident(loc: Loc, bytes: Arc<[u8]>) -> Part {
+    pub(crate) fn resident(loc: Loc, bytes: Payload) -> Part {
         Part { loc, bytes: Some(bytes) }
     }
 
@@ -153,8 +153,9 @@ impl PageState {
             }
             for part in std::iter::once(&live.base).chain(live.frags.iter()) {
                 if let Some(bytes) = &part.bytes {
-                    // `Arc<[u8]>` keeps two counters before the bytes.
-                    total += heap_cost(2 * size_of::<usize>() + bytes.len());
+                    // The buffer's `Arc` keeps two counters before its bytes, and the
+                    // buffer is as long as the payload's size class.
+                    total += heap_cost(2 * size_of::<usize>() + bytes.capacity());
                 }
             }
         }
@@ -186,8 +187,8 @@ mod tests {
     fn paged_out_keeps_locations_and_drops_bytes() {
         let state = PageState::live(
             3,
-            Part::resident(loc(0), Arc::from(&b"base"[..])),
-            vec![Part::resident(loc(40), Arc::from(&b"f"[..]))],
+            Part::resident(loc(0), Payload::copy_from(b"base")),
+            vec![Part::resident(loc(40), Payload::copy_from(b"f"))],
             (7, 2),
         );
         assert!(PageView::of_state(PageId(1), &state).is_some());

@@ -315,5 +315,7 @@ impl Drop for Teardown {
                 }
             }
         }
+        // The payloads just freed went to the buffer pool: a closed cache leaves none there.
+        super::payload::release_pool();
     }
 }
