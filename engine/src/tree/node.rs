@@ -329,6 +329,10 @@ impl<'a> KeyRef<'a> {
 
     /// How this key orders against `other`.
     pub(crate) fn compare(self, other: &[u8]) -> Ordering {
+        // Most keys have no prefix (random keys share none): one comparison, not two.
+        if self.prefix.is_empty() {
+            return self.suffix.cmp(other);
+        }
         let (head, tail) = other.split_at(other.len().min(self.prefix.len()));
         // `head` is shorter than the prefix only when `other` is; the slice order then
         // already puts this (longer) key after it, unless they differ first.
@@ -1141,19 +1145,20 @@ fn merge_overlay<'a, T>(
         let EntryRef::Value(value) = entry else {
             return Err(Malformed::new(1, format!("entry {i} of a leaf is a child")));
         };
-        while let Some(&(changed, value)) = changes.peek()
-            && key.compare(changed) == Ordering::Greater
-        {
-            put(&mut entries, changed, value);
+        // The changes to keys before this one go first, and one to this key replaces it:
+        // one comparison per change and per entry, not two.
+        let mut order = Ordering::Less;
+        while let Some(&(changed, changed_value)) = changes.peek() {
+            order = key.compare(changed);
+            if order != Ordering::Greater {
+                break;
+            }
+            put(&mut entries, changed, changed_value);
             changes.next();
         }
-        if let Some(&(changed, value)) = changes.peek()
-            && key.compare(changed) == Ordering::Equal
-        {
-            put(&mut entries, changed, value);
-            changes.next();
-        } else {
-            entries.push(make(key, value));
+        match changes.next_if(|_| order == Ordering::Equal) {
+            Some((changed, changed_value)) => put(&mut entries, changed, changed_value),
+            None => entries.push(make(key, value)),
         }
     }
     for (changed, value) in changes {
