@@ -78,20 +78,12 @@ impl Iter {
 
     /// Whether `key` lies above the upper bound (and so does every key after it).
     fn past_hi(&self, key: &[u8]) -> bool {
-        match &self.hi {
-            Bound::Unbounded => false,
-            Bound::Included(hi) => key > hi.as_slice(),
-            Bound::Excluded(hi) => key >= hi.as_slice(),
-        }
+        past(&self.hi, key)
     }
 
     /// Whether `key` lies below the lower bound.
     fn before_lo(&self, key: &[u8]) -> bool {
-        match &self.lo {
-            Bound::Unbounded => false,
-            Bound::Included(lo) => key < lo.as_slice(),
-            Bound::Excluded(lo) => key <= lo.as_slice(),
-        }
+        before(&self.lo, key)
     }
 
     /// The entries of `leaf` from `from` on (or all) and within the bounds, in key order,
@@ -244,39 +236,56 @@ impl Iter {
         }
         let mut key = Vec::new();
         // The leaves from `lo` on, as `fetch_front` walks them.
-        'leaves: while !self.exhausted() {
+        while !self.exhausted() {
             let start = self.front_start();
             let guard = epoch::pin();
             let leaf = self.leaf_for(&start, &guard)?;
-            let entries = node::leaf_entries(leaf.base(), leaf.fragments(), &start)
+            // The entries come in key order: once one is past `lo`, so are the rest.
+            let mut past_lo = false;
+            let (lo, hi) = (&self.lo, &self.hi);
+            let tree = &self.tree;
+            let stop =
+                node::leaf_entries_each(leaf.base(), leaf.fragments(), &start, |stored, value| {
+                    let (prefix, rest) = stored.parts();
+                    key.clear();
+                    key.extend_from_slice(prefix);
+                    key.extend_from_slice(rest);
+                    if past(hi, &key) {
+                        return ControlFlow::Break(Stop::PastHi);
+                    }
+                    if !past_lo {
+                        if before(lo, &key) {
+                            return ControlFlow::Continue(());
+                        }
+                        past_lo = true;
+                    }
+                    match tree.value_in(&key, value, &guard) {
+                        Ok(Some(bytes)) if f(&key, bytes).is_break() => {
+                            ControlFlow::Break(Stop::Done)
+                        }
+                        Ok(Some(_)) => ControlFlow::Continue(()),
+                        Ok(None) => ControlFlow::Break(Stop::Moved),
+                        Err(error) => ControlFlow::Break(Stop::Failed(error)),
+                    }
+                })
                 .map_err(|m| walk::corrupt(leaf.id(), &m))?;
-            for (stored, value) in entries {
-                let (prefix, rest) = stored.parts();
-                key.clear();
-                key.extend_from_slice(prefix);
-                key.extend_from_slice(rest);
-                if self.past_hi(&key) {
-                    break 'leaves;
-                }
-                if self.before_lo(&key) {
-                    continue;
-                }
-                let Some(bytes) = self.tree.value_in(&key, value, &guard)? else {
-                    // The value moved: read on from this key, afresh.
-                    self.lo = Bound::Included(key.clone());
-                    continue 'leaves;
-                };
-                if f(&key, bytes).is_break() {
-                    return Ok(());
+            match stop {
+                Some(Stop::Done) => return Ok(()),
+                // The back buffer's entries, if any, come next.
+                Some(Stop::PastHi) => break,
+                Some(Stop::Failed(error)) => return Err(error),
+                // The value moved: read on from this key, afresh.
+                Some(Stop::Moved) => self.lo = Bound::Included(key.clone()),
+                None => {
+                    let node = walk::node_of(&leaf)?;
+                    // Without a high fence this was the last leaf: nothing is left after it.
+                    let Some(high) = node.high() else {
+                        break;
+                    };
+                    self.lo = Bound::Included(high.to_vec());
+                    self.next_leaf = node.right();
                 }
             }
-            let node = walk::node_of(&leaf)?;
-            // Without a high fence this was the last leaf: nothing is left after it.
-            let Some(high) = node.high() else {
-                break;
-            };
-            self.lo = Bound::Included(high.to_vec());
-            self.next_leaf = node.right();
         }
         // What `next` returns once the front has run dry: what the back fetched.
         while let Some((key, value)) = self.back.pop_front() {
@@ -364,4 +373,34 @@ impl DoubleEndedIterator for Iter {
             }
         }
     }
+}
+
+/// Whether `key` lies past the upper bound `hi`.
+fn past(hi: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+    match hi {
+        Bound::Unbounded => false,
+        Bound::Included(hi) => key > hi.as_slice(),
+        Bound::Excluded(hi) => key >= hi.as_slice(),
+    }
+}
+
+/// Whether `key` lies below the lower bound `lo`.
+fn before(lo: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+    match lo {
+        Bound::Unbounded => false,
+        Bound::Included(lo) => key < lo.as_slice(),
+        Bound::Excluded(lo) => key <= lo.as_slice(),
+    }
+}
+
+/// Why [`Iter::visit`] stopped reading a leaf before its end.
+enum Stop {
+    /// `f` asked to stop.
+    Done,
+    /// The entries reached the upper bound.
+    PastHi,
+    /// An out-of-line value moved: the leaf is read again from its key.
+    Moved,
+    /// Reading a value failed.
+    Failed(crate::Error),
 }

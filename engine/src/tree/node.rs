@@ -62,7 +62,7 @@
 //! Ops apply in order: a put inserts or overwrites, a remove deletes the key if present.
 //! Every key of a fragment lies within the fences of the leaf it is linked onto.
 
-use std::cmp::Ordering;
+use std::{cmp::Ordering, ops::ControlFlow};
 
 use super::{draft::Draft, filter};
 use crate::{
@@ -1098,13 +1098,41 @@ pub(crate) fn leaf_entries_as<'a, T>(
     from: &[u8],
     make: impl Fn(KeyRef<'a>, ValueRef<'a>) -> T,
 ) -> Result<Vec<T>, Malformed> {
+    let (node, overlay, first) = leaf_from(base, fragments, from)?;
+    let base_entries = (first..node.len()).map(|i| Ok((i, node.entry(i)?)));
+    merge_overlay(base_entries, node.len().saturating_sub(first), overlay, make)
+}
+
+/// As [`leaf_entries`], handing each entry to `each` in key order until it breaks, with
+/// nothing collected and no entry decoded after the break: the break's value, or `None`
+/// if every entry was handed over.
+///
+/// # Errors
+/// As [`leaf_entries`], for the entries read before the break.
+pub(crate) fn leaf_entries_each<'a, B>(
+    base: &'a [u8],
+    fragments: impl Iterator<Item = &'a [u8]>,
+    from: &[u8],
+    each: impl FnMut(KeyRef<'a>, ValueRef<'a>) -> ControlFlow<B>,
+) -> Result<Option<B>, Malformed> {
+    let (node, overlay, first) = leaf_from(base, fragments, from)?;
+    let base_entries = (first..node.len()).map(|i| Ok((i, node.entry(i)?)));
+    merge_overlay_each(base_entries, overlay, each)
+}
+
+/// A leaf's node, its fragments' changes from `from` on, and the index of its first entry
+/// at or after `from`: where [`leaf_entries_as`] and [`leaf_entries_each`] start.
+fn leaf_from<'a>(
+    base: &'a [u8],
+    fragments: impl Iterator<Item = &'a [u8]>,
+    from: &[u8],
+) -> Result<(NodeRef<'a>, Vec<Change<'a>>, usize), Malformed> {
     let node = NodeRef::parse_header(base)?;
     let overlay = overlay(&node, fragments, from)?;
     let first = match node.search(from)? {
         Ok(i) | Err(i) => i,
     };
-    let base_entries = (first..node.len()).map(|i| Ok((i, node.entry(i)?)));
-    merge_overlay(base_entries, node.len().saturating_sub(first), overlay, make)
+    Ok((node, overlay, first))
 }
 
 /// The entries of a leaf (`node`, its `entries` decoded and checked already, as
@@ -1133,12 +1161,28 @@ fn merge_overlay<'a, T>(
     make: impl Fn(KeyRef<'a>, ValueRef<'a>) -> T,
 ) -> Result<Vec<T>, Malformed> {
     let mut entries = Vec::with_capacity(len + overlay.len());
+    let none: Option<std::convert::Infallible> =
+        merge_overlay_each(base, overlay, |key, value| {
+            entries.push(make(key, value));
+            ControlFlow::Continue(())
+        })?;
+    match none {
+        None => Ok(entries),
+    }
+}
+
+/// As [`merge_overlay`], handing each entry to `each` in key order until it breaks: the
+/// break's value, or `None` if every entry was handed over.
+fn merge_overlay_each<'a, B>(
+    base: impl Iterator<Item = Result<(usize, (KeyRef<'a>, EntryRef<'a>)), Malformed>>,
+    overlay: Vec<Change<'a>>,
+    mut each: impl FnMut(KeyRef<'a>, ValueRef<'a>) -> ControlFlow<B>,
+) -> Result<Option<B>, Malformed> {
     let mut changes = overlay.into_iter().peekable();
-    // A change that removes the key puts nothing.
-    let put = |entries: &mut Vec<_>, key: &'a [u8], value: Option<ValueRef<'a>>| {
-        if let Some(value) = value {
-            entries.push(make(KeyRef::whole(key), value));
-        }
+    // A change that removes the key hands over nothing.
+    let mut hand = |key: KeyRef<'a>, value: Option<ValueRef<'a>>| match value {
+        Some(value) => each(key, value),
+        None => ControlFlow::Continue(()),
     };
     for found in base {
         let (i, (key, entry)) = found?;
@@ -1153,18 +1197,25 @@ fn merge_overlay<'a, T>(
             if order != Ordering::Greater {
                 break;
             }
-            put(&mut entries, changed, changed_value);
+            if let ControlFlow::Break(stop) = hand(KeyRef::whole(changed), changed_value) {
+                return Ok(Some(stop));
+            }
             changes.next();
         }
-        match changes.next_if(|_| order == Ordering::Equal) {
-            Some((changed, changed_value)) => put(&mut entries, changed, changed_value),
-            None => entries.push(make(key, value)),
+        let flow = match changes.next_if(|_| order == Ordering::Equal) {
+            Some((changed, changed_value)) => hand(KeyRef::whole(changed), changed_value),
+            None => hand(key, Some(value)),
+        };
+        if let ControlFlow::Break(stop) = flow {
+            return Ok(Some(stop));
         }
     }
     for (changed, value) in changes {
-        put(&mut entries, changed, value);
+        if let ControlFlow::Break(stop) = hand(KeyRef::whole(changed), value) {
+            return Ok(Some(stop));
+        }
     }
-    Ok(entries)
+    Ok(None)
 }
 
 /// The exact length of the image that `base` with `fragments` (oldest first) materializes
