@@ -76,16 +76,6 @@ impl Iter {
         }
     }
 
-    /// Whether `key` lies above the upper bound (and so does every key after it).
-    fn past_hi(&self, key: &[u8]) -> bool {
-        past(&self.hi, key)
-    }
-
-    /// Whether `key` lies below the lower bound.
-    fn before_lo(&self, key: &[u8]) -> bool {
-        before(&self.lo, key)
-    }
-
     /// The entries of `leaf` from `from` on (or all) and within the bounds, in key order,
     /// with their values read; `None` if a value moved meanwhile (read the leaf again).
     ///
@@ -113,11 +103,11 @@ impl Iter {
             buffer.extend_from_slice(rest);
             let key_range = key_start..buffer.len();
             let key = buffer.get(key_range.clone()).unwrap_or_default();
-            if self.past_hi(key) {
+            if past(&self.hi, key) {
                 buffer.truncate(key_start);
                 break;
             }
-            if self.before_lo(key) {
+            if before(&self.lo, key) {
                 buffer.truncate(key_start);
                 continue;
             }
@@ -145,7 +135,7 @@ impl Iter {
     }
 
     /// Where the front's next fetch starts: its bound's key (an excluded bound's key is
-    /// passed over by `before_lo`), or the empty key.
+    /// passed over by [`before`]), or the empty key.
     fn front_start(&self) -> Vec<u8> {
         match &self.lo {
             Bound::Unbounded => Vec::new(),
@@ -375,7 +365,7 @@ impl DoubleEndedIterator for Iter {
     }
 }
 
-/// Whether `key` lies past the upper bound `hi`.
+/// Whether `key` lies past the upper bound `hi` (and so does every key after it).
 fn past(hi: &Bound<Vec<u8>>, key: &[u8]) -> bool {
     match hi {
         Bound::Unbounded => false,

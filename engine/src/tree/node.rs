@@ -1161,14 +1161,11 @@ fn merge_overlay<'a, T>(
     make: impl Fn(KeyRef<'a>, ValueRef<'a>) -> T,
 ) -> Result<Vec<T>, Malformed> {
     let mut entries = Vec::with_capacity(len + overlay.len());
-    let none: Option<std::convert::Infallible> =
-        merge_overlay_each(base, overlay, |key, value| {
-            entries.push(make(key, value));
-            ControlFlow::Continue(())
-        })?;
-    match none {
-        None => Ok(entries),
-    }
+    merge_overlay_each(base, overlay, |key, value| -> ControlFlow<std::convert::Infallible> {
+        entries.push(make(key, value));
+        ControlFlow::Continue(())
+    })?;
+    Ok(entries)
 }
 
 /// As [`merge_overlay`], handing each entry to `each` in key order until it breaks: the
