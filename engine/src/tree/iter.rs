@@ -234,11 +234,21 @@ impl Iter {
             let mut past_lo = false;
             let (lo, hi) = (&self.lo, &self.hi);
             let tree = &self.tree;
+            // The prefix at the front of `key`: the base's entries of a leaf share theirs,
+            // so each of them copies only its suffix. Set anew for each leaf, whose bytes
+            // the guard keeps unchanged.
+            let mut held: &[u8] = &[];
+            key.clear();
             let stop =
                 node::leaf_entries_each(leaf.base(), leaf.fragments(), &start, |stored, value| {
                     let (prefix, rest) = stored.parts();
-                    key.clear();
-                    key.extend_from_slice(prefix);
+                    if std::ptr::eq(prefix, held) {
+                        key.truncate(prefix.len());
+                    } else {
+                        key.clear();
+                        key.extend_from_slice(prefix);
+                        held = prefix;
+                    }
                     key.extend_from_slice(rest);
                     if past(hi, &key) {
                         return ControlFlow::Break(Stop::PastHi);
