@@ -571,7 +571,7 @@ impl<'a> NodeRef<'a> {
         let high_at = reader.at;
         let high = if flags & FLAG_HIGH != 0 { Some(reader.bytes("high fence")?) } else { None };
         if let Some(high) = high
-            && high <= low
+            && order(high, low).is_le()
         {
             return Err(Malformed::new(high_at, "high fence not above the low fence"));
         }
@@ -841,7 +841,11 @@ impl<'a> NodeRef<'a> {
     /// of an image can panic.
     pub(crate) fn search(&self, key: &[u8]) -> Result<Result<usize, usize>, Malformed> {
         let prefix = self.prefix();
-        let Some(rest) = key.strip_prefix(prefix) else {
+        let rest = match key.split_at_checked(prefix.len()) {
+            Some((head, rest)) if same(head, prefix) => Some(rest),
+            _ => None,
+        };
+        let Some(rest) = rest else {
             // Every key here starts with the prefix; a key that does not sorts before all of
             // them or after all of them.
             return Ok(Err(if key < prefix { 0 } else { self.len }));
@@ -1472,7 +1476,34 @@ impl<'a> Reader<'a> {
 
 /// Whether `key` lies in `[low, high)`, with `None` for +infinity.
 fn covers(low: &[u8], high: Option<&[u8]>, key: &[u8]) -> bool {
-    low <= key && high.is_none_or(|high| key < high)
+    order(low, key).is_le() && high.is_none_or(|high| order(key, high).is_lt())
+}
+
+/// Whether `a` and `b` are the same bytes, as `a == b`: a byte loop for the short strings
+/// a node's shared prefix usually is, rather than a call to `memcmp`.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 16 {
+        return a == b;
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
+}
+
+/// How byte string `a` orders against `b`, as `a.cmp(b)`. A key and the fences of the node
+/// it is checked against usually differ within their first few bytes: a byte loop finds
+/// that sooner than a call to `memcmp`, which is left the strings that agree longer.
+#[inline]
+pub(crate) fn order(a: &[u8], b: &[u8]) -> Ordering {
+    for (x, y) in a.iter().zip(b).take(8) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    // The shorter one ended within the bytes compared: it is the smaller, or they are equal.
+    if a.len().min(b.len()) <= 8 { a.len().cmp(&b.len()) } else { a.cmp(b) }
 }
 
 /// The length of the key prefix a node with these fences stores once.
@@ -1485,7 +1516,7 @@ fn prefix_len(low: &[u8], high: Option<&[u8]>) -> usize {
 fn is_prefix_len(low: &[u8], high: Option<&[u8]>, p: usize) -> bool {
     let Some(high) = high else { return p == 0 };
     match (low.get(..p), high.get(..p)) {
-        (Some(a), Some(b)) if a == b => low.get(p).zip(high.get(p)).is_none_or(|(x, y)| x != y),
+        (Some(a), Some(b)) if same(a, b) => low.get(p).zip(high.get(p)).is_none_or(|(x, y)| x != y),
         _ => false,
     }
 }
@@ -1656,6 +1687,30 @@ mod tests {
 
     fn inline(bytes: &[u8]) -> Value {
         Value::Inline(bytes.to_vec())
+    }
+
+    #[test]
+    fn order_and_same_agree_with_the_slice_comparisons() {
+        // Lengths around the byte loop's 8 and `same`'s 16, differing at every position
+        // (or nowhere), with bytes that differ in their top bit too.
+        let mut strings: Vec<Vec<u8>> = vec![Vec::new()];
+        for len in [1, 2, 7, 8, 9, 15, 16, 17, 24] {
+            let base: Vec<u8> = (0..len).map(|i: u8| i.wrapping_mul(37)).collect();
+            strings.push(base.clone());
+            for at in 0..base.len() {
+                for byte in [0x00, 0x7f, 0x80, 0xff] {
+                    let mut changed = base.clone();
+                    changed[at] = byte;
+                    strings.push(changed);
+                }
+            }
+        }
+        for a in &strings {
+            for b in &strings {
+                assert_eq!(order(a, b), a.cmp(b), "{a:?} against {b:?}");
+                assert_eq!(same(a, b), a == b, "{a:?} against {b:?}");
+            }
+        }
     }
 
     fn header(level: u8, low: &[u8], high: Option<&[u8]>, right: Option<u64>) -> Header {

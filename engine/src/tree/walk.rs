@@ -157,9 +157,9 @@ impl Target<'_> {
     fn place(self, low: &[u8], high: Option<&[u8]>) -> Ordering {
         match self {
             Target::Key(key) => {
-                if key < low {
+                if node::order(key, low).is_lt() {
                     Ordering::Less
-                } else if high.is_some_and(|h| key >= h) {
+                } else if high.is_some_and(|h| node::order(key, h).is_ge()) {
                     Ordering::Greater
                 } else {
                     Ordering::Equal
