@@ -735,6 +735,16 @@ impl<'a> NodeRef<'a> {
         covers(self.low, self.high, key)
     }
 
+    /// The slot table, one array per entry: a search indexes it without working out and
+    /// checking each slot's place in the image.
+    fn slots(&self) -> Result<&'a [[u8; SLOT_LEN]], Malformed> {
+        let end = SLOT_LEN.checked_mul(self.len).and_then(|bytes| bytes.checked_add(self.table));
+        match end.and_then(|end| self.image.get(self.table..end)) {
+            Some(table) => Ok(table.as_chunks::<SLOT_LEN>().0),
+            None => Err(Malformed::new(self.table, format!("no room for {} slots", self.len))),
+        }
+    }
+
     /// Slot `i` of the table: entry `i`'s offset and key head.
     fn slot(&self, i: usize) -> Result<(usize, u32), Malformed> {
         let at = self.table + SLOT_LEN * i;
@@ -851,14 +861,23 @@ impl<'a> NodeRef<'a> {
             return Ok(Err(if key < prefix { 0 } else { self.len }));
         };
         let head = u32::from_be_bytes(key_head(rest));
-        let (mut low, mut high) = (0, self.len);
+        let slots = self.slots()?;
+        let (mut low, mut high) = (0, slots.len());
         while low < high {
             let mid = low + (high - low) / 2;
-            let (at, entry_head) = self.slot(mid)?;
+            let Some(&[o0, o1, o2, o3, h0, h1, h2, h3]) = slots.get(mid) else {
+                return Err(Malformed::new(self.table, format!("no entry {mid} of {}", self.len)));
+            };
             // Heads order keys wherever they differ (see the module's notes); equal heads
             // need the suffix.
-            let order = match entry_head.cmp(&head) {
-                Ordering::Equal => Reader { bytes: self.image, at }.bytes("key")?.cmp(rest),
+            let order = match u32::from_be_bytes([h0, h1, h2, h3]).cmp(&head) {
+                Ordering::Equal => {
+                    let offset = u32::from_le_bytes([o0, o1, o2, o3]);
+                    let at = usize::try_from(offset).map_err(|_| {
+                        Malformed::new(self.table, format!("offset {offset} past usize"))
+                    })?;
+                    Reader { bytes: self.image, at }.bytes("key")?.cmp(rest)
+                }
                 order => order,
             };
             match order {
