@@ -820,10 +820,10 @@ impl<'a> NodeRef<'a> {
     /// # Errors
     /// If there is no entry `i`, or the node is an index node.
     pub(crate) fn value(&self, i: usize) -> Result<ValueRef<'a>, Malformed> {
-        match self.entry(i)?.1 {
-            EntryRef::Value(value) => Ok(value),
-            EntryRef::Child(_) => Err(self.not_a(i, "leaf")),
+        if !self.is_leaf() {
+            return Err(self.not_a(i, "leaf"));
         }
+        self.after_key(i)?.value()
     }
 
     /// Entry `i`'s child, in an index node.
@@ -831,10 +831,18 @@ impl<'a> NodeRef<'a> {
     /// # Errors
     /// If there is no entry `i`, or the node is a leaf.
     pub(crate) fn child(&self, i: usize) -> Result<PageId, Malformed> {
-        match self.entry(i)?.1 {
-            EntryRef::Child(page) => Ok(page),
-            EntryRef::Value(_) => Err(self.not_a(i, "index node")),
+        if self.is_leaf() {
+            return Err(self.not_a(i, "index node"));
         }
+        Ok(PageId(self.after_key(i)?.u64()?))
+    }
+
+    /// A reader just past entry `i`'s key: what [`NodeRef::value`] and [`NodeRef::child`]
+    /// read, without the key they do not need.
+    fn after_key(&self, i: usize) -> Result<Reader<'a>, Malformed> {
+        let mut reader = self.entry_reader(i)?;
+        reader.bytes("key")?;
+        Ok(reader)
     }
 
     #[cold]
