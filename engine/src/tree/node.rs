@@ -776,6 +776,30 @@ impl<'a> NodeRef<'a> {
         Ok(SLOT_LEN + longest)
     }
 
+    /// Entries `first..` in order, each with its index: what a scan reads, the slot table
+    /// bounded once rather than per entry.
+    pub(crate) fn entries_from(
+        &self,
+        first: usize,
+    ) -> impl Iterator<Item = Result<(usize, (KeyRef<'a>, EntryRef<'a>)), Malformed>> + use<'a>
+    {
+        let node = *self;
+        // A table that does not fit is one error, then nothing.
+        let (slots, failed) = match self.slots() {
+            Ok(slots) => (slots.get(first..).unwrap_or_default(), None),
+            Err(malformed) => (&[][..], Some(Err(malformed))),
+        };
+        failed.into_iter().chain(slots.iter().zip(first..).map(move |(slot, i)| {
+            let [o0, o1, o2, o3, ..] = *slot;
+            let offset = u32::from_le_bytes([o0, o1, o2, o3]);
+            let at = usize::try_from(offset)
+                .map_err(|_| Malformed::new(node.table, format!("offset {offset} past usize")))?;
+            let mut reader = Reader { bytes: node.image, at };
+            let suffix = reader.bytes("key")?;
+            Ok((i, (KeyRef { prefix: node.prefix(), suffix }, node.entry_body(&mut reader)?)))
+        }))
+    }
+
     /// A reader at entry `i`.
     fn entry_reader(&self, i: usize) -> Result<Reader<'a>, Malformed> {
         let (at, _) = self.slot(i)?;
@@ -1130,7 +1154,7 @@ pub(crate) fn leaf_entries_as<'a, T>(
     make: impl Fn(KeyRef<'a>, ValueRef<'a>) -> T,
 ) -> Result<Vec<T>, Malformed> {
     let (node, overlay, first) = leaf_from(base, fragments, from)?;
-    let base_entries = (first..node.len()).map(|i| Ok((i, node.entry(i)?)));
+    let base_entries = node.entries_from(first);
     merge_overlay(base_entries, node.len().saturating_sub(first), overlay, make)
 }
 
@@ -1147,7 +1171,7 @@ pub(crate) fn leaf_entries_each<'a, B>(
     each: impl FnMut(KeyRef<'a>, ValueRef<'a>) -> ControlFlow<B>,
 ) -> Result<Option<B>, Malformed> {
     let (node, overlay, first) = leaf_from(base, fragments, from)?;
-    let base_entries = (first..node.len()).map(|i| Ok((i, node.entry(i)?)));
+    let base_entries = node.entries_from(first);
     merge_overlay_each(base_entries, overlay, each)
 }
 
