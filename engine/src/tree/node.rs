@@ -331,12 +331,12 @@ impl<'a> KeyRef<'a> {
     pub(crate) fn compare(self, other: &[u8]) -> Ordering {
         // Most keys have no prefix (random keys share none): one comparison, not two.
         if self.prefix.is_empty() {
-            return self.suffix.cmp(other);
+            return order(self.suffix, other);
         }
         let (head, tail) = other.split_at(other.len().min(self.prefix.len()));
         // `head` is shorter than the prefix only when `other` is; the slice order then
         // already puts this (longer) key after it, unless they differ first.
-        self.prefix.cmp(head).then_with(|| self.suffix.cmp(tail))
+        order(self.prefix, head).then_with(|| order(self.suffix, tail))
     }
 
     /// The whole key.
@@ -1517,7 +1517,11 @@ impl<'a> Reader<'a> {
     /// A value: its tag, then its fields.
     fn value(&mut self) -> Result<ValueRef<'a>, Malformed> {
         let at = self.at;
-        match self.u8()? {
+        let Some(&tag) = self.bytes.get(at) else {
+            return Err(Malformed::new(at, "1 bytes wanted, 0 left"));
+        };
+        self.at += 1;
+        match tag {
             VALUE_INLINE => Ok(ValueRef::Inline(self.bytes("value")?)),
             VALUE_BLOB => Ok(ValueRef::Blob { page: PageId(self.u64()?), len: self.u64()? }),
             tag => Err(Malformed::new(at, format!("unknown value tag {tag:#04x}"))),
