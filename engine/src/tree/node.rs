@@ -576,7 +576,14 @@ impl<'a> NodeRef<'a> {
             return Err(Malformed::new(high_at, "high fence not above the low fence"));
         }
         let prefix_at = reader.at;
-        let prefix = reader.varint()?;
+        // A shared prefix is nearly always shorter than 128 bytes: one byte, read inline.
+        let prefix = match image.get(prefix_at) {
+            Some(&byte) if byte < 0x80 => {
+                reader.at += 1;
+                u64::from(byte)
+            }
+            _ => reader.varint()?,
+        };
         let prefix_len = usize::try_from(prefix)
             .ok()
             .filter(|&p| is_prefix_len(low, high, p))
