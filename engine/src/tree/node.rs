@@ -755,12 +755,12 @@ impl<'a> NodeRef<'a> {
     /// Slot `i` of the table: entry `i`'s offset and key head.
     fn slot(&self, i: usize) -> Result<(usize, u32), Malformed> {
         let at = self.table + SLOT_LEN * i;
-        let slot: Option<[u8; SLOT_LEN]> = if i < self.len {
-            self.image.get(at..at + SLOT_LEN).and_then(|bytes| bytes.try_into().ok())
+        let slot = if i < self.len {
+            self.image.get(at..).and_then(<[u8]>::first_chunk::<SLOT_LEN>)
         } else {
             None
         };
-        let Some(slot) = slot else {
+        let Some(&slot) = slot else {
             return Err(Malformed::new(self.table, format!("no entry {i} of {}", self.len)));
         };
         let [o0, o1, o2, o3, h0, h1, h2, h3] = slot;
@@ -1585,7 +1585,10 @@ fn is_prefix_len(low: &[u8], high: Option<&[u8]>, p: usize) -> bool {
 
 /// The first [`HEAD_LEN`] bytes of a key suffix, zero-padded past its end.
 fn key_head(suffix: &[u8]) -> [u8; HEAD_LEN] {
-    padded(suffix)
+    match suffix.first_chunk::<HEAD_LEN>() {
+        Some(&head) => head,
+        None => padded(suffix),
+    }
 }
 
 /// The first `N` of `bytes`, zero-padded past their end: read big-endian, such heads never
