@@ -752,6 +752,14 @@ impl<'a> NodeRef<'a> {
         }
     }
 
+    /// The image offset of the entry a slot points at.
+    fn offset_in(&self, slot: &[u8; SLOT_LEN]) -> Result<usize, Malformed> {
+        let [o0, o1, o2, o3, ..] = *slot;
+        let offset = u32::from_le_bytes([o0, o1, o2, o3]);
+        usize::try_from(offset)
+            .map_err(|_| Malformed::new(self.table, format!("offset {offset} past usize")))
+    }
+
     /// Slot `i` of the table: entry `i`'s offset and key head.
     fn slot(&self, i: usize) -> Result<(usize, u32), Malformed> {
         let at = self.table + SLOT_LEN * i;
@@ -760,14 +768,11 @@ impl<'a> NodeRef<'a> {
         } else {
             None
         };
-        let Some(&slot) = slot else {
+        let Some(slot) = slot else {
             return Err(Malformed::new(self.table, format!("no entry {i} of {}", self.len)));
         };
-        let [o0, o1, o2, o3, h0, h1, h2, h3] = slot;
-        let offset = u32::from_le_bytes([o0, o1, o2, o3]);
-        let offset = usize::try_from(offset)
-            .map_err(|_| Malformed::new(at, format!("offset {offset} past usize")))?;
-        Ok((offset, u32::from_be_bytes([h0, h1, h2, h3])))
+        let [.., h0, h1, h2, h3] = *slot;
+        Ok((self.offset_in(slot)?, u32::from_be_bytes([h0, h1, h2, h3])))
     }
 
     /// The bytes the longest entry takes, its slot included: entries lie in slot order,
@@ -797,11 +802,7 @@ impl<'a> NodeRef<'a> {
             Err(malformed) => (&[][..], Some(Err(malformed))),
         };
         failed.into_iter().chain(slots.iter().zip(first..).map(move |(slot, i)| {
-            let [o0, o1, o2, o3, ..] = *slot;
-            let offset = u32::from_le_bytes([o0, o1, o2, o3]);
-            let at = usize::try_from(offset)
-                .map_err(|_| Malformed::new(node.table, format!("offset {offset} past usize")))?;
-            let mut reader = Reader { bytes: node.image, at };
+            let mut reader = Reader { bytes: node.image, at: node.offset_in(slot)? };
             let suffix = reader.bytes("key")?;
             Ok((i, (KeyRef { prefix: node.prefix(), suffix }, node.entry_body(&mut reader)?)))
         }))
@@ -904,17 +905,15 @@ impl<'a> NodeRef<'a> {
         let (mut low, mut high) = (0, slots.len());
         while low < high {
             let mid = low + (high - low) / 2;
-            let Some(&[o0, o1, o2, o3, h0, h1, h2, h3]) = slots.get(mid) else {
+            let Some(slot) = slots.get(mid) else {
                 return Err(Malformed::new(self.table, format!("no entry {mid} of {}", self.len)));
             };
+            let [.., h0, h1, h2, h3] = *slot;
             // Heads order keys wherever they differ (see the module's notes); equal heads
             // need the suffix.
             let order = match u32::from_be_bytes([h0, h1, h2, h3]).cmp(&head) {
                 Ordering::Equal => {
-                    let offset = u32::from_le_bytes([o0, o1, o2, o3]);
-                    let at = usize::try_from(offset).map_err(|_| {
-                        Malformed::new(self.table, format!("offset {offset} past usize"))
-                    })?;
+                    let at = self.offset_in(slot)?;
                     Reader { bytes: self.image, at }.bytes("key")?.cmp(rest)
                 }
                 order => order,
