@@ -15,6 +15,11 @@ pub(crate) fn put(out: &mut Vec<u8>, value: u64) {
         out.push(low_seven_bits(value));
         return;
     }
+    // And most of the rest in two (a value of up to 16 KiB): no loop, no copy call.
+    if value < 0x4000 {
+        out.extend_from_slice(&[low_seven_bits(value) | 0x80, low_seven_bits(value >> 7)]);
+        return;
+    }
     let (bytes, len) = encode(value);
     out.extend_from_slice(bytes.get(..len).unwrap_or_default());
 }
