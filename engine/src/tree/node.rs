@@ -762,6 +762,8 @@ impl<'a> NodeRef<'a> {
 
     /// Slot `i` of the table: entry `i`'s offset and key head.
     fn slot(&self, i: usize) -> Result<(usize, u32), Malformed> {
+        // One slot's place, worked out directly: bounding the whole table with `slots` for
+        // a single slot made a get take 4% more instructions.
         let at = self.table + SLOT_LEN * i;
         let slot = if i < self.len {
             self.image.get(at..).and_then(<[u8]>::first_chunk::<SLOT_LEN>)
