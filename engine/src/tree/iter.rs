@@ -224,10 +224,14 @@ impl Iter {
                 return Ok(());
             }
         }
-        let mut key = Vec::new();
+        // Both buffers serve every leaf of the walk: no allocation per leaf.
+        let (mut key, mut start) = (Vec::new(), Vec::new());
         // The leaves from `lo` on, as `fetch_front` walks them.
         while !self.exhausted() {
-            let start = self.front_start();
+            start.clear();
+            if let Bound::Included(lo) | Bound::Excluded(lo) = &self.lo {
+                start.extend_from_slice(lo);
+            }
             let guard = epoch::pin();
             let leaf = self.leaf_for(&start, &guard)?;
             // The entries come in key order: once one is past `lo`, so are the rest.
@@ -259,7 +263,12 @@ impl Iter {
                         }
                         past_lo = true;
                     }
-                    match tree.value_in(&key, value, &guard) {
+                    // Most values lie in the leaf: those need no call to find.
+                    let found = match value {
+                        ValueRef::Inline(bytes) => Ok(Some(bytes)),
+                        ValueRef::Blob { .. } => tree.value_in(&key, value, &guard),
+                    };
+                    match found {
                         Ok(Some(bytes)) if f(&key, bytes).is_break() => {
                             ControlFlow::Break(Stop::Done)
                         }
@@ -282,7 +291,7 @@ impl Iter {
                     let Some(high) = node.high() else {
                         break;
                     };
-                    self.lo = Bound::Included(high.to_vec());
+                    include(&mut self.lo, high);
                     self.next_leaf = node.right();
                 }
             }
@@ -373,6 +382,17 @@ impl DoubleEndedIterator for Iter {
             }
         }
     }
+}
+
+/// Makes `bound` include `key` and what follows, in the buffer it held.
+fn include(bound: &mut Bound<Vec<u8>>, key: &[u8]) {
+    let mut held = match std::mem::replace(bound, Bound::Unbounded) {
+        Bound::Included(held) | Bound::Excluded(held) => held,
+        Bound::Unbounded => Vec::new(),
+    };
+    held.clear();
+    held.extend_from_slice(key);
+    *bound = Bound::Included(held);
 }
 
 /// Whether `key` lies past the upper bound `hi` (and so does every key after it).

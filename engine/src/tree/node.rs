@@ -790,24 +790,31 @@ impl<'a> NodeRef<'a> {
         Ok(SLOT_LEN + longest)
     }
 
-    /// Entries `first..` in order, each with its index: what a scan reads, the slot table
-    /// bounded once rather than per entry.
-    pub(crate) fn entries_from(
+    /// A leaf's entries `first..` in order: what a scan reads, the slot table bounded once
+    /// rather than per entry, and each value read as a value (a leaf holds no children).
+    /// A table that does not fit, or a node that is not a leaf, is one error, then nothing.
+    pub(crate) fn values_from(
         &self,
         first: usize,
-    ) -> impl Iterator<Item = Result<(usize, (KeyRef<'a>, EntryRef<'a>)), Malformed>> + use<'a>
-    {
+    ) -> impl Iterator<Item = Result<(KeyRef<'a>, ValueRef<'a>), Malformed>> + use<'a> {
         let node = *self;
-        // A table that does not fit is one error, then nothing.
         let (slots, failed) = match self.slots() {
+            Ok(_) if !self.is_leaf() => (&[][..], Some(Err(self.not_a_leaf()))),
             Ok(slots) => (slots.get(first..).unwrap_or_default(), None),
             Err(malformed) => (&[][..], Some(Err(malformed))),
         };
-        failed.into_iter().chain(slots.iter().zip(first..).map(move |(slot, i)| {
+        let prefix = node.prefix();
+        failed.into_iter().chain(slots.iter().map(move |slot| {
             let mut reader = Reader { bytes: node.image, at: node.offset_in(slot)? };
             let suffix = reader.bytes("key")?;
-            Ok((i, (KeyRef { prefix: node.prefix(), suffix }, node.entry_body(&mut reader)?)))
+            Ok((KeyRef { prefix, suffix }, reader.value()?))
         }))
+    }
+
+    /// The error for a leaf's read of a node that is not one.
+    #[cold]
+    fn not_a_leaf(&self) -> Malformed {
+        Malformed::new(1, format!("level {}: not a leaf", self.level()))
     }
 
     /// A reader at entry `i`.
@@ -1128,7 +1135,7 @@ pub(crate) fn leaf_lookup_parsed<'a>(
         }
     }
     if !node.is_leaf() {
-        return Err(Malformed::new(1, format!("level {}: not a leaf", node.level())));
+        return Err(node.not_a_leaf());
     }
     match node.search(key)? {
         Ok(i) => Ok(Some(node.value(i)?)),
@@ -1162,7 +1169,7 @@ pub(crate) fn leaf_entries_as<'a, T>(
     make: impl Fn(KeyRef<'a>, ValueRef<'a>) -> T,
 ) -> Result<Vec<T>, Malformed> {
     let (node, overlay, first) = leaf_from(base, fragments, from)?;
-    let base_entries = node.entries_from(first);
+    let base_entries = node.values_from(first);
     merge_overlay(base_entries, node.len().saturating_sub(first), overlay, make)
 }
 
@@ -1179,8 +1186,7 @@ pub(crate) fn leaf_entries_each<'a, B>(
     each: impl FnMut(KeyRef<'a>, ValueRef<'a>) -> ControlFlow<B>,
 ) -> Result<Option<B>, Malformed> {
     let (node, overlay, first) = leaf_from(base, fragments, from)?;
-    let base_entries = node.entries_from(first);
-    merge_overlay_each(base_entries, overlay, each)
+    merge_overlay_each(node.values_from(first), overlay, each)
 }
 
 /// A leaf's node, its fragments' changes from `from` on, and the index of its first entry
@@ -1211,14 +1217,17 @@ pub(crate) fn apply_fragments<'a>(
 ) -> Result<Vec<(KeyRef<'a>, EntryRef<'a>)>, Malformed> {
     let overlay = overlay(node, fragments, &[])?;
     let len = entries.len();
-    let base_entries = entries.into_iter().enumerate().map(Ok);
+    let base_entries = entries.into_iter().enumerate().map(|(i, (key, entry))| match entry {
+        EntryRef::Value(value) => Ok((key, value)),
+        EntryRef::Child(_) => Err(Malformed::new(1, format!("entry {i} of a leaf is a child"))),
+    });
     merge_overlay(base_entries, len, overlay, |key, value| (key, EntryRef::Value(value)))
 }
 
-/// Merges a leaf's base entries (`len` of them, in key order, with their indexes) with the
+/// Merges a leaf's base entries (`len` of them, in key order) with the
 /// `overlay` of its fragments' changes, each entry made a `T` by `make`.
 fn merge_overlay<'a, T>(
-    base: impl Iterator<Item = Result<(usize, (KeyRef<'a>, EntryRef<'a>)), Malformed>>,
+    base: impl Iterator<Item = Result<(KeyRef<'a>, ValueRef<'a>), Malformed>>,
     len: usize,
     overlay: Vec<Change<'a>>,
     make: impl Fn(KeyRef<'a>, ValueRef<'a>) -> T,
@@ -1234,7 +1243,7 @@ fn merge_overlay<'a, T>(
 /// As [`merge_overlay`], handing each entry to `each` in key order until it breaks: the
 /// break's value, or `None` if every entry was handed over.
 fn merge_overlay_each<'a, B>(
-    base: impl Iterator<Item = Result<(usize, (KeyRef<'a>, EntryRef<'a>)), Malformed>>,
+    base: impl Iterator<Item = Result<(KeyRef<'a>, ValueRef<'a>), Malformed>>,
     overlay: Vec<Change<'a>>,
     mut each: impl FnMut(KeyRef<'a>, ValueRef<'a>) -> ControlFlow<B>,
 ) -> Result<Option<B>, Malformed> {
@@ -1245,10 +1254,7 @@ fn merge_overlay_each<'a, B>(
         None => ControlFlow::Continue(()),
     };
     for found in base {
-        let (i, (key, entry)) = found?;
-        let EntryRef::Value(value) = entry else {
-            return Err(Malformed::new(1, format!("entry {i} of a leaf is a child")));
-        };
+        let (key, value) = found?;
         // The changes to keys before this one go first, and one to this key replaces it:
         // one comparison per change and per entry, not two.
         let mut order = Ordering::Less;
@@ -1337,7 +1343,7 @@ fn overlay<'a>(
     from: &[u8],
 ) -> Result<Vec<Change<'a>>, Malformed> {
     if !node.is_leaf() {
-        return Err(Malformed::new(1, format!("level {}: not a leaf", node.level())));
+        return Err(node.not_a_leaf());
     }
     let mut overlay = Vec::new();
     for (index, fragment) in fragments.enumerate() {
@@ -1523,7 +1529,20 @@ impl<'a> Reader<'a> {
     }
 
     /// A value: its tag, then its fields.
+    // Every scan reads a value per entry, and nearly all are inline: that case is inline
+    // here, the rest (and every error) out of line.
+    #[inline]
     fn value(&mut self) -> Result<ValueRef<'a>, Malformed> {
+        if self.bytes.get(self.at) == Some(&VALUE_INLINE) {
+            self.at += 1;
+            return Ok(ValueRef::Inline(self.bytes("value")?));
+        }
+        self.other_value()
+    }
+
+    /// [`Reader::value`] for values stored out of line, and its errors.
+    #[inline(never)]
+    fn other_value(&mut self) -> Result<ValueRef<'a>, Malformed> {
         let at = self.at;
         let Some(&tag) = self.bytes.get(at) else {
             return Err(Malformed::new(at, "1 bytes wanted, 0 left"));
@@ -2125,6 +2144,9 @@ mod tests {
                 assert_eq!(view.covers(&probe), node.covers(&probe));
             }
             assert!(leaf_lookup(&image, &[], b"").is_err(), "an index node is not a leaf");
+            // A scan reads values: an index node's children are an error, not values.
+            assert!(leaf_entries(&image, std::iter::empty(), b"").is_err(), "seed {seed}");
+            assert!(view.values_from(0).next().is_some_and(|first| first.is_err()));
         }
     }
 
