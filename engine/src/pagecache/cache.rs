@@ -491,13 +491,14 @@ impl Inner {
         guard: &'g epoch::Guard,
     ) -> Result<Current<'g>, (PageState, Current<'g>)> {
         let old = current.state();
-        for loc in gained(old, &new) {
+        let kept = old.map_or(0, |old| kept_prefix(old, &new));
+        for loc in gained(old, &new, kept) {
             self.live.adjust(&self.logs, loc, true);
         }
         match self.table.install(slot, current, new, guard) {
             Ok(installed) => {
                 if let (Some(old), Some(new)) = (old, installed.state()) {
-                    for loc in old.locs().filter(|l| !new.locs().any(|x| x == *l)) {
+                    for loc in locs_after(old, kept).filter(|&loc| !holds(new, loc)) {
                         self.live.adjust(&self.logs, loc, false);
                     }
                 }
@@ -509,7 +510,7 @@ impl Inner {
                 Ok(installed)
             }
             Err(lost) => {
-                for loc in gained(old, &lost.0) {
+                for loc in gained(old, &lost.0, kept) {
                     self.live.adjust(&self.logs, loc, false);
                 }
                 Err(lost)
@@ -811,8 +812,42 @@ impl Inner {
 /// against), that state, and the state's contents.
 pub(crate) type Loaded<'t, 'g> = (&'t Slot, Current<'g>, &'g PageState, &'g Live);
 
-/// The locations `new` holds that `old` does not (walked, not collected: this runs on
-/// every install).
-fn gained<'a>(old: Option<&'a PageState>, new: &'a PageState) -> impl Iterator<Item = Loc> + 'a {
-    new.locs().filter(move |loc| old.is_none_or(|old| !old.locs().any(|x| x == *loc)))
+/// The locations `new` holds that `old` does not, given that their first `kept` are the
+/// same (walked, not collected: this runs on every install).
+fn gained<'a>(
+    old: Option<&'a PageState>,
+    new: &'a PageState,
+    kept: usize,
+) -> impl Iterator<Item = Loc> + 'a {
+    locs_after(new, kept).filter(move |&loc| old.is_none_or(|old| !holds(old, loc)))
+}
+
+/// How many locations `old` and `new` share at their start (base, then fragments). Most
+/// installs keep every record (a claim, a load) or add one (a link): comparing in order
+/// settles those in one pass, where looking each record up in the other state took a pass
+/// per record.
+fn kept_prefix(old: &PageState, new: &PageState) -> usize {
+    match (&old.live, &new.live) {
+        (Some(old), Some(new)) if old.base.loc == new.base.loc => {
+            1 + old.frags.iter().zip(&new.frags).take_while(|(a, b)| a.loc == b.loc).count()
+        }
+        _ => 0,
+    }
+}
+
+/// `state`'s locations after its first `kept` (base, then fragments).
+fn locs_after(state: &PageState, kept: usize) -> impl Iterator<Item = Loc> + '_ {
+    let live = state.live.as_ref();
+    let base = live.filter(|_| kept == 0).map(|live| live.base.loc);
+    let frags =
+        live.map_or(&[][..], |live| live.frags.get(kept.saturating_sub(1)..).unwrap_or_default());
+    base.into_iter().chain(frags.iter().map(|frag| frag.loc))
+}
+
+/// Whether `state` refers to the record at `loc`.
+fn holds(state: &PageState, loc: Loc) -> bool {
+    state
+        .live
+        .as_ref()
+        .is_some_and(|live| live.base.loc == loc || live.frags.iter().any(|frag| frag.loc == loc))
 }
