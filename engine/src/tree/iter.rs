@@ -15,7 +15,7 @@ use std::{
 
 use super::{
     Bytes, Tree,
-    node::{self, ValueRef},
+    node::{self, NodeRef, ValueRef},
     walk::{self, Target},
 };
 use crate::{error::Result, ids::PageId, pagecache::PageView, sync::epoch};
@@ -145,7 +145,11 @@ impl Iter {
 
     /// The leaf that holds `start`: the right sibling remembered from the last fetch if it
     /// still begins exactly at `start` (so it is the leaf covering it), else a descent.
-    fn leaf_for<'g>(&mut self, start: &[u8], guard: &'g epoch::Guard) -> Result<PageView<'g>> {
+    fn leaf_for<'g>(
+        &mut self,
+        start: &[u8],
+        guard: &'g epoch::Guard,
+    ) -> Result<(PageView<'g>, NodeRef<'g>)> {
         if let Some(id) = self.next_leaf.take()
             && let Some(page) = self.tree.cache().read(id, guard)?
             && let Ok(node) = walk::node_of(&page)
@@ -153,9 +157,9 @@ impl Iter {
             && node.is_leaf()
             && node.low() == start
         {
-            return Ok(page);
+            return Ok((page, node));
         }
-        Ok(self.tree.descend_view(Target::Key(start), guard)?.0)
+        self.tree.descend_view(Target::Key(start), guard)
     }
 
     /// Fills the front buffer from the leaves after `lo`; `false` if no key is left.
@@ -169,11 +173,10 @@ impl Iter {
             }
             let start = self.front_start();
             let guard = epoch::pin();
-            let leaf = self.leaf_for(&start, &guard)?;
+            let (leaf, node) = self.leaf_for(&start, &guard)?;
             let Some(found) = self.entries_of(&leaf, Some(&start))? else {
                 continue;
             };
-            let node = walk::node_of(&leaf)?;
             let (high, right) = (node.high().map(<[u8]>::to_vec), node.right());
             drop(guard);
             match (high, found.last()) {
@@ -233,7 +236,7 @@ impl Iter {
                 start.extend_from_slice(lo);
             }
             let guard = epoch::pin();
-            let leaf = self.leaf_for(&start, &guard)?;
+            let (leaf, node) = self.leaf_for(&start, &guard)?;
             // The entries come in key order: once one is past `lo`, so are the rest.
             let mut past_lo = false;
             let (lo, hi) = (&self.lo, &self.hi);
@@ -243,41 +246,38 @@ impl Iter {
             // the guard keeps unchanged.
             let mut held: &[u8] = &[];
             key.clear();
-            let stop =
-                node::leaf_entries_each(leaf.base(), leaf.fragments(), &start, |stored, value| {
-                    let (prefix, rest) = stored.parts();
-                    if std::ptr::eq(prefix, held) {
-                        key.truncate(prefix.len());
-                    } else {
-                        key.clear();
-                        key.extend_from_slice(prefix);
-                        held = prefix;
+            let stop = node::leaf_entries_each(&node, leaf.fragments(), &start, |stored, value| {
+                let (prefix, rest) = stored.parts();
+                if std::ptr::eq(prefix, held) {
+                    key.truncate(prefix.len());
+                } else {
+                    key.clear();
+                    key.extend_from_slice(prefix);
+                    held = prefix;
+                }
+                key.extend_from_slice(rest);
+                if past(hi, &key) {
+                    return ControlFlow::Break(Stop::PastHi);
+                }
+                if !past_lo {
+                    if before(lo, &key) {
+                        return ControlFlow::Continue(());
                     }
-                    key.extend_from_slice(rest);
-                    if past(hi, &key) {
-                        return ControlFlow::Break(Stop::PastHi);
-                    }
-                    if !past_lo {
-                        if before(lo, &key) {
-                            return ControlFlow::Continue(());
-                        }
-                        past_lo = true;
-                    }
-                    // Most values lie in the leaf: those need no call to find.
-                    let found = match value {
-                        ValueRef::Inline(bytes) => Ok(Some(bytes)),
-                        ValueRef::Blob { .. } => tree.value_in(&key, value, &guard),
-                    };
-                    match found {
-                        Ok(Some(bytes)) if f(&key, bytes).is_break() => {
-                            ControlFlow::Break(Stop::Done)
-                        }
-                        Ok(Some(_)) => ControlFlow::Continue(()),
-                        Ok(None) => ControlFlow::Break(Stop::Moved),
-                        Err(error) => ControlFlow::Break(Stop::Failed(error)),
-                    }
-                })
-                .map_err(|m| walk::corrupt(leaf.id(), &m))?;
+                    past_lo = true;
+                }
+                // Most values lie in the leaf: those need no call to find.
+                let found = match value {
+                    ValueRef::Inline(bytes) => Ok(Some(bytes)),
+                    ValueRef::Blob { .. } => tree.value_in(&key, value, &guard),
+                };
+                match found {
+                    Ok(Some(bytes)) if f(&key, bytes).is_break() => ControlFlow::Break(Stop::Done),
+                    Ok(Some(_)) => ControlFlow::Continue(()),
+                    Ok(None) => ControlFlow::Break(Stop::Moved),
+                    Err(error) => ControlFlow::Break(Stop::Failed(error)),
+                }
+            })
+            .map_err(|m| walk::corrupt(leaf.id(), &m))?;
             match stop {
                 Some(Stop::Done) => return Ok(()),
                 // The back buffer's entries, if any, come next.
@@ -286,7 +286,6 @@ impl Iter {
                 // The value moved: read on from this key, afresh.
                 Some(Stop::Moved) => self.lo = Bound::Included(key.clone()),
                 None => {
-                    let node = walk::node_of(&leaf)?;
                     // Without a high fence this was the last leaf: nothing is left after it.
                     let Some(high) = node.high() else {
                         break;

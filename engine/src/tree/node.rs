@@ -1180,12 +1180,12 @@ pub(crate) fn leaf_entries_as<'a, T>(
 /// # Errors
 /// As [`leaf_entries`], for the entries read before the break.
 pub(crate) fn leaf_entries_each<'a, B>(
-    base: &'a [u8],
+    node: &NodeRef<'a>,
     fragments: impl Iterator<Item = &'a [u8]>,
     from: &[u8],
     each: impl FnMut(KeyRef<'a>, ValueRef<'a>) -> ControlFlow<B>,
 ) -> Result<Option<B>, Malformed> {
-    let (node, overlay, first) = leaf_from(base, fragments, from)?;
+    let (overlay, first) = leaf_start(node, fragments, from)?;
     merge_overlay_each(node.values_from(first), overlay, each)
 }
 
@@ -1197,11 +1197,21 @@ fn leaf_from<'a>(
     from: &[u8],
 ) -> Result<(NodeRef<'a>, Vec<Change<'a>>, usize), Malformed> {
     let node = NodeRef::parse_header(base)?;
-    let overlay = overlay(&node, fragments, from)?;
+    let (overlay, first) = leaf_start(&node, fragments, from)?;
+    Ok((node, overlay, first))
+}
+
+/// As [`leaf_from`], for a leaf whose header is parsed already.
+fn leaf_start<'a>(
+    node: &NodeRef<'a>,
+    fragments: impl Iterator<Item = &'a [u8]>,
+    from: &[u8],
+) -> Result<(Vec<Change<'a>>, usize), Malformed> {
+    let overlay = overlay(node, fragments, from)?;
     let first = match node.search(from)? {
         Ok(i) | Err(i) => i,
     };
-    Ok((node, overlay, first))
+    Ok((overlay, first))
 }
 
 /// The entries of a leaf (`node`, its `entries` decoded and checked already, as
