@@ -62,7 +62,10 @@
 //! Ops apply in order: a put inserts or overwrites, a remove deletes the key if present.
 //! Every key of a fragment lies within the fences of the leaf it is linked onto.
 
-use std::{cmp::Ordering, ops::ControlFlow};
+use std::{
+    cmp::Ordering,
+    ops::{ControlFlow, Range},
+};
 
 use super::{draft::Draft, filter};
 use crate::{
@@ -1389,15 +1392,126 @@ pub(crate) struct TreeMaterializer;
 
 impl Materializer for TreeMaterializer {
     fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8> {
-        Draft::of_page(base, fragments)
-            .ok()
-            .and_then(|draft| try_encode_image(&draft.header, draft.entries.iter().copied()))
-            .unwrap_or_else(|| base.to_vec())
+        spliced(base, fragments).ok().flatten().unwrap_or_else(|| base.to_vec())
     }
 
     fn summarize(&self, fragment: &[u8]) -> u64 {
         fragment_filter(fragment)
     }
+}
+
+/// A piece of a spliced leaf: a run of the base's entries (indexes), or a new entry (its
+/// key suffix and value).
+enum Piece<'a> {
+    Run(Range<usize>),
+    New(&'a [u8], ValueRef<'a>),
+}
+
+/// The image of leaf `base` with `fragments` (oldest first) applied, byte for byte what
+/// decoding it and encoding the result gives, but made by splicing: consolidation keeps the
+/// fences, hence the header and the shared prefix, so every entry no op names is copied as
+/// it lies, a run of them with one copy, and only its slot's offset changes. Each op's place
+/// comes from a search, not from decoding every entry: a consolidation merges a handful of
+/// ops into dozens of entries. `None` if the image would pass 4 GiB.
+///
+/// The base's header, slot table and the fragments are checked as they are read; the
+/// entries copied whole are not decoded (the reads that use them check them), so damage
+/// there carries into the new image rather than being caught here.
+///
+/// # Errors
+/// [`Malformed`] if the base is not a leaf, its slots are out of order or out of bounds, a
+/// fragment is malformed, or an op lies outside the fences.
+fn spliced(base: &[u8], fragments: &[&[u8]]) -> Result<Option<Vec<u8>>, Malformed> {
+    let node = NodeRef::parse_header(base)?;
+    let overlay = overlay(&node, fragments.iter().copied(), &[])?;
+    let slots = node.slots()?;
+    // Entry i lies from its offset to the next entry's (the last to the image's end): the
+    // offsets must climb from the end of the table.
+    let entries_at = node.table + SLOT_LEN * node.len;
+    let mut end = entries_at;
+    for slot in slots {
+        let offset = node.offset_in(slot)?;
+        if offset < end || offset > base.len() {
+            return Err(Malformed::new(node.table, format!("entry offset {offset} out of order")));
+        }
+        end = offset;
+    }
+    let offset_of = |i: usize| match slots.get(i) {
+        Some(slot) => node.offset_in(slot),
+        None => Ok(base.len()),
+    };
+
+    // The pieces in key order, and the entry count and image length they make.
+    let prefix = node.prefix_len;
+    let mut pieces = Vec::with_capacity(2 * overlay.len() + 1);
+    let (mut next, mut count, mut len) = (0, 0, entries_at);
+    for op in overlay.into_iter().map(Some).chain([None]) {
+        // The base's entries before this op's key (all that are left, after the last op),
+        // then the entry it replaces, skipped.
+        let (at, replaces) = match op {
+            Some((key, _)) => match node.search(key)? {
+                Ok(i) => (i, true),
+                Err(i) => (i, false),
+            },
+            None => (node.len, false),
+        };
+        if at < next {
+            return Err(Malformed::new(node.table, "the base's keys are out of order"));
+        }
+        if at > next {
+            len += offset_of(at)?.saturating_sub(offset_of(next)?) + SLOT_LEN * (at - next);
+            count += at - next;
+            pieces.push(Piece::Run(next..at));
+        }
+        next = at + usize::from(replaces);
+        if let Some((key, Some(value))) = op {
+            let suffix = key.get(prefix..).unwrap_or_default();
+            len += entry_len(suffix.len(), EntryRef::Value(value));
+            count += 1;
+            pieces.push(Piece::New(suffix, value));
+        }
+    }
+    let (Ok(_), Ok(count_field)) = (u32::try_from(len), u32::try_from(count)) else {
+        return Ok(None);
+    };
+
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(base.get(..node.table).unwrap_or_default());
+    if let Some(field) = out.get_mut(4..8) {
+        field.copy_from_slice(&count_field.to_le_bytes());
+    }
+    let mut slot_at = out.len();
+    out.resize(slot_at + SLOT_LEN * count, 0);
+    // Every offset written is below `len`, which fits in a u32.
+    let mut put_slot = |out: &mut Vec<u8>, offset: usize, [h0, h1, h2, h3]: [u8; HEAD_LEN]| {
+        let [o0, o1, o2, o3] = u32::try_from(offset).unwrap_or(u32::MAX).to_le_bytes();
+        if let Some(slot) = out.get_mut(slot_at..slot_at + SLOT_LEN) {
+            slot.copy_from_slice(&[o0, o1, o2, o3, h0, h1, h2, h3]);
+        }
+        slot_at += SLOT_LEN;
+    };
+    for piece in pieces {
+        match piece {
+            Piece::Run(run) => {
+                let (from, to) = (offset_of(run.start)?, offset_of(run.end)?);
+                let moved_to = out.len();
+                for slot in slots.get(run).unwrap_or_default() {
+                    let [.., h0, h1, h2, h3] = *slot;
+                    let offset = node.offset_in(slot)?.saturating_sub(from) + moved_to;
+                    put_slot(&mut out, offset, [h0, h1, h2, h3]);
+                }
+                out.extend_from_slice(base.get(from..to).unwrap_or_default());
+            }
+            Piece::New(suffix, value) => {
+                let offset = out.len();
+                put_slot(&mut out, offset, padded(suffix));
+                put_bytes(&mut out, suffix);
+                value.encode_into(&mut out);
+            }
+        }
+    }
+    debug_assert_eq!(out.len(), len, "the spliced image's length");
+    Ok(Some(out))
 }
 
 /// The key filter of `fragment` (see `filter.rs`): the bits of every key its ops name. A
@@ -2105,6 +2219,8 @@ mod tests {
             assert!(at_least <= len, "seed {seed}: a bound of {at_least} over {len} bytes");
             let draft = Draft::of_page(&base, &fragments).unwrap();
             assert_eq!(draft.encode().unwrap(), image, "seed {seed}: the draft's image");
+            let spliced = TreeMaterializer.merge(&base, &fragments);
+            assert_eq!(spliced, image, "seed {seed}: the spliced image");
             let view = NodeRef::parse(&image).unwrap();
             let (_, entries) = NodeRef::parse_entries(&image).unwrap();
             let one_by_one: Vec<_> = (0..view.len()).map(|i| view.entry(i).unwrap()).collect();
@@ -2431,6 +2547,12 @@ mod tests {
         let _ = Node::materialize(leaf, &[fragment, bytes]);
         let _ = TreeMaterializer.merge(bytes, &[]);
         let _ = TreeMaterializer.merge(leaf, &[bytes]);
+        // Splicing skips decoding the entries it copies, yet where decoding succeeds it must
+        // give the same image.
+        let spliced = TreeMaterializer.merge(bytes, &[fragment]);
+        if let Ok(node) = Node::materialize(bytes, &[fragment]) {
+            assert_eq!(spliced, node.encode().unwrap());
+        }
     }
 
     /// Valid images (leaves and index nodes) and fragments to damage, with probe keys.
