@@ -1400,30 +1400,46 @@ impl Materializer for TreeMaterializer {
     }
 }
 
-/// A piece of a spliced leaf: a run of the base's entries (indexes), or a new entry (its
-/// key suffix and value).
+/// A piece of a spliced node: a run of the base's entries (indexes), or a new entry (its
+/// key suffix and what it maps to).
 enum Piece<'a> {
     Run(Range<usize>),
-    New(&'a [u8], ValueRef<'a>),
+    New(&'a [u8], EntryRef<'a>),
 }
 
-/// The image of leaf `base` with `fragments` (oldest first) applied, byte for byte what
-/// decoding it and encoding the result gives, but made by splicing: consolidation keeps the
-/// fences, hence the header and the shared prefix, so every entry no op names is copied as
-/// it lies, a run of them with one copy, and only its slot's offset changes. Each op's place
-/// comes from a search, not from decoding every entry: a consolidation merges a handful of
-/// ops into dozens of entries. `None` if the image would pass 4 GiB.
-///
-/// The base's header, slot table and the fragments are checked as they are read; the
-/// entries copied whole are not decoded (the reads that use them check them), so damage
-/// there carries into the new image rather than being caught here.
+/// The image of leaf `base` with `fragments` (oldest first) applied, as [`splice`] makes
+/// it: what consolidation writes. `None` if the image would pass 4 GiB.
 ///
 /// # Errors
-/// [`Malformed`] if the base is not a leaf, its slots are out of order or out of bounds, a
-/// fragment is malformed, or an op lies outside the fences.
+/// As [`splice`]; [`Malformed`] too if `base` is not a leaf, a fragment is malformed, or an
+/// op lies outside the fences.
 fn spliced(base: &[u8], fragments: &[&[u8]]) -> Result<Option<Vec<u8>>, Malformed> {
     let node = NodeRef::parse_header(base)?;
     let overlay = overlay(&node, fragments.iter().copied(), &[])?;
+    splice(&node, overlay.into_iter().map(|(key, value)| (key, value.map(EntryRef::Value))))
+}
+
+/// `node`'s image with `changes` made: each a whole key (within the fences, in increasing
+/// order) and what it maps to now (an entry of the node's kind), or `None` to remove it.
+/// Byte for byte what decoding the node and encoding the result gives, but made by
+/// splicing: the fences stay, hence the header and the shared prefix, so every entry no
+/// change names is copied as it lies, a run of them with one copy, and only its slot's
+/// offset changes. Each change's place comes from a search, not from decoding every entry:
+/// a consolidation merges a handful of ops into dozens of entries, a split adds one or two
+/// children to hundreds. `None` if the image would pass 4 GiB.
+///
+/// The header and the slot table are checked as they are read; the entries copied whole
+/// are not decoded (the reads that use them check them), so damage there carries into the
+/// new image rather than being caught here.
+///
+/// # Errors
+/// [`Malformed`] if the slots are out of order or out of bounds, or the changes' keys, as
+/// the node orders them, are.
+pub(crate) fn splice<'a>(
+    node: &NodeRef<'a>,
+    changes: impl Iterator<Item = (&'a [u8], Option<EntryRef<'a>>)>,
+) -> Result<Option<Vec<u8>>, Malformed> {
+    let base = node.image;
     let slots = node.slots()?;
     // Entry i lies from its offset to the next entry's (the last to the image's end): the
     // offsets must climb from the end of the table.
@@ -1443,12 +1459,19 @@ fn spliced(base: &[u8], fragments: &[&[u8]]) -> Result<Option<Vec<u8>>, Malforme
 
     // The pieces in key order, and the entry count and image length they make.
     let prefix = node.prefix_len;
-    let mut pieces = Vec::with_capacity(2 * overlay.len() + 1);
+    let mut pieces = Vec::new();
     let (mut next, mut count, mut len) = (0, 0, entries_at);
-    for op in overlay.into_iter().map(Some).chain([None]) {
-        // The base's entries before this op's key (all that are left, after the last op),
-        // then the entry it replaces, skipped.
-        let (at, replaces) = match op {
+    let mut previous: Option<&[u8]> = None;
+    for change in changes.map(Some).chain([None]) {
+        if let Some((key, _)) = change {
+            if previous.is_some_and(|previous| previous >= key) {
+                return Err(Malformed::new(node.table, "the changes' keys are out of order"));
+            }
+            previous = Some(key);
+        }
+        // The base's entries before this change's key (all that are left, after the last
+        // change), then the entry it replaces, skipped.
+        let (at, replaces) = match change {
             Some((key, _)) => match node.search(key)? {
                 Ok(i) => (i, true),
                 Err(i) => (i, false),
@@ -1456,7 +1479,7 @@ fn spliced(base: &[u8], fragments: &[&[u8]]) -> Result<Option<Vec<u8>>, Malforme
             None => (node.len, false),
         };
         if at < next {
-            return Err(Malformed::new(node.table, "the base's keys are out of order"));
+            return Err(Malformed::new(node.table, "the changes' keys are out of order"));
         }
         if at > next {
             len += offset_of(at)?.saturating_sub(offset_of(next)?) + SLOT_LEN * (at - next);
@@ -1464,11 +1487,12 @@ fn spliced(base: &[u8], fragments: &[&[u8]]) -> Result<Option<Vec<u8>>, Malforme
             pieces.push(Piece::Run(next..at));
         }
         next = at + usize::from(replaces);
-        if let Some((key, Some(value))) = op {
+        if let Some((key, Some(entry))) = change {
+            debug_assert_eq!(matches!(entry, EntryRef::Value(_)), node.is_leaf(), "entry kind");
             let suffix = key.get(prefix..).unwrap_or_default();
-            len += entry_len(suffix.len(), EntryRef::Value(value));
+            len += entry_len(suffix.len(), entry);
             count += 1;
-            pieces.push(Piece::New(suffix, value));
+            pieces.push(Piece::New(suffix, entry));
         }
     }
     let (Ok(_), Ok(count_field)) = (u32::try_from(len), u32::try_from(count)) else {
@@ -1502,11 +1526,14 @@ fn spliced(base: &[u8], fragments: &[&[u8]]) -> Result<Option<Vec<u8>>, Malforme
                 }
                 out.extend_from_slice(base.get(from..to).unwrap_or_default());
             }
-            Piece::New(suffix, value) => {
+            Piece::New(suffix, entry) => {
                 let offset = out.len();
                 put_slot(&mut out, offset, padded(suffix));
                 put_bytes(&mut out, suffix);
-                value.encode_into(&mut out);
+                match entry {
+                    EntryRef::Value(value) => value.encode_into(&mut out),
+                    EntryRef::Child(page) => out.extend_from_slice(&page.get().to_le_bytes()),
+                }
             }
         }
     }
@@ -2273,6 +2300,42 @@ mod tests {
             // A scan reads values: an index node's children are an error, not values.
             assert!(leaf_entries(&image, std::iter::empty(), b"").is_err(), "seed {seed}");
             assert!(view.values_from(0).next().is_some_and(|first| first.is_err()));
+        }
+    }
+
+    /// Splicing children into an index node (what a split does to its parent) gives the
+    /// image encoding the owned node with them gives: new keys, keys it holds (a child
+    /// replaced), the low fence's entry kept first.
+    #[test]
+    fn spliced_children_match_the_encoded_node() {
+        for seed in 0..SEEDS {
+            let mut rng = Rng::with_seed(seed);
+            let stem = random_stem(&mut rng);
+            let mut node = random_index(&mut rng, &stem, 60);
+            let image = node.encode().unwrap();
+            let mut added: Vec<(Vec<u8>, PageId)> = (0..rng.usize(..6))
+                .map(|_| (covered_key(&mut rng, &stem, &node), PageId(rng.u64(..))))
+                .filter(|(key, _)| *key != node.header.low)
+                .collect();
+            added.sort();
+            added.dedup_by(|a, b| a.0 == b.0);
+            for (key, child) in &added {
+                match node.entries.binary_search_by(|(k, _)| k.cmp(key)) {
+                    Ok(i) => node.entries[i].1 = Entry::Child(*child),
+                    Err(i) => node.entries.insert(i, (key.clone(), Entry::Child(*child))),
+                }
+            }
+            let view = NodeRef::parse(&image).unwrap();
+            let changes =
+                added.iter().map(|(key, child)| (&key[..], Some(EntryRef::Child(*child))));
+            let spliced = splice(&view, changes).unwrap().unwrap();
+            assert_eq!(spliced, node.encode().unwrap(), "seed {seed}");
+            // Out of order, the changes are refused rather than spliced into a wrong image.
+            if added.len() > 1 {
+                let backwards =
+                    added.iter().rev().map(|(k, c)| (&k[..], Some(EntryRef::Child(*c))));
+                assert!(splice(&view, backwards).is_err(), "seed {seed}");
+            }
         }
     }
 

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use super::{
     draft::Draft,
-    node::{Entry, EntryRef, FragmentBuilder, KeyRef, Node, ValueRef},
-    walk::{self, LeafAt},
+    node::{self, Entry, EntryRef, FragmentBuilder, KeyRef, Node, ValueRef},
+    walk::{self, LeafAt, TreePage},
 };
 use crate::{
     error::Result,
@@ -306,6 +306,11 @@ impl Rewrite<'_> {
                 let Some(page) = page.filter(|page| page.version() == *version) else {
                     return Ok(false);
                 };
+                if let Some(image) = self.spliced_parent(&page, level, children)? {
+                    let weigh = Weigh::Set { owner: page.node()?.tree().get(), weight: 0 };
+                    self.planned.insert(parent, Planned::Image { version: *version, image, weigh });
+                    continue;
+                }
                 let mut draft = page.draft(None)?;
                 if draft.header.level != level || !attach(&mut draft, children) {
                     return Ok(false);
@@ -315,6 +320,41 @@ impl Rewrite<'_> {
             (attachments, new_roots) = (above, roots_above);
         }
         Ok(attachments.is_empty() && new_roots.is_empty())
+    }
+
+    /// The image of index node `page` (at `level`) with its `children`'s new siblings
+    /// added, if it still fits in a node: spliced (see [`node::splice`]), which copies the
+    /// entries it keeps as they lie rather than decoding and encoding each. A split writes
+    /// its parent, and a parent holds hundreds of children: this was most of a split's
+    /// cost. `None` where the parent must split in its turn, or the plan looks out of date
+    /// (a child no longer routes its siblings' keys): the draft path then decides.
+    fn spliced_parent(
+        &self,
+        page: &TreePage,
+        level: u8,
+        children: &[Split],
+    ) -> Result<Option<Vec<u8>>> {
+        let node = page.node()?;
+        if node.level() != level || page.fragments().len() != 0 {
+            return Ok(None);
+        }
+        let mut changes = Vec::new();
+        for (child, siblings) in children {
+            for (low, sibling) in siblings {
+                // A split child's siblings take keys it covered: the parent routes them to it.
+                if node.child_for(low).ok() != Some(*child) {
+                    return Ok(None);
+                }
+                changes.push((low.as_slice(), Some(EntryRef::Child(*sibling))));
+            }
+        }
+        changes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        if changes.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+            return Ok(None);
+        }
+        let image = node::splice(&node, changes.into_iter())
+            .map_err(|malformed| walk::corrupt(page.id(), &malformed))?;
+        Ok(image.filter(|image| image.len() <= self.node_bytes))
     }
 
     /// Plans rewriting page `id` (read at `version`) as `draft`, split into as many pages
