@@ -87,6 +87,8 @@ fn config(dir: &Path) -> Config {
         consolidate_after: 4,
         checkpoint_every: 128 << 10,
         clean_below: 0.6,
+        // Killed mid-pass too: the thread's checkpoints and cleaning race with the writes.
+        maintenance_thread: true,
     };
     Config::new().path(dir).page_cache(cache).node_bytes(512)
 }

@@ -138,6 +138,12 @@ pub struct PageCacheConfig {
     /// below this, so that they can be deleted: the emptiest first, at most about
     /// `checkpoint_every` of live records per pass. Between 0 and 1. Default 0.6.
     pub clean_below: f64,
+    /// Whether checkpoints and cleaning run on a thread of their own (`grove-maintain`),
+    /// woken when a checkpoint falls due, or on the write that carried the log past the
+    /// line, which then waits for them. Either way a write waits once the log is two
+    /// intervals past due. Default true; `false` in [`PageCacheConfig::tiny`], so that
+    /// tests see maintenance happen at the same point on every run.
+    pub maintenance_thread: bool,
 }
 
 impl Default for PageCacheConfig {
@@ -148,13 +154,14 @@ impl Default for PageCacheConfig {
             consolidate_after: 8,
             checkpoint_every: 64 << 20,
             clean_below: 0.6,
+            maintenance_thread: true,
         }
     }
 }
 
 impl PageCacheConfig {
     /// Tiny sizes for tests: 4 KiB segments, a 16 KiB cache, consolidation after 2
-    /// fragments, a checkpoint every 8 KiB of log.
+    /// fragments, a checkpoint every 8 KiB of log, maintenance on the writes (no thread).
     pub fn tiny() -> Self {
         Self {
             log: LogConfig { segment_size: 4096, buffer_size: 1024, ..LogConfig::tiny() },
@@ -162,6 +169,7 @@ impl PageCacheConfig {
             consolidate_after: 2,
             checkpoint_every: 8 << 10,
             clean_below: 0.6,
+            maintenance_thread: false,
         }
     }
 

@@ -21,6 +21,8 @@ fn config() -> PageCacheConfig {
         consolidate_after: 4,
         checkpoint_every: 32 << 10,
         clean_below: 0.6,
+        // On the writes, so that each run measures the same checkpoints.
+        maintenance_thread: false,
     }
 }
 

@@ -6,7 +6,8 @@ use super::{
     group::InFlight,
     live::Liveness,
     loc::{Loc, Stream},
-    maintenance::Maintenance,
+    maintainer::Maintainer,
+    maintenance::{self, Maintenance},
     page::{Materializer, Outcome, Page, PageView, UNSUMMARIZED, Weigh},
     payload::Payload,
     record,
@@ -81,9 +82,12 @@ use crate::{
 ///
 /// # Thread safety
 /// `PageCache` is `Send + Sync` and cheap to clone (it is a handle). Reads take no lock;
-/// updates take none either, apart from the free-id list on allocate and free. Maintenance
-/// (checkpoints, cleaning, eviction) runs on the thread whose write crossed a threshold,
-/// one at a time, never blocking other threads' reads and writes.
+/// updates take none either, apart from the free-id list on allocate and free. Checkpoints
+/// and cleaning run on a thread of their own (`grove-maintain`; with
+/// [`PageCacheConfig::maintenance_thread`] off, on the thread whose write crossed the
+/// line), one pass at a time, never blocking reads, and blocking writes only once the log
+/// is two checkpoint intervals past due. Eviction runs on the thread whose change took the
+/// cache over its budget.
 #[derive(Clone)]
 pub struct PageCache {
     pub(crate) inner: Arc<Inner>,
@@ -114,6 +118,9 @@ pub(crate) struct Inner {
     /// harmless.
     pub(crate) evict_floor: AtomicU64,
     pub(crate) maintenance: Mutex<Maintenance>,
+    /// The thread that runs maintenance when a checkpoint falls due, if
+    /// `config.maintenance_thread` asked for one.
+    pub(crate) maintainer: Maintainer,
     /// Per stream, the LSN past which the next checkpoint is due. Owner: the maintenance
     /// thread (stores); writers load it. Relaxed: a late checkpoint is harmless.
     pub(crate) checkpoint_due: [AtomicU64; 2],
@@ -308,7 +315,7 @@ impl PageCache {
     /// The log's errors, and [`Error::Io`] if the checkpoint file cannot be written;
     /// [`Error::ReadOnly`] if the cache was opened read-only.
     pub fn checkpoint(&self) -> Result<()> {
-        let mut maintenance = sync::lock(&self.inner.maintenance);
+        let mut maintenance = self.inner.lock_maintenance();
         self.inner.checkpoint(&mut maintenance)
     }
 
@@ -320,7 +327,7 @@ impl PageCache {
     /// The log's errors, and [`Error::Io`] if a segment cannot be deleted;
     /// [`Error::ReadOnly`] if the cache was opened read-only.
     pub fn clean(&self) -> Result<()> {
-        let mut maintenance = sync::lock(&self.inner.maintenance);
+        let mut maintenance = self.inner.lock_maintenance();
         self.inner.clean(&mut maintenance).map(drop)
     }
 
@@ -338,7 +345,10 @@ impl PageCache {
         if self.is_read_only() {
             return Ok(());
         }
-        let mut maintenance = sync::lock(&self.inner.maintenance);
+        // A pass under way finishes first; from here on writers (through other handles)
+        // maintain the cache themselves.
+        self.inner.maintainer.stop();
+        let mut maintenance = self.inner.lock_maintenance();
         // Nothing written since the newest checkpoint: it is already what this one would
         // be (a session that only read closes without rewriting the page table).
         if self.inner.changed_since_checkpoint(&maintenance) {
@@ -518,12 +528,43 @@ impl Inner {
         }
     }
 
-    /// Evicts if over budget, and runs maintenance if a checkpoint is due.
+    /// Evicts if over budget, and has maintenance run if a checkpoint is due: by the
+    /// maintenance thread if there is one, else by this thread. A write that finds a stream
+    /// two intervals past its line waits for maintenance, whoever runs it: the thread cannot
+    /// fall behind the writers without bound.
     pub(crate) fn after_write(&self, loc: Loc) {
         self.evict_if_over_budget();
         let end = loc.lsn.get() + u64::from(loc.len);
-        if end >= self.checkpoint_due[loc.stream.index()].load(Ordering::Relaxed) {
+        let due = self.checkpoint_due[loc.stream.index()].load(Ordering::Relaxed);
+        if end < due {
+            return;
+        }
+        let behind = due.saturating_add(self.config.checkpoint_every.saturating_mul(2));
+        // Maintenance's own writes (and a check's) go on: waiting would be waiting for
+        // this thread.
+        if end >= behind && !maintenance::maintaining() {
+            self.maintain_when_due();
+        } else if !self.maintainer.request() {
             self.maintain_if_idle();
+        }
+    }
+
+    /// Whether a checkpoint is due: a stream has passed its line.
+    pub(crate) fn checkpoint_is_due(&self) -> bool {
+        Stream::ALL.into_iter().any(|stream| {
+            let due = self.checkpoint_due[stream.index()].load(Ordering::Relaxed);
+            self.log(stream).reserved_lsn().get() >= due
+        })
+    }
+
+    /// Runs maintenance if a checkpoint is still due once the maintenance lock is taken,
+    /// waiting for a pass under way.
+    pub(crate) fn maintain_when_due(&self) {
+        let mut maintenance = self.lock_maintenance();
+        if self.checkpoint_is_due()
+            && let Err(error) = self.maintain(&mut maintenance)
+        {
+            self.counters.note_maintenance_error(&error);
         }
     }
 
@@ -799,7 +840,7 @@ impl Inner {
 
     /// Runs a checkpoint and the cleaner unless another thread is already at it.
     fn maintain_if_idle(&self) {
-        let Ok(mut maintenance) = self.maintenance.try_lock() else {
+        let Some(mut maintenance) = self.try_lock_maintenance() else {
             return;
         };
         if let Err(error) = self.maintain(&mut maintenance) {

@@ -33,13 +33,15 @@ impl PageCache {
     /// Reads back every record of every page (each verified by its checksum and checked to
     /// belong to its page) and checks the cache's bookkeeping against the pages. Meant for
     /// tests and tools: it reads the whole database, and it assumes no concurrent updates
-    /// (they would show up as spurious disagreements).
+    /// (they would show up as spurious disagreements). Maintenance waits while it runs: a
+    /// record the cleaner moved meanwhile would be one not written to its file yet.
     ///
     /// # Errors
     /// [`Error::Corruption`] (or another read error) for a damaged record;
     /// [`Error::Inconsistent`] if the bookkeeping disagrees with the pages.
     pub fn check(&self) -> Result<CheckReport> {
         let inner = &*self.inner;
+        let _maintenance = inner.lock_maintenance();
         // Make every record readable from its file.
         inner.log(Stream::Delta).flush()?;
         inner.log(Stream::Base).flush()?;

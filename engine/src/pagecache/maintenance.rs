@@ -20,7 +20,11 @@
 //! refer to it. A maintenance pass that leaves such segments takes its checkpoint twice, so
 //! that it can delete them itself.
 
-use std::collections::{BTreeSet, HashSet};
+use std::{
+    cell::Cell,
+    collections::{BTreeSet, HashSet},
+    ops::{Deref, DerefMut},
+};
 
 use super::{
     cache::Inner,
@@ -36,7 +40,7 @@ use crate::{
     error::{Error, Result},
     ids::{Lsn, PageId, SegmentId},
     log::Log,
-    sync::{Ordering, epoch},
+    sync::{self, MutexGuard, Ordering, epoch},
 };
 
 /// A checkpoint the cache keeps (on disk and in mind).
@@ -48,6 +52,57 @@ pub(crate) struct Kept {
     pub(crate) refers_to: HashSet<(Stream, SegmentId)>,
     /// The size of its file.
     pub(crate) bytes: u64,
+}
+
+std::thread_local! {
+    /// Whether this thread holds the maintenance lock. The writes maintenance makes (a
+    /// relocation; a consolidation while it reads) must not wait for maintenance to catch
+    /// up, since that is this thread.
+    static MAINTAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread holds the maintenance lock.
+pub(crate) fn maintaining() -> bool {
+    MAINTAINING.with(Cell::get)
+}
+
+/// The maintenance lock, held: [`Inner::lock_maintenance`].
+pub(crate) struct Held<'a>(MutexGuard<'a, Maintenance>);
+
+impl Deref for Held<'_> {
+    type Target = Maintenance;
+
+    fn deref(&self) -> &Maintenance {
+        &self.0
+    }
+}
+
+impl DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut Maintenance {
+        &mut self.0
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        MAINTAINING.with(|held| held.set(false));
+    }
+}
+
+impl Inner {
+    /// Takes the maintenance lock, waiting for a pass under way.
+    pub(crate) fn lock_maintenance(&self) -> Held<'_> {
+        let guard = sync::lock(&self.maintenance);
+        MAINTAINING.with(|held| held.set(true));
+        Held(guard)
+    }
+
+    /// Takes the maintenance lock unless another thread holds it.
+    pub(crate) fn try_lock_maintenance(&self) -> Option<Held<'_>> {
+        let guard = self.maintenance.try_lock().ok()?;
+        MAINTAINING.with(|held| held.set(true));
+        Some(Held(guard))
+    }
 }
 
 /// State only the maintenance thread touches (behind `Inner::maintenance`).

@@ -12,6 +12,7 @@ mod checkpoint;
 mod group;
 mod live;
 mod loc;
+mod maintainer;
 mod maintenance;
 mod open;
 mod page;

@@ -17,6 +17,7 @@ use super::{
     group::InFlight,
     live::Liveness,
     loc::{Loc, Stream},
+    maintainer::Maintainer,
     maintenance::{Kept, Maintenance, log_ends},
     page::Materializer,
     pages::{Pages, Summary},
@@ -134,13 +135,18 @@ impl PageCache {
             evictor: Mutex::new(0),
             evict_floor: AtomicU64::new(0),
             maintenance: Mutex::new(maintenance),
+            maintainer: Maintainer::default(),
             counters,
             in_flight: InFlight::default(),
             weights: Weights::default(),
         };
         inner.account_recovered(&checkpoint, checkpoint_ids, &summary, replayed);
         inner.schedule_checkpoint([checkpoint.delta_from, checkpoint.base_from]);
-        Ok(PageCache { inner: Arc::new(inner) })
+        let inner = Arc::new(inner);
+        if inner.config.maintenance_thread && !inner.config.log.read_only {
+            Maintainer::start(&inner);
+        }
+        Ok(PageCache { inner })
     }
 }
 

@@ -1,0 +1,244 @@
+//! The maintenance thread (`grove-maintain`): checkpoints and cleaning off the write path.
+//!
+//! Without it, the write that carries a stream past its checkpoint line runs the cleaner
+//! and the checkpoint itself, and waits for them: on the comparison benchmark that was an
+//! eighth of the bulk load's time, on one core, while the other core sat mostly idle. With
+//! it, that write only wakes this thread and goes on.
+//!
+//! The thread holds its cache weakly, and strongly only during a pass, so it never keeps a
+//! cache alive. A pass is what a writer would have run ([`Inner::maintain`] under the
+//! maintenance lock): nothing about maintenance changes but who waits for it. Writers still
+//! wait when the thread falls behind: a write that finds a stream two intervals past its
+//! line takes the maintenance lock itself (see [`Inner::after_write`]), which bounds the log
+//! on disk as before.
+
+use std::sync::{Arc, Weak};
+
+use super::cache::Inner;
+use crate::sync::{self, Condvar, Mutex, thread::JoinHandle};
+
+/// The handle on the maintenance thread, kept in the cache it maintains.
+#[derive(Debug, Default)]
+pub(crate) struct Maintainer {
+    /// Shared with the thread, which waits on it without holding the cache.
+    signal: Arc<Signal>,
+    /// The thread, until a close joins it; `None` if it never started.
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the thread is asked to do, and the condition variable it waits on.
+#[derive(Debug, Default)]
+struct Signal {
+    /// Owner: writers set `requested`, the thread clears it; `stopped` goes from false to
+    /// true once (a close, or the cache's drop) and stays.
+    state: Mutex<Asked>,
+    wake: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Asked {
+    requested: bool,
+    stopped: bool,
+}
+
+impl Maintainer {
+    /// Starts the thread for `inner`. If no thread can be started, writers go on
+    /// maintaining the cache themselves.
+    pub(crate) fn start(inner: &Arc<Inner>) {
+        let (cache, signal) = (Arc::downgrade(inner), inner.maintainer.signal.clone());
+        if let Ok(thread) = sync::spawn("grove-maintain", move || run(&cache, &signal)) {
+            *sync::lock(&inner.maintainer.thread) = Some(thread);
+        }
+    }
+
+    /// Asks the thread for a pass. `false` if no thread runs (none started, or it was
+    /// stopped): the caller then runs the pass itself.
+    pub(crate) fn request(&self) -> bool {
+        if sync::lock(&self.thread).is_none() {
+            return false;
+        }
+        let mut asked = sync::lock(&self.signal.state);
+        if asked.stopped {
+            return false;
+        }
+        if !asked.requested {
+            asked.requested = true;
+            self.signal.wake.notify_one();
+        }
+        true
+    }
+
+    /// Stops the thread and waits for it: a pass under way finishes first. From then on
+    /// [`Maintainer::request`] says that no thread runs.
+    pub(crate) fn stop(&self) {
+        self.signal.stop();
+        // Only a close stops the thread, never the thread itself (its passes only
+        // maintain), so this never waits for its own thread.
+        let thread = sync::lock(&self.thread).take();
+        if let Some(thread) = thread {
+            // A thread that panicked has nothing left to do or to report.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Maintainer {
+    fn drop(&mut self) {
+        // The cache is going away, possibly on the thread itself (its pass held the last
+        // reference): tell the thread to end, without waiting for it.
+        self.signal.stop();
+    }
+}
+
+impl Signal {
+    fn stop(&self) {
+        sync::lock(&self.state).stopped = true;
+        self.wake.notify_one();
+    }
+}
+
+/// The thread: a pass per request, until it is stopped or its cache is gone.
+fn run(cache: &Weak<Inner>, signal: &Signal) {
+    loop {
+        {
+            let mut asked = sync::lock(&signal.state);
+            while !asked.requested && !asked.stopped {
+                asked = match signal.wake.wait(asked) {
+                    Ok(asked) => asked,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+            }
+            if asked.stopped {
+                return;
+            }
+            asked.requested = false;
+        }
+        let Some(cache) = cache.upgrade() else {
+            return;
+        };
+        // A writer that fell two intervals behind may be at it: the thread waits its turn
+        // rather than drop the request, and finds out then whether anything is still due
+        // (a request that came in during the last pass may find nothing).
+        cache.maintain_when_due();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{Arc, mpsc},
+        time::Duration,
+    };
+
+    use crate::{
+        config::PageCacheConfig,
+        pagecache::{Materializer, Outcome, PageCache},
+        storage::MemStorage,
+        sync,
+    };
+
+    /// Keeps the last image: these tests only replace.
+    struct Last;
+
+    impl Materializer for Last {
+        fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8> {
+            fragments.last().copied().unwrap_or(base).to_vec()
+        }
+    }
+
+    const IMAGE: [u8; 200] = [7; 200];
+
+    fn open(storage: &Arc<MemStorage>) -> PageCache {
+        let config = PageCacheConfig { maintenance_thread: true, ..PageCacheConfig::tiny() };
+        PageCache::open(storage.clone(), config, Arc::new(Last)).unwrap()
+    }
+
+    /// Replaces the page until the delta stream has grown by `bytes`, on a thread of its
+    /// own; the receiver gets the page's last version once it is done.
+    fn replace_for(
+        cache: &PageCache,
+        (id, version): (crate::PageId, u64),
+        bytes: u64,
+    ) -> mpsc::Receiver<u64> {
+        let (done, finished) = mpsc::channel();
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            let start = cache.stats().delta_log.reserved_lsn.get();
+            let mut version = version;
+            while cache.stats().delta_log.reserved_lsn.get() < start + bytes {
+                let Outcome::Installed { version: next } =
+                    cache.replace(id, version, &IMAGE).unwrap()
+                else {
+                    panic!("a stale version with one writer");
+                };
+                version = next;
+            }
+            let _ = done.send(version);
+        });
+        finished
+    }
+
+    /// A write past a checkpoint's line hands the pass to the thread and goes on, even
+    /// while a pass holds the maintenance lock, and the thread runs it once it can; a write
+    /// two intervals past the line waits for the pass, so the log cannot outrun
+    /// maintenance.
+    #[test]
+    fn writes_hand_maintenance_to_the_thread_until_it_falls_behind() {
+        let storage = Arc::new(MemStorage::new());
+        let cache = open(&storage);
+        let every = PageCacheConfig::tiny().checkpoint_every;
+        let page = cache.allocate(&IMAGE).unwrap();
+        // A pass under way, as far as writers can tell.
+        let held = sync::lock(&cache.inner.maintenance);
+        let version = replace_for(&cache, page, every + every / 2)
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a write one interval past due does not wait for maintenance");
+        assert_eq!(cache.stats().checkpoints, 0);
+        // The thread kept the request: once the lock is free, it checkpoints with no
+        // further write.
+        drop(held);
+        let mut waited = Duration::ZERO;
+        while cache.stats().checkpoints == 0 && waited < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(5));
+            waited += Duration::from_millis(5);
+        }
+        assert!(cache.stats().checkpoints > 0, "{:#?}", cache.stats());
+
+        let held = sync::lock(&cache.inner.maintenance);
+        let behind = replace_for(&cache, (page.0, version), 3 * every);
+        assert!(
+            behind.recv_timeout(Duration::from_millis(300)).is_err(),
+            "writes two intervals past due wait for the pass under way"
+        );
+        drop(held);
+        let version = behind.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(cache.stats().checkpoints > 0, "{:#?}", cache.stats());
+        assert_eq!(cache.stats().maintenance_errors, 0);
+        cache.close().unwrap();
+
+        let cache = open(&storage);
+        let reopened = cache.get(page.0).unwrap().unwrap();
+        assert_eq!((reopened.version(), reopened.materialize(&Last)), (version, IMAGE.to_vec()));
+        cache.check().unwrap();
+    }
+
+    /// The thread holds its cache only during a pass: dropping every handle frees the
+    /// cache, thread or no thread.
+    #[test]
+    fn the_thread_does_not_keep_a_dropped_cache_alive() {
+        let storage = Arc::new(MemStorage::new());
+        let cache = open(&storage);
+        let page = cache.allocate(&IMAGE).unwrap();
+        let every = PageCacheConfig::tiny().checkpoint_every;
+        replace_for(&cache, page, 3 * every).recv_timeout(Duration::from_secs(20)).unwrap();
+        let weak = Arc::downgrade(&cache.inner);
+        drop(cache);
+        // A pass under way holds the cache until it ends.
+        let mut waited = Duration::ZERO;
+        while weak.upgrade().is_some() && waited < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+            waited += Duration::from_millis(10);
+        }
+        assert!(weak.upgrade().is_none(), "the cache outlived its handles");
+    }
+}
