@@ -83,11 +83,10 @@ use crate::{
 /// # Thread safety
 /// `PageCache` is `Send + Sync` and cheap to clone (it is a handle). Reads take no lock;
 /// updates take none either, apart from the free-id list on allocate and free. Checkpoints
-/// and cleaning run on a thread of their own (`grove-maintain`; with
-/// [`PageCacheConfig::maintenance_thread`] off, on the thread whose write crossed the
-/// line), one pass at a time, never blocking reads, and blocking writes only once the log
-/// is two checkpoint intervals past due. Eviction runs on the thread whose change took the
-/// cache over its budget.
+/// and cleaning run on the thread whose write crossed the line (or, with
+/// [`PageCacheConfig::maintenance_thread`], on a thread of their own, blocking writes only
+/// once the log is two checkpoint intervals past due), one pass at a time, never blocking
+/// reads. Eviction runs on the thread whose change took the cache over its budget.
 #[derive(Clone)]
 pub struct PageCache {
     pub(crate) inner: Arc<Inner>,
