@@ -1460,7 +1460,7 @@ pub(crate) fn splice<'a>(
     // The pieces in key order, and the entry count and image length they make.
     let prefix = node.prefix_len;
     let mut pieces = Vec::new();
-    let (mut next, mut count, mut len) = (0, 0, entries_at);
+    let (mut next, mut count, mut len) = (0, 0, node.table);
     let mut previous: Option<&[u8]> = None;
     for change in changes.map(Some).chain([None]) {
         if let Some((key, _)) = change {
