@@ -5,8 +5,8 @@
 //! eighth of the bulk load's time, on one core, while the other core sat mostly idle. With
 //! it, that write only wakes this thread and goes on. It is off by default
 //! ([`PageCacheConfig::maintenance_thread`](crate::PageCacheConfig::maintenance_thread)):
-//! the log runs ahead of the cleaner, whose relocations lose to concurrent writes, and the
-//! benchmark's disk after the load went from 237 MiB to 565.
+//! the log runs up to two intervals ahead of the cleaner, and the benchmark's disk after
+//! the load went from 237 MiB to about 300.
 //!
 //! The thread holds its cache weakly, and strongly only during a pass, so it never keeps a
 //! cache alive. A pass is what a writer would have run ([`Inner::maintain`] under the
