@@ -560,10 +560,8 @@ impl Inner {
     /// waiting for a pass under way.
     pub(crate) fn maintain_when_due(&self) {
         let mut maintenance = self.lock_maintenance();
-        if self.checkpoint_is_due()
-            && let Err(error) = self.maintain(&mut maintenance)
-        {
-            self.counters.note_maintenance_error(&error);
+        if self.checkpoint_is_due() {
+            self.maintenance_pass(&mut maintenance);
         }
     }
 
@@ -839,10 +837,14 @@ impl Inner {
 
     /// Runs a checkpoint and the cleaner unless another thread is already at it.
     fn maintain_if_idle(&self) {
-        let Some(mut maintenance) = self.try_lock_maintenance() else {
-            return;
-        };
-        if let Err(error) = self.maintain(&mut maintenance) {
+        if let Some(mut maintenance) = self.try_lock_maintenance() {
+            self.maintenance_pass(&mut maintenance);
+        }
+    }
+
+    /// A periodic pass: its error goes to the stats, where no caller waits for it.
+    fn maintenance_pass(&self, maintenance: &mut Maintenance) {
+        if let Err(error) = self.maintain(maintenance) {
             self.counters.note_maintenance_error(&error);
         }
     }

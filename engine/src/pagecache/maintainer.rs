@@ -32,34 +32,41 @@ pub(crate) struct Maintainer {
 /// What the thread is asked to do, and the condition variable it waits on.
 #[derive(Debug, Default)]
 struct Signal {
-    /// Owner: writers set `requested`, the thread clears it; `stopped` goes from false to
-    /// true once (a close, or the cache's drop) and stays.
+    /// Owner: writers set `requested`, the thread clears it. `stopped` is true while no
+    /// thread runs: until [`Maintainer::start`] starts one, and for good once a close or
+    /// the cache's drop stops it.
     state: Mutex<Asked>,
     wake: Condvar,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Asked {
     requested: bool,
     stopped: bool,
+}
+
+impl Default for Asked {
+    fn default() -> Asked {
+        Asked { requested: false, stopped: true }
+    }
 }
 
 impl Maintainer {
     /// Starts the thread for `inner`. If no thread can be started, writers go on
     /// maintaining the cache themselves.
     pub(crate) fn start(inner: &Arc<Inner>) {
-        let (cache, signal) = (Arc::downgrade(inner), inner.maintainer.signal.clone());
-        if let Ok(thread) = sync::spawn("grove-maintain", move || run(&cache, &signal)) {
-            *sync::lock(&inner.maintainer.thread) = Some(thread);
+        let maintainer = &inner.maintainer;
+        sync::lock(&maintainer.signal.state).stopped = false;
+        let (cache, signal) = (Arc::downgrade(inner), maintainer.signal.clone());
+        match sync::spawn("grove-maintain", move || run(&cache, &signal)) {
+            Ok(thread) => *sync::lock(&maintainer.thread) = Some(thread),
+            Err(_) => maintainer.signal.stop(),
         }
     }
 
     /// Asks the thread for a pass. `false` if no thread runs (none started, or it was
     /// stopped): the caller then runs the pass itself.
     pub(crate) fn request(&self) -> bool {
-        if sync::lock(&self.thread).is_none() {
-            return false;
-        }
         let mut asked = sync::lock(&self.signal.state);
         if asked.stopped {
             return false;
@@ -134,7 +141,9 @@ mod tests {
     };
 
     use crate::{
+        PageId,
         config::PageCacheConfig,
+        error::{Error, Result},
         pagecache::{Materializer, Outcome, PageCache},
         storage::MemStorage,
         sync,
@@ -150,35 +159,50 @@ mod tests {
     }
 
     const IMAGE: [u8; 200] = [7; 200];
+    /// How long a test waits for what must happen; a hang fails it.
+    const PATIENCE: Duration = Duration::from_secs(20);
 
-    fn open(storage: &Arc<MemStorage>) -> PageCache {
+    fn open(storage: &Arc<MemStorage>) -> Result<PageCache> {
         let config = PageCacheConfig { maintenance_thread: true, ..PageCacheConfig::tiny() };
-        PageCache::open(storage.clone(), config, Arc::new(Last)).unwrap()
+        PageCache::open(storage.clone(), config, Arc::new(Last))
     }
 
     /// Replaces the page until the delta stream has grown by `bytes`, on a thread of its
     /// own; the receiver gets the page's last version once it is done.
     fn replace_for(
         cache: &PageCache,
-        (id, version): (crate::PageId, u64),
+        (id, version): (PageId, u64),
         bytes: u64,
-    ) -> mpsc::Receiver<u64> {
+    ) -> mpsc::Receiver<Result<u64>> {
         let (done, finished) = mpsc::channel();
         let cache = cache.clone();
         std::thread::spawn(move || {
-            let start = cache.stats().delta_log.reserved_lsn.get();
-            let mut version = version;
-            while cache.stats().delta_log.reserved_lsn.get() < start + bytes {
-                let Outcome::Installed { version: next } =
-                    cache.replace(id, version, &IMAGE).unwrap()
-                else {
-                    panic!("a stale version with one writer");
-                };
-                version = next;
-            }
-            let _ = done.send(version);
+            let replaced = (|| {
+                let start = cache.stats().delta_log.reserved_lsn.get();
+                let mut version = version;
+                while cache.stats().delta_log.reserved_lsn.get() < start + bytes {
+                    match cache.replace(id, version, &IMAGE)? {
+                        Outcome::Installed { version: next } => version = next,
+                        Outcome::Stale => {
+                            return Err(Error::Config("a stale version with one writer".into()));
+                        }
+                    }
+                }
+                Ok(version)
+            })();
+            let _ = done.send(replaced);
         });
         finished
+    }
+
+    /// Waits (up to `PATIENCE`) until `done` holds; whether it does.
+    fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+        let mut waited = Duration::ZERO;
+        while !done() && waited < PATIENCE {
+            std::thread::sleep(Duration::from_millis(5));
+            waited += Duration::from_millis(5);
+        }
+        done()
     }
 
     /// A write past a checkpoint's line hands the pass to the thread and goes on, even
@@ -186,26 +210,20 @@ mod tests {
     /// two intervals past the line waits for the pass, so the log cannot outrun
     /// maintenance.
     #[test]
-    fn writes_hand_maintenance_to_the_thread_until_it_falls_behind() {
+    fn writes_hand_maintenance_to_the_thread_until_it_falls_behind()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
         let storage = Arc::new(MemStorage::new());
-        let cache = open(&storage);
+        let cache = open(&storage)?;
         let every = PageCacheConfig::tiny().checkpoint_every;
-        let page = cache.allocate(&IMAGE).unwrap();
+        let page = cache.allocate(&IMAGE)?;
         // A pass under way, as far as writers can tell.
         let held = sync::lock(&cache.inner.maintenance);
-        let version = replace_for(&cache, page, every + every / 2)
-            .recv_timeout(Duration::from_secs(20))
-            .expect("a write one interval past due does not wait for maintenance");
+        let version = replace_for(&cache, page, every + every / 2).recv_timeout(PATIENCE)??;
         assert_eq!(cache.stats().checkpoints, 0);
         // The thread kept the request: once the lock is free, it checkpoints with no
         // further write.
         drop(held);
-        let mut waited = Duration::ZERO;
-        while cache.stats().checkpoints == 0 && waited < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(5));
-            waited += Duration::from_millis(5);
-        }
-        assert!(cache.stats().checkpoints > 0, "{:#?}", cache.stats());
+        assert!(wait_until(|| cache.stats().checkpoints > 0), "{:#?}", cache.stats());
 
         let held = sync::lock(&cache.inner.maintenance);
         let behind = replace_for(&cache, (page.0, version), 3 * every);
@@ -214,34 +232,32 @@ mod tests {
             "writes two intervals past due wait for the pass under way"
         );
         drop(held);
-        let version = behind.recv_timeout(Duration::from_secs(20)).unwrap();
+        let version = behind.recv_timeout(PATIENCE)??;
         assert!(cache.stats().checkpoints > 0, "{:#?}", cache.stats());
         assert_eq!(cache.stats().maintenance_errors, 0);
-        cache.close().unwrap();
+        cache.close()?;
 
-        let cache = open(&storage);
-        let reopened = cache.get(page.0).unwrap().unwrap();
+        let cache = open(&storage)?;
+        let reopened = cache.get(page.0)?.ok_or("the page is gone after a reopen")?;
         assert_eq!((reopened.version(), reopened.materialize(&Last)), (version, IMAGE.to_vec()));
-        cache.check().unwrap();
+        cache.check()?;
+        Ok(())
     }
 
     /// The thread holds its cache only during a pass: dropping every handle frees the
     /// cache, thread or no thread.
     #[test]
-    fn the_thread_does_not_keep_a_dropped_cache_alive() {
+    fn the_thread_does_not_keep_a_dropped_cache_alive()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
         let storage = Arc::new(MemStorage::new());
-        let cache = open(&storage);
-        let page = cache.allocate(&IMAGE).unwrap();
+        let cache = open(&storage)?;
+        let page = cache.allocate(&IMAGE)?;
         let every = PageCacheConfig::tiny().checkpoint_every;
-        replace_for(&cache, page, 3 * every).recv_timeout(Duration::from_secs(20)).unwrap();
+        replace_for(&cache, page, 3 * every).recv_timeout(PATIENCE)??;
         let weak = Arc::downgrade(&cache.inner);
         drop(cache);
         // A pass under way holds the cache until it ends.
-        let mut waited = Duration::ZERO;
-        while weak.upgrade().is_some() && waited < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(10));
-            waited += Duration::from_millis(10);
-        }
-        assert!(weak.upgrade().is_none(), "the cache outlived its handles");
+        assert!(wait_until(|| weak.upgrade().is_none()), "the cache outlived its handles");
+        Ok(())
     }
 }

@@ -134,12 +134,13 @@ impl Iter {
         ))
     }
 
-    /// Where the front's next fetch starts: its bound's key (an excluded bound's key is
-    /// passed over by [`before`]), or the empty key.
-    fn front_start(&self) -> Vec<u8> {
-        match &self.lo {
-            Bound::Unbounded => Vec::new(),
-            Bound::Included(key) | Bound::Excluded(key) => key.clone(),
+    /// Sets `start` to where the front's next fetch starts: its bound's key (an excluded
+    /// bound's key is passed over by [`before`]), or the empty key. A buffer, so that a walk
+    /// over many leaves reuses one.
+    fn front_start(&self, start: &mut Vec<u8>) {
+        start.clear();
+        if let Bound::Included(key) | Bound::Excluded(key) = &self.lo {
+            start.extend_from_slice(key);
         }
     }
 
@@ -171,7 +172,8 @@ impl Iter {
             if self.exhausted() {
                 return Ok(false);
             }
-            let start = self.front_start();
+            let mut start = Vec::new();
+            self.front_start(&mut start);
             let guard = epoch::pin();
             let (leaf, node) = self.leaf_for(&start, &guard)?;
             let Some(found) = self.entries_of(&leaf, Some(&start))? else {
@@ -231,10 +233,7 @@ impl Iter {
         let (mut key, mut start) = (Vec::new(), Vec::new());
         // The leaves from `lo` on, as `fetch_front` walks them.
         while !self.exhausted() {
-            start.clear();
-            if let Bound::Included(lo) | Bound::Excluded(lo) = &self.lo {
-                start.extend_from_slice(lo);
-            }
+            self.front_start(&mut start);
             let guard = epoch::pin();
             let (leaf, node) = self.leaf_for(&start, &guard)?;
             // The entries come in key order: once one is past `lo`, so are the rest.

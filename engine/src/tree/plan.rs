@@ -306,8 +306,7 @@ impl Rewrite<'_> {
                 let Some(page) = page.filter(|page| page.version() == *version) else {
                     return Ok(false);
                 };
-                if let Some(image) = self.spliced_parent(&page, level, children)? {
-                    let weigh = Weigh::Set { owner: page.node()?.tree().get(), weight: 0 };
+                if let Some((image, weigh)) = self.spliced_parent(&page, level, children)? {
                     self.planned.insert(parent, Planned::Image { version: *version, image, weigh });
                     continue;
                 }
@@ -323,7 +322,7 @@ impl Rewrite<'_> {
     }
 
     /// The image of index node `page` (at `level`) with its `children`'s new siblings
-    /// added, if it still fits in a node: spliced (see [`node::splice`]), which copies the
+    /// added, and its weight, if it still fits in a node: spliced (see [`node::splice`]), which copies the
     /// entries it keeps as they lie rather than decoding and encoding each. A split writes
     /// its parent, and a parent holds hundreds of children: this was most of a split's
     /// cost. `None` where the parent must split in its turn, or the plan looks out of date
@@ -333,7 +332,7 @@ impl Rewrite<'_> {
         page: &TreePage,
         level: u8,
         children: &[Split],
-    ) -> Result<Option<Vec<u8>>> {
+    ) -> Result<Option<(Vec<u8>, Weigh)>> {
         let node = page.node()?;
         if node.level() != level || page.fragments().len() != 0 {
             return Ok(None);
@@ -354,7 +353,9 @@ impl Rewrite<'_> {
         }
         let image = node::splice(&node, changes.into_iter())
             .map_err(|malformed| walk::corrupt(page.id(), &malformed))?;
-        Ok(image.filter(|image| image.len() <= self.node_bytes))
+        // An index node weighs nothing (see `Draft::weigh`).
+        let weigh = Weigh::Set { owner: node.tree().get(), weight: 0 };
+        Ok(image.filter(|image| image.len() <= self.node_bytes).map(|image| (image, weigh)))
     }
 
     /// Plans rewriting page `id` (read at `version`) as `draft`, split into as many pages
