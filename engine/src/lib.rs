@@ -56,7 +56,7 @@ pub use ids::{Lsn, PageId, SegmentId, TreeId};
 pub use log::{Log, LogStats, OwnedRecord, Record, RecordKind, Reservation, SegmentInfo};
 pub use pagecache::{
     Change, CheckReport, GroupOutcome, GroupUpdate, Materializer, Outcome, Page, PageCache,
-    PageCacheStats, Weigh,
+    PageCacheStats, SegmentUse, Weigh,
 };
 pub use storage::{
     Fault, FaultKind, FaultOp, FileStorage, MemStorage, SimStorage, Storage, StorageFile,

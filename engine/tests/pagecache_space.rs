@@ -140,3 +140,26 @@ fn closing_without_writes_keeps_the_checkpoint() {
     assert_eq!(cache.get(id).unwrap().unwrap().base(), &[2; IMAGE][..]);
     cache.check().unwrap();
 }
+
+#[test]
+fn segment_figures_add_up_to_the_totals_and_to_a_recount() {
+    let (cache, mut pages) = with_pages(11);
+    for round in 1..=6 {
+        overwrite_all(&cache, &mut pages, round);
+    }
+    let stats = cache.stats();
+    let segments = || stats.delta_segments.iter().chain(&stats.base_segments);
+    assert!(!stats.delta_segments.is_empty() && !stats.base_segments.is_empty(), "{stats:#?}");
+    for list in [&stats.delta_segments, &stats.base_segments] {
+        assert!(list.windows(2).all(|w| w[0].id < w[1].id), "oldest first: {list:?}");
+        // The tail's records may still be in the log's buffers, live but not in its file.
+        let sealed = &list[..list.len() - 1];
+        assert!(sealed.iter().all(|s| s.live_bytes <= s.file_len), "{list:?}");
+    }
+    // Overwrites leave dead records behind, which the figures must show.
+    assert!(segments().any(|s| s.live_bytes < s.file_len), "{stats:#?}");
+    assert_eq!(segments().map(|s| s.live_bytes).sum::<u64>(), stats.live_bytes);
+    let files: u64 = segments().map(|s| s.file_len).sum();
+    assert!(files <= stats.disk_bytes && stats.disk_bytes - files <= 2 * stats.checkpoint_bytes);
+    assert_eq!(cache.check().unwrap().live_bytes, stats.live_bytes, "the counters drifted");
+}

@@ -30,7 +30,7 @@ pub use check::CheckReport;
 pub use group::{Change, GroupOutcome, GroupUpdate};
 pub(crate) use page::PageView;
 pub use page::{Materializer, Outcome, Page, Weigh};
-pub use stats::PageCacheStats;
+pub use stats::{PageCacheStats, SegmentUse};
 
 #[cfg(all(test, loom))]
 mod slot_loom;

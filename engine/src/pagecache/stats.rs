@@ -3,7 +3,7 @@
 use super::{cache::Inner, loc::Stream, state::PageState};
 use crate::{
     error::Error,
-    ids::Lsn,
+    ids::{Lsn, SegmentId},
     log::LogStats,
     sync::{self, AtomicU64, Mutex, Ordering},
 };
@@ -60,6 +60,24 @@ pub struct PageCacheStats {
     pub delta_log: LogStats,
     /// The base stream (consolidated and relocated images).
     pub base_log: LogStats,
+    /// Each delta segment on disk, oldest first, with how much of it is live.
+    pub delta_segments: Vec<SegmentUse>,
+    /// Each base segment on disk, oldest first, with how much of it is live.
+    pub base_segments: Vec<SegmentUse>,
+}
+
+/// One segment file, and how much of it the pages still refer to: what the cleaner goes by
+/// (it empties sealed segments whose live fraction is below
+/// [`clean_below`](crate::PageCacheConfig::clean_below)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SegmentUse {
+    /// The segment's number (its file is `{stream}-{id:016x}.seg`).
+    pub id: SegmentId,
+    /// Bytes of header and records in its file.
+    pub file_len: u64,
+    /// Bytes of the records some page refers to.
+    pub live_bytes: u64,
 }
 
 /// Event counters. Each is owned by the path named in its doc and only ever incremented;
@@ -121,23 +139,28 @@ fn step(counter: &AtomicU64, before: bool, after: bool) {
 }
 
 impl Inner {
-    /// Bytes of records the pages refer to, over both streams.
-    pub(crate) fn live_bytes(&self) -> u64 {
-        Stream::ALL
-            .iter()
-            .flat_map(|&stream| {
-                self.log(stream).segments().into_iter().map(move |s| self.live.of(stream, s.id))
-            })
-            .sum()
+    /// Each segment of `stream` with its live bytes, oldest first. Records reserved but not
+    /// written yet may lie in segments that have no file so far: those come last, with a
+    /// length of 0, as their bytes are live all the same.
+    fn segment_use(&self, stream: Stream) -> Vec<SegmentUse> {
+        let log = self.log(stream);
+        let of = |id, file_len| SegmentUse { id, file_len, live_bytes: self.live.of(stream, id) };
+        let mut all: Vec<_> = log.segments().into_iter().map(|s| of(s.id, s.file_len)).collect();
+        let last_reserved = log.reserved_lsn().get().checked_sub(1).map(Lsn);
+        if let Some(SegmentId(tail)) = last_reserved.and_then(|lsn| log.segment_of(lsn)) {
+            let next = all.last().map_or(tail, |s| s.id.0 + 1);
+            all.extend((next..=tail).map(|id| of(SegmentId(id), 0)));
+        }
+        all
     }
 
     pub(crate) fn stats(&self) -> PageCacheStats {
         let c = &self.counters;
-        let live_bytes = self.live_bytes();
-        let mut disk_bytes = c.kept_checkpoint_bytes.load(Ordering::Relaxed);
-        for stream in Stream::ALL {
-            disk_bytes += self.log(stream).segments().iter().map(|s| s.file_len).sum::<u64>();
-        }
+        let [delta_segments, base_segments] = Stream::ALL.map(|stream| self.segment_use(stream));
+        let all = || delta_segments.iter().chain(&base_segments);
+        let live_bytes = all().map(|s| s.live_bytes).sum();
+        let disk_bytes = c.kept_checkpoint_bytes.load(Ordering::Relaxed)
+            + all().map(|s| s.file_len).sum::<u64>();
         #[expect(clippy::cast_precision_loss, reason = "a ratio for display")]
         let space_amplification =
             if live_bytes == 0 { 1.0 } else { disk_bytes as f64 / live_bytes as f64 };
@@ -169,6 +192,8 @@ impl Inner {
             checkpoint_fallback: sync::lock(&c.checkpoint_fallback).clone(),
             delta_log,
             base_log: self.log(Stream::Base).stats(),
+            delta_segments,
+            base_segments,
         }
     }
 }
