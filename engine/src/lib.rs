@@ -41,6 +41,7 @@ pub mod error;
 pub mod ids;
 pub mod log;
 pub mod pagecache;
+pub(crate) mod prefetch;
 pub mod storage;
 pub(crate) mod sync;
 pub mod tree;

@@ -151,16 +151,19 @@ impl Iter {
         start: &[u8],
         guard: &'g epoch::Guard,
     ) -> Result<(PageView<'g>, NodeRef<'g>)> {
-        if let Some(id) = self.next_leaf.take()
+        let found = if let Some(id) = self.next_leaf.take()
             && let Some(page) = self.tree.cache().read(id, guard)?
             && let Ok(node) = walk::node_of(&page)
             && node.tree() == self.tree.id()
             && node.is_leaf()
             && node.low() == start
         {
-            return Ok((page, node));
-        }
-        self.tree.descend_view(Target::Key(start), guard)
+            (page, node)
+        } else {
+            self.tree.descend_view(Target::Key(start), guard)?
+        };
+        walk::prefetch_leaf(&found.0);
+        Ok(found)
     }
 
     /// Fills the front buffer from the leaves after `lo`; `false` if no key is left.
@@ -316,6 +319,7 @@ impl Iter {
                 Bound::Excluded(key) => Target::Below(key),
             };
             let (leaf, node) = self.tree.descend_view(target, &guard)?;
+            walk::prefetch_leaf(&leaf);
             let Some(found) = self.entries_of(&leaf, None)? else {
                 continue;
             };

@@ -16,6 +16,7 @@ use crate::{
     error::{Error, Result},
     ids::{PageId, TreeId},
     pagecache::{Page, PageCache, PageView},
+    prefetch,
     sync::epoch,
 };
 
@@ -199,8 +200,35 @@ pub(crate) fn descend_to(
     Ok(Descent { leaf: TreePage { page: leaf.to_page() }, path })
 }
 
+/// Cache lines a descent asks for at the start of each node it reaches: the header, the
+/// fences and the start of the slot table, where a binary search makes its first probes.
+/// Measured on the comparison benchmark's gets (1M keys, random order, in one process
+/// alternating settings): 2 lines +4%, 4 lines +8 to 10%, 6 and 8 lines +6 to 7%.
+const HEAD_LINES: usize = 4;
+
+/// Cache lines a scan asks for when it reaches a leaf: all of a default-sized (8 KiB) node.
+const LEAF_LINES: usize = 128;
+
+/// Cache lines of each fragment a scan asks for: the whole of a fragment of a few ops.
+const FRAGMENT_LINES: usize = 8;
+
+/// Asks for every line a scan of `leaf` reads: its fragments, each a separate allocation
+/// the merge reads first, and its whole base, which the scan reads from front to back (a
+/// range usually starts in the first half of the leaf and reads to the end). Together they
+/// arrive in about the time of one miss instead of one after another. On the comparison
+/// benchmark's ranges of 100 (1M keys): 109k ranges/s without, 165k with; the fragments
+/// alone +16%, the base alone +21%.
+pub(crate) fn prefetch_leaf(leaf: &PageView<'_>) {
+    for fragment in leaf.fragments() {
+        prefetch::lines(fragment, FRAGMENT_LINES);
+    }
+    prefetch::lines(leaf.base(), LEAF_LINES);
+}
+
 /// The node of a page read under a guard, its header parsed.
 pub(crate) fn node_of<'g>(page: &PageView<'g>) -> Result<NodeRef<'g>> {
+    // The header and a leaf's slot table lie in the first few lines: ask for them together.
+    prefetch::lines(page.base(), HEAD_LINES);
     NodeRef::parse_header(page.base()).map_err(|m| corrupt(page.id(), &m))
 }
 
