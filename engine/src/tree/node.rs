@@ -1358,7 +1358,9 @@ fn overlay<'a>(
     if !node.is_leaf() {
         return Err(node.not_a_leaf());
     }
-    let mut overlay = Vec::new();
+    // Under random writes a fragment holds an op or two; a batch's may hold more (then the
+    // vector grows).
+    let mut overlay = Vec::with_capacity(2 * fragments.size_hint().0);
     for (index, fragment) in fragments.enumerate() {
         scan_fragment(fragment, |at, op| {
             if !node.covers(op.key) {
@@ -1459,7 +1461,8 @@ pub(crate) fn splice<'a>(
 
     // The pieces in key order, and the entry count and image length they make.
     let prefix = node.prefix_len;
-    let mut pieces = Vec::new();
+    // At most a run before each change, the change, and a last run.
+    let mut pieces = Vec::with_capacity(2 * changes.size_hint().0 + 1);
     let (mut next, mut count, mut len) = (0, 0, node.table);
     let mut previous: Option<&[u8]> = None;
     for change in changes.map(Some).chain([None]) {
