@@ -16,14 +16,21 @@ const LINE: usize = 64;
 #[inline]
 pub(crate) fn lines(bytes: &[u8], max_lines: usize) {
     #[cfg(target_arch = "x86_64")]
-    for line in bytes.chunks(LINE).take(max_lines) {
-        #[expect(unsafe_code, reason = "the prefetch intrinsic needs a target-feature context")]
-        // SAFETY: `_mm_prefetch` only hints the cache: it reads nothing, cannot fault, and
-        // `sse` is part of the x86_64 baseline, so the instruction always exists.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                line.as_ptr().cast(),
-            );
+    {
+        // One address in each line: the start, then every line boundary within the bytes
+        // (stepping by a line from the start would miss the last line when the bytes do
+        // not start on a boundary).
+        let next_line = LINE - bytes.as_ptr().addr() % LINE;
+        let starts = std::iter::once(0).chain((next_line..bytes.len()).step_by(LINE));
+        for byte in starts.take(max_lines).filter_map(|at| bytes.get(at)) {
+            #[expect(unsafe_code, reason = "the prefetch intrinsic needs a target-feature context")]
+            // SAFETY: `_mm_prefetch` only hints the cache: it reads nothing, cannot fault,
+            // and `sse` is part of the x86_64 baseline, so the instruction always exists.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    std::ptr::from_ref(byte).cast(),
+                );
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
