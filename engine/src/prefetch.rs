@@ -17,11 +17,7 @@ const LINE: usize = 64;
 pub(crate) fn lines(bytes: &[u8], max_lines: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        // One address in each line: the start, then every line boundary within the bytes
-        // (stepping by a line from the start would miss the last line when the bytes do
-        // not start on a boundary).
-        let next_line = LINE - bytes.as_ptr().addr() % LINE;
-        let starts = std::iter::once(0).chain((next_line..bytes.len()).step_by(LINE));
+        let starts = line_starts(bytes.as_ptr().addr(), bytes.len());
         for byte in starts.take(max_lines).filter_map(|at| bytes.get(at)) {
             #[expect(unsafe_code, reason = "the prefetch intrinsic needs a target-feature context")]
             // SAFETY: `_mm_prefetch` only hints the cache: it reads nothing, cannot fault,
@@ -35,4 +31,35 @@ pub(crate) fn lines(bytes: &[u8], max_lines: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (bytes, max_lines);
+}
+
+/// One offset into `len` bytes at address `addr` in each cache line they span, in order:
+/// 0, then every line boundary within them. (Stepping a line at a time from the start
+/// would miss the last line when the bytes do not start on a boundary.)
+fn line_starts(addr: usize, len: usize) -> impl Iterator<Item = usize> {
+    let next_line = LINE - addr % LINE;
+    std::iter::once(0).filter(move |_| len > 0).chain((next_line..len).step_by(LINE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_line_the_bytes_span_is_asked_for_once() {
+        for addr in [0, 1, 32, 63, 64, 100] {
+            for len in [0, 1, 2, 63, 64, 65, 127, 128, 129, 1000] {
+                let asked: Vec<usize> =
+                    line_starts(addr, len).map(|at| (addr + at) / LINE).collect();
+                let spanned: Vec<usize> =
+                    (addr..addr + len).map(|a| a / LINE).fold(Vec::new(), |mut lines, line| {
+                        if lines.last() != Some(&line) {
+                            lines.push(line);
+                        }
+                        lines
+                    });
+                assert_eq!(asked, spanned, "{len} bytes at {addr}");
+            }
+        }
+    }
 }
