@@ -17,14 +17,18 @@ const LINE: usize = 64;
 pub(crate) fn lines(bytes: &[u8], max_lines: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        let starts = line_starts(bytes.as_ptr().addr(), bytes.len());
-        for byte in starts.take(max_lines).filter_map(|at| bytes.get(at)) {
+        // One address in each line, from the start of the line the bytes start in (the
+        // first address may lie before the bytes, in that line).
+        let skew = bytes.as_ptr().addr() % LINE;
+        let first = bytes.as_ptr().wrapping_sub(skew);
+        for line in 0..lines_spanned(skew, bytes.len()).min(max_lines) {
             #[expect(unsafe_code, reason = "the prefetch intrinsic needs a target-feature context")]
-            // SAFETY: `_mm_prefetch` only hints the cache: it reads nothing, cannot fault,
-            // and `sse` is part of the x86_64 baseline, so the instruction always exists.
+            // SAFETY: `_mm_prefetch` only hints the cache: it reads nothing and cannot
+            // fault, whatever the address, and `sse` is part of the x86_64 baseline, so the
+            // instruction always exists.
             unsafe {
                 std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    std::ptr::from_ref(byte).cast(),
+                    first.wrapping_add(line * LINE).cast(),
                 );
             }
         }
@@ -33,12 +37,11 @@ pub(crate) fn lines(bytes: &[u8], max_lines: usize) {
     let _ = (bytes, max_lines);
 }
 
-/// One offset into `len` bytes at address `addr` in each cache line they span, in order:
-/// 0, then every line boundary within them. (Stepping a line at a time from the start
-/// would miss the last line when the bytes do not start on a boundary.)
-fn line_starts(addr: usize, len: usize) -> impl Iterator<Item = usize> {
-    let next_line = LINE - addr % LINE;
-    std::iter::once(0).filter(move |_| len > 0).chain((next_line..len).step_by(LINE))
+/// How many cache lines `len` bytes span when they start `skew` bytes into a line.
+/// (Stepping a line at a time from the start of the bytes would miss the last line when
+/// they do not start on a boundary.)
+fn lines_spanned(skew: usize, len: usize) -> usize {
+    if len == 0 { 0 } else { (skew + len).div_ceil(LINE) }
 }
 
 #[cfg(test)]
@@ -49,15 +52,11 @@ mod tests {
     fn every_line_the_bytes_span_is_asked_for_once() {
         for addr in [0, 1, 32, 63, 64, 100] {
             for len in [0, 1, 2, 63, 64, 65, 127, 128, 129, 1000] {
-                let asked: Vec<usize> =
-                    line_starts(addr, len).map(|at| (addr + at) / LINE).collect();
-                let spanned: Vec<usize> =
-                    (addr..addr + len).map(|a| a / LINE).fold(Vec::new(), |mut lines, line| {
-                        if lines.last() != Some(&line) {
-                            lines.push(line);
-                        }
-                        lines
-                    });
+                // The lines asked for: one a line apart from the start's line.
+                let first = addr / LINE;
+                let asked: Vec<usize> = (first..first + lines_spanned(addr % LINE, len)).collect();
+                let mut spanned: Vec<usize> = (addr..addr + len).map(|a| a / LINE).collect();
+                spanned.dedup();
                 assert_eq!(asked, spanned, "{len} bytes at {addr}");
             }
         }
