@@ -67,6 +67,10 @@ use std::{
     ops::{ControlFlow, Range},
 };
 
+mod split;
+
+pub(crate) use split::LeafSplit;
+
 use super::{draft::Draft, filter};
 use crate::{
     error::Error,
@@ -1415,7 +1419,7 @@ enum Piece<'a> {
 /// # Errors
 /// As [`splice`]; [`Malformed`] too if `base` is not a leaf, a fragment is malformed, or an
 /// op lies outside the fences.
-fn spliced(base: &[u8], fragments: &[&[u8]]) -> Result<Option<Vec<u8>>, Malformed> {
+pub(crate) fn spliced(base: &[u8], fragments: &[&[u8]]) -> Result<Option<Vec<u8>>, Malformed> {
     let node = NodeRef::parse_header(base)?;
     let overlay = overlay(&node, fragments.iter().copied(), &[])?;
     splice(&node, overlay.into_iter().map(|(key, value)| (key, value.map(EntryRef::Value))))
@@ -2198,6 +2202,61 @@ mod tests {
         }
         probes.extend((0..20).map(|_| random_key(rng, stem)));
         probes
+    }
+
+    /// A leaf split by copying (`LeafSplit`) makes the pieces, fences and images that the
+    /// draft path (decode, `Draft::split_into`, encode) makes, for random leaves and
+    /// fragments, at sizes from one entry per piece to no split at all.
+    #[test]
+    fn split_matches_the_draft_path() -> Result<(), Box<dyn std::error::Error>> {
+        let (mut split_leaves, mut reprefixed) = (0, 0);
+        for seed in 0..SEEDS {
+            let mut rng = Rng::with_seed(seed);
+            let stem = random_stem(&mut rng);
+            let node = random_leaf(&mut rng, &stem, 60);
+            let base = node.encode()?;
+            let fragments: Vec<Vec<u8>> = (0..rng.usize(..6))
+                .map(|_| {
+                    let ops: Vec<Op> = (0..rng.usize(1..8))
+                        .map(|_| {
+                            let key = covered_key(&mut rng, &stem, &node);
+                            if rng.u8(..4) == 0 {
+                                Op::Remove { key }
+                            } else {
+                                Op::Put { key, value: random_value(&mut rng) }
+                            }
+                        })
+                        .collect();
+                    encode_fragment(&ops)
+                })
+                .collect();
+            let fragments: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();
+            let merged = spliced(&base, &fragments)?.ok_or("an image over 4 GiB")?;
+            let leaf = NodeRef::parse_header(&merged)?;
+            let whole = Draft::of_page(&base, &fragments)?.encoded_len();
+            for node_bytes in [1, 64, 256, whole / 3, whole / 2, whole - 1, whole] {
+                let pieces = Draft::of_page(&base, &fragments)?.split_into(node_bytes);
+                let split = LeafSplit::new(&leaf, node_bytes)?;
+                let at = format!("seed {seed}, {node_bytes} bytes");
+                assert_eq!(split.len(), pieces.len(), "{at}: pieces");
+                let last = pieces.len() - 1;
+                for (i, mut piece) in pieces.into_iter().enumerate() {
+                    // As the plan links them: each to the next, the last as the leaf was.
+                    let right =
+                        if i < last { Some(PageId(1000 + to_u64(i))) } else { split.right() };
+                    piece.header.right = right;
+                    assert_eq!(split.low(i), piece.header.low.as_slice(), "{at}: piece {i}'s low");
+                    assert_eq!(split.count(i), piece.entries.len(), "{at}: piece {i}'s count");
+                    let image = split.image(i, right)?.ok_or("an image over 4 GiB")?;
+                    assert_eq!(image, piece.encode()?, "{at}: piece {i}'s image");
+                    reprefixed += usize::from(piece.header.prefix_len() > leaf.prefix_len);
+                }
+                split_leaves += usize::from(last > 0);
+            }
+        }
+        // The sizes must cut leaves often, and the cuts must lengthen the shared prefix.
+        assert!(split_leaves > 1000 && reprefixed > 100, "{split_leaves} splits, {reprefixed}");
+        Ok(())
     }
 
     #[test]

@@ -18,12 +18,12 @@ use std::collections::BTreeMap;
 
 use super::{
     draft::Draft,
-    node::{self, Entry, EntryRef, FragmentBuilder, KeyRef, Node, ValueRef},
+    node::{self, Entry, EntryRef, FragmentBuilder, KeyRef, LeafSplit, Node, NodeRef, ValueRef},
     walk::{self, LeafAt, TreePage},
 };
 use crate::{
-    error::Result,
-    ids::PageId,
+    error::{Error, Result},
+    ids::{PageId, TreeId},
     pagecache::{Change, GroupOutcome, GroupUpdate, Outcome, PageCache, Weigh},
 };
 
@@ -283,8 +283,14 @@ impl Rewrite<'_> {
                 return Ok(false);
             };
             let fragment = ops.finish();
-            let draft = page.draft(Some(&fragment))?;
-            self.place(id, leaf.version, draft, &mut attachments, &mut new_roots)?;
+            // The leaf's entries are copied into its pieces as they lie; only an image too
+            // large to address is cut the long way (and refused when encoded).
+            if let Some(merged) = page.merged(&fragment)? {
+                self.place_leaf(id, leaf.version, &merged, &mut attachments, &mut new_roots)?;
+            } else {
+                let draft = page.draft(Some(&fragment))?;
+                self.place(id, leaf.version, draft, &mut attachments, &mut new_roots)?;
+            }
         }
         // Each level takes in the splits of the one below, and may split in its turn.
         for level in 1..=u8::MAX {
@@ -373,16 +379,7 @@ impl Rewrite<'_> {
     ) -> Result<()> {
         let (tree, level) = (draft.header.tree, draft.header.level);
         let mut pieces = draft.split_into(self.node_bytes);
-        let parent = self.parents.get(&id).copied();
-        let ids = match parent {
-            _ if pieces.len() == 1 => vec![id],
-            Some(_) => {
-                let mut ids = vec![id];
-                ids.extend(reserve_ids(self.cache, pieces.len() - 1)?);
-                ids
-            }
-            None => reserve_ids(self.cache, pieces.len())?,
-        };
+        let ids = self.piece_ids(id, pieces.len())?;
         // Each piece links to the next; the last keeps the original right link.
         for (piece, next) in pieces.iter_mut().zip(ids.iter().skip(1)) {
             piece.header.right = Some(*next);
@@ -390,19 +387,100 @@ impl Rewrite<'_> {
         let images = match pieces.iter().map(Draft::encode).collect::<Result<Vec<_>>>() {
             Ok(images) => images,
             Err(error) => {
-                ids.iter().filter(|&&new| new != id).for_each(|&new| self.cache.release_id(new));
+                self.release_new(id, &ids);
                 return Err(error);
             }
         };
+        let placed = pieces.iter().zip(images).map(|(piece, image)| Placed {
+            low: piece.header.low.clone(),
+            image,
+            weigh: piece.weigh(),
+        });
+        self.settle(id, version, (tree, level), &ids, placed.collect(), attachments, new_roots);
+        Ok(())
+    }
+
+    /// As [`Rewrite::place`] for a leaf whose image, with every change made, is `merged`
+    /// (see [`TreePage::merged`]): its pieces are copied from it ([`LeafSplit`]), the same
+    /// images the draft path makes.
+    fn place_leaf(
+        &mut self,
+        id: PageId,
+        version: u64,
+        merged: &[u8],
+        attachments: &mut Attachments,
+        new_roots: &mut NewRoots,
+    ) -> Result<()> {
+        let leaf = NodeRef::parse_header(merged).map_err(|m| walk::corrupt(id, &m))?;
+        let split = LeafSplit::new(&leaf, self.node_bytes).map_err(|m| walk::corrupt(id, &m))?;
+        let ids = self.piece_ids(id, split.len())?;
+        let mut placed = Vec::with_capacity(ids.len());
+        for i in 0..ids.len() {
+            // Each piece links to the next; the last keeps the original right link.
+            let right = ids.get(i + 1).copied().or(split.right());
+            let image = match split.image(i, right) {
+                Ok(Some(image)) => image,
+                Ok(None) => {
+                    self.release_new(id, &ids);
+                    let max = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
+                    return Err(Error::RecordTooLarge { len: split.piece_len(i), max });
+                }
+                Err(malformed) => {
+                    self.release_new(id, &ids);
+                    return Err(walk::corrupt(id, &malformed));
+                }
+            };
+            let weight = i64::try_from(split.count(i)).unwrap_or(i64::MAX);
+            let weigh = Weigh::Set { owner: leaf.tree().get(), weight };
+            placed.push(Placed { low: split.low(i).to_vec(), image, weigh });
+        }
+        self.settle(id, version, (leaf.tree(), 0), &ids, placed, attachments, new_roots);
+        Ok(())
+    }
+
+    /// The pages the `count` pieces of node `id` go to: `id` itself alone; with a parent,
+    /// `id` and new ids; without one (a root that splits), all new ids, and `id` becomes
+    /// the new root above them.
+    fn piece_ids(&self, id: PageId, count: usize) -> Result<Vec<PageId>> {
+        match self.parents.get(&id) {
+            _ if count == 1 => Ok(vec![id]),
+            Some(_) => {
+                let mut ids = vec![id];
+                ids.extend(reserve_ids(self.cache, count - 1)?);
+                Ok(ids)
+            }
+            None => reserve_ids(self.cache, count),
+        }
+    }
+
+    /// Gives back the ids `piece_ids` reserved for node `id`'s pieces.
+    fn release_new(&self, id: PageId, ids: &[PageId]) {
+        ids.iter().filter(|&&new| new != id).for_each(|&new| self.cache.release_id(new));
+    }
+
+    /// Plans node `id`'s pieces (at `ids`, in key order): the first in place of the node
+    /// (or, for a root that split, under it), the rest as new pages, and their links from
+    /// the parent, or from a new root.
+    #[expect(clippy::too_many_arguments, reason = "one step of `plan`, which owns them all")]
+    fn settle(
+        &mut self,
+        id: PageId,
+        version: u64,
+        (tree, level): (TreeId, u8),
+        ids: &[PageId],
+        placed: Vec<Placed>,
+        attachments: &mut Attachments,
+        new_roots: &mut NewRoots,
+    ) {
+        let parent = self.parents.get(&id).copied();
         let mut lows = Vec::with_capacity(ids.len());
-        for ((piece, image), &piece_id) in pieces.iter().zip(images).zip(&ids) {
-            let weigh = piece.weigh();
+        for (Placed { low, image, weigh }, &piece_id) in placed.into_iter().zip(ids) {
             if piece_id == id {
                 self.planned.insert(id, Planned::Image { version, image, weigh });
             } else {
                 self.new_pages.push((piece_id, image, weigh));
             }
-            lows.push((piece.header.low.clone(), piece_id));
+            lows.push((low, piece_id));
         }
         match parent {
             _ if ids.len() == 1 => {}
@@ -420,8 +498,14 @@ impl Rewrite<'_> {
                 new_roots.push((id, version, root));
             }
         }
-        Ok(())
     }
+}
+
+/// A piece of a node, encoded: its low fence, its image and its weight.
+struct Placed {
+    low: Vec<u8>,
+    image: Vec<u8>,
+    weigh: Weigh,
 }
 
 /// Points index node `draft` at the new right siblings of its split children, given by

@@ -60,6 +60,17 @@ impl TreePage {
         Node::materialize(self.page.base(), &fragments).map_err(|m| corrupt(self.id(), &m))
     }
 
+    /// The leaf's image with its fragments and then `extra` folded in, spliced (see
+    /// [`node::spliced`]); `None` if it would pass 4 GiB. It may be longer than a node:
+    /// a split cuts it.
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if the page is not a well-formed leaf.
+    pub(crate) fn merged(&self, extra: &[u8]) -> Result<Option<Vec<u8>>> {
+        let fragments: Vec<&[u8]> = self.page.fragments().chain([extra]).collect();
+        node::spliced(self.page.base(), &fragments).map_err(|m| corrupt(self.id(), &m))
+    }
+
     /// The node with every fragment applied and then `extra` (ops not linked yet), its
     /// entries borrowed from the page.
     pub(crate) fn draft<'a>(&'a self, extra: Option<&'a [u8]>) -> Result<Draft<'a>> {
