@@ -96,9 +96,7 @@ impl<'a> LeafSplit<'a> {
             let located = self.entries.get(piece.entries.clone()).unwrap_or_default();
             let sizes: Vec<usize> = located.iter().map(|e| entry_len(e, prefix)).collect();
             let total: usize = sizes.iter().sum();
-            let fences = bytes_len(&piece.low) + piece.high.as_deref().map_or(0, bytes_len);
-            let len = HEADER_LEN + fences + varint::len(to_u64(prefix)) + total;
-            if sizes.len() < 2 || len <= node_bytes {
+            if sizes.len() < 2 || piece.header_len(prefix) + total <= node_bytes {
                 self.pieces.push(piece);
                 continue;
             }
@@ -157,9 +155,7 @@ impl<'a> LeafSplit<'a> {
         };
         let prefix = prefix_len(&piece.low, piece.high.as_deref());
         let entries = self.entries.get(piece.entries.clone()).unwrap_or_default();
-        let fences = bytes_len(&piece.low) + piece.high.as_deref().map_or(0, bytes_len);
-        let total: usize = entries.iter().map(|e| entry_len(e, prefix)).sum();
-        HEADER_LEN + fences + varint::len(to_u64(prefix)) + total
+        piece.header_len(prefix) + entries.iter().map(|e| entry_len(e, prefix)).sum::<usize>()
     }
 
     /// Piece `i`'s image, linking to `right`; `None` if it would pass 4 GiB.
@@ -222,6 +218,14 @@ impl<'a> LeafSplit<'a> {
         }
         debug_assert_eq!(out.len(), len, "a split piece's length");
         Ok(Some(out))
+    }
+}
+
+impl Piece {
+    /// Bytes of the piece's image before its slot table, its keys sharing `prefix` bytes.
+    fn header_len(&self, prefix: usize) -> usize {
+        let fences = bytes_len(&self.low) + self.high.as_deref().map_or(0, bytes_len);
+        HEADER_LEN + fences + varint::len(to_u64(prefix))
     }
 }
 
