@@ -2171,6 +2171,27 @@ mod tests {
     }
 
     /// A key the node covers: often one it holds, else a random one, else its low fence.
+    /// Ops on keys `node` covers: fewer than `most` (at least 1), one in `remove_one_in`
+    /// a remove, the others puts.
+    fn random_ops(
+        rng: &mut Rng,
+        stem: &[u8],
+        node: &Node,
+        most: usize,
+        remove_one_in: u8,
+    ) -> Vec<Op> {
+        (0..rng.usize(1..most))
+            .map(|_| {
+                let key = covered_key(rng, stem, node);
+                if rng.u8(..remove_one_in) == 0 {
+                    Op::Remove { key }
+                } else {
+                    Op::Put { key, value: random_value(rng) }
+                }
+            })
+            .collect()
+    }
+
     fn covered_key(rng: &mut Rng, stem: &[u8], node: &Node) -> Vec<u8> {
         if !node.entries.is_empty() && rng.bool() {
             return node.entries[rng.usize(..node.entries.len())].0.clone();
@@ -2216,19 +2237,7 @@ mod tests {
             let node = random_leaf(&mut rng, &stem, 60);
             let base = node.encode()?;
             let fragments: Vec<Vec<u8>> = (0..rng.usize(..6))
-                .map(|_| {
-                    let ops: Vec<Op> = (0..rng.usize(1..8))
-                        .map(|_| {
-                            let key = covered_key(&mut rng, &stem, &node);
-                            if rng.u8(..4) == 0 {
-                                Op::Remove { key }
-                            } else {
-                                Op::Put { key, value: random_value(&mut rng) }
-                            }
-                        })
-                        .collect();
-                    encode_fragment(&ops)
-                })
+                .map(|_| encode_fragment(&random_ops(&mut rng, &stem, &node, 8, 4)))
                 .collect();
             let fragments: Vec<&[u8]> = fragments.iter().map(Vec::as_slice).collect();
             let merged = spliced(&base, &fragments)?.ok_or("an image over 4 GiB")?;
@@ -2272,16 +2281,7 @@ mod tests {
             let mut fragments = Vec::new();
             let count = if rng.bool() { rng.usize(..4) } else { rng.usize(..=64) };
             for _ in 0..count {
-                let ops: Vec<Op> = (0..rng.usize(1..5))
-                    .map(|_| {
-                        let key = covered_key(&mut rng, &stem, &node);
-                        if rng.u8(..3) == 0 {
-                            Op::Remove { key }
-                        } else {
-                            Op::Put { key, value: random_value(&mut rng) }
-                        }
-                    })
-                    .collect();
+                let ops = random_ops(&mut rng, &stem, &node, 5, 3);
                 for op in &ops {
                     applied.apply(op);
                     match op {
