@@ -15,26 +15,42 @@ const LINE: usize = 64;
 /// hint: no effect on what any read returns, and nothing on targets without one.
 #[inline]
 pub(crate) fn lines(bytes: &[u8], max_lines: usize) {
+    let skew = bytes.as_ptr().addr() % LINE;
+    let count = lines_spanned(skew, bytes.len()).min(max_lines);
+    from(bytes.as_ptr().addr(), count);
+}
+
+/// Asks for `count` cache lines from the one holding `address`, which need not be memory
+/// this thread may read, or memory at all: only a hint, for an address that may have gone
+/// stale (see `Slot::image` in the page table). 0 asks for nothing.
+#[inline]
+pub(crate) fn at_address(address: usize, count: usize) {
+    if address != 0 {
+        from(address, count);
+    }
+}
+
+/// Asks for `count` lines from the one holding `address`: one address in each line, from
+/// the start of that line.
+#[inline]
+fn from(address: usize, count: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        // One address in each line, from the start of the line the bytes start in (the
-        // first address may lie before the bytes, in that line).
-        let skew = bytes.as_ptr().addr() % LINE;
-        let first = bytes.as_ptr().wrapping_sub(skew);
-        for line in 0..lines_spanned(skew, bytes.len()).min(max_lines) {
+        let first = std::ptr::without_provenance::<i8>(address - address % LINE);
+        for line in 0..count {
             #[expect(unsafe_code, reason = "the prefetch intrinsic needs a target-feature context")]
             // SAFETY: `_mm_prefetch` only hints the cache: it reads nothing and cannot
             // fault, whatever the address, and `sse` is part of the x86_64 baseline, so the
             // instruction always exists.
             unsafe {
                 std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                    first.wrapping_add(line * LINE).cast(),
+                    first.wrapping_add(line * LINE),
                 );
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, max_lines);
+    let _ = (address, count);
 }
 
 /// How many cache lines `len` bytes span when they start `skew` bytes into a line.

@@ -21,6 +21,7 @@ use crate::{
     error::{Error, Result},
     ids::PageId,
     log::{Log, RecordKind},
+    prefetch,
     storage::Storage,
     sync::{self, AtomicU64, Mutex, Ordering, epoch},
 };
@@ -139,6 +140,10 @@ impl fmt::Debug for PageCache {
 /// The least growth after a sweep that could not get under the budget before the next
 /// sweep (see `Inner::evict_floor`); 1/64 of the budget if that is more.
 const EVICTION_SLACK: u64 = 1 << 10;
+
+/// Cache lines of a page's base image a read asks for while it loads the page's state: the
+/// tree reads a node's header, fences and first slots from them (see `tree/walk.rs`).
+const READ_LINES: usize = 4;
 
 /// The most slots one call of `evict_if_over_budget` looks at.
 const MAX_EVICTION_SCAN: u64 = 4096;
@@ -579,6 +584,9 @@ impl Inner {
             let Some((slot, current)) = self.table.load(id, guard) else {
                 return Ok(None);
             };
+            // The state and the image are two misses on a large tree; asking for the image
+            // first lets them overlap.
+            prefetch::at_address(slot.image_hint(), READ_LINES);
             let Some(state) = current.state() else {
                 return Ok(None);
             };

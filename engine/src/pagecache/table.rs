@@ -34,6 +34,13 @@ pub(crate) struct Slot {
     /// The page's current state. Owner: whoever wins a compare-and-swap on it; null until
     /// the id is first allocated, never null again after that.
     state: Atomic<PageState>,
+    /// The address of the current state's base image in memory (0: not in memory), so that
+    /// a reader can ask the processor for the image while it loads the state, instead of
+    /// after (see [`Slot::image_hint`]). Never read through: a stale value costs a wasted
+    /// prefetch, nothing else. Owner: the thread whose compare-and-swap installed the
+    /// state, which stores it right after; any value may follow any other. Relaxed: it
+    /// orders nothing.
+    image: AtomicU64,
 }
 
 /// The current state of a slot, as loaded under a guard.
@@ -72,6 +79,12 @@ impl<'g> Current<'g> {
 }
 
 impl Slot {
+    /// Where the current state's base image was in memory when it was installed (0: not
+    /// in memory): an address to prefetch, never to read through.
+    pub(crate) fn image_hint(&self) -> usize {
+        usize::try_from(self.image.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
     /// Loads the current state.
     pub(crate) fn load<'g>(&self, guard: &'g Guard) -> Current<'g> {
         // Acquire: pairs with the release of `install`, so the state's contents are visible.
@@ -87,6 +100,8 @@ impl Slot {
         new: PageState,
         guard: &'g Guard,
     ) -> Result<Current<'g>, (PageState, Current<'g>)> {
+        let image = new.live.as_ref().and_then(|live| live.base.bytes.as_ref());
+        let image = image.map_or(0, |bytes| to_u64(bytes.as_ptr().addr()));
         let owned = Owned::new(new);
         // AcqRel on success: release publishes the new state's contents; acquire orders the
         // retirement after every earlier write to the old one. Acquire on failure: we read
@@ -99,6 +114,7 @@ impl Slot {
             guard,
         ) {
             Ok(installed) => {
+                self.image.store(image, Ordering::Relaxed);
                 if !current.shared.is_null() {
                     #[expect(unsafe_code, reason = "retiring an unlinked state to the epoch")]
                     // SAFETY: our compare-and-swap unlinked `current` from the only slot
@@ -318,4 +334,9 @@ impl Drop for Teardown {
         // The payloads just freed went to the buffer pool: a closed cache leaves none there.
         super::payload::release_pool();
     }
+}
+
+/// An address as stored in a slot (addresses fit in 64 bits on every target Grove builds for).
+fn to_u64(address: usize) -> u64 {
+    u64::try_from(address).unwrap_or(0)
 }
