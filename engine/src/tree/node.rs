@@ -1514,10 +1514,10 @@ pub(crate) fn splice<'a>(
     let mut slot_at = out.len();
     out.resize(slot_at + SLOT_LEN * count, 0);
     // Every offset written is below `len`, which fits in a u32.
-    let mut put_slot = |out: &mut Vec<u8>, offset: usize, [h0, h1, h2, h3]: [u8; HEAD_LEN]| {
-        let [o0, o1, o2, o3] = u32::try_from(offset).unwrap_or(u32::MAX).to_le_bytes();
-        if let Some(slot) = out.get_mut(slot_at..slot_at + SLOT_LEN) {
-            slot.copy_from_slice(&[o0, o1, o2, o3, h0, h1, h2, h3]);
+    let mut put_slot = |out: &mut Vec<u8>, offset: usize, head: [u8; HEAD_LEN]| {
+        let offset = u32::try_from(offset).unwrap_or(u32::MAX);
+        if let Some(at) = out.get_mut(slot_at..slot_at + SLOT_LEN) {
+            at.copy_from_slice(&slot(offset, head));
         }
         slot_at += SLOT_LEN;
     };
@@ -1821,10 +1821,9 @@ pub(crate) fn image_len<'e>(
     entries: impl Iterator<Item = (KeyRef<'e>, EntryRef<'e>)>,
 ) -> usize {
     let prefix = header.prefix_len();
-    let fences = bytes_len(&header.low) + header.high.as_deref().map_or(0, bytes_len);
     let entries: usize =
         entries.map(|(key, entry)| entry_len(key.len().saturating_sub(prefix), entry)).sum();
-    HEADER_LEN + fences + varint::len(to_u64(prefix)) + entries
+    head_len(&header.low, header.high.as_deref()) + entries
 }
 
 /// The image of a node with `header` and `entries` (sorted, within the fences, of the
@@ -1853,25 +1852,9 @@ fn try_encode_image<'e>(
     u32::try_from(len).ok()?;
     let count = u32::try_from(entries.len()).ok()?;
     let prefix = header.prefix_len();
-    let mut flags = 0;
-    if header.high.is_some() {
-        flags |= FLAG_HIGH;
-    }
-    if header.right.is_some() {
-        flags |= FLAG_RIGHT;
-    }
     let mut out = Vec::with_capacity(len);
-    out.extend_from_slice(&[NODE_TAG, header.level, flags, 0]);
-    out.extend_from_slice(&count.to_le_bytes());
-    out.extend_from_slice(&header.tree.get().to_le_bytes());
-    out.extend_from_slice(&header.right.map_or(0, PageId::get).to_le_bytes());
-    put_bytes(&mut out, &header.low);
-    if let Some(high) = &header.high {
-        put_bytes(&mut out, high);
-    }
-    varint::put(&mut out, to_u64(prefix));
-    let table = out.len();
-    out.resize(table + SLOT_LEN * entries.len(), 0);
+    let fences = (&header.low[..], header.high.as_deref());
+    let table = put_head(&mut out, (header.tree, header.level), fences, header.right, count);
     for (i, (key, entry)) in entries.enumerate() {
         // Below `len`, which fits in a u32.
         let offset = u32::try_from(out.len()).ok()?;
@@ -1882,11 +1865,9 @@ fn try_encode_image<'e>(
         debug_assert_eq!(matches!(entry, EntryRef::Value(_)), header.level == 0, "entry kind");
         let (head, tail) = key.tail(prefix);
         // The suffix is `head ++ tail`; its key head is its first bytes, zero-padded.
-        let start: [u8; HEAD_LEN] = padded(head.iter().chain(tail));
-        let ([o0, o1, o2, o3], [h0, h1, h2, h3]) = (offset.to_le_bytes(), start);
-        let slot = [o0, o1, o2, o3, h0, h1, h2, h3];
         let at = table + SLOT_LEN * i;
-        out.get_mut(at..at + SLOT_LEN)?.copy_from_slice(&slot);
+        out.get_mut(at..at + SLOT_LEN)?
+            .copy_from_slice(&slot(offset, padded(head.iter().chain(tail))));
         varint::put(&mut out, to_u64(head.len() + tail.len()));
         out.extend_from_slice(head);
         out.extend_from_slice(tail);
@@ -1897,6 +1878,51 @@ fn try_encode_image<'e>(
     }
     debug_assert_eq!(out.len(), len);
     Some(out)
+}
+
+/// Writes a node image's fixed header, its fences and the prefix length they share, then
+/// zeros for `count` slots; returns where the slot table starts.
+fn put_head(
+    out: &mut Vec<u8>,
+    (tree, level): (TreeId, u8),
+    (low, high): (&[u8], Option<&[u8]>),
+    right: Option<PageId>,
+    count: u32,
+) -> usize {
+    let mut flags = 0;
+    if high.is_some() {
+        flags |= FLAG_HIGH;
+    }
+    if right.is_some() {
+        flags |= FLAG_RIGHT;
+    }
+    out.extend_from_slice(&[NODE_TAG, level, flags, 0]);
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&tree.get().to_le_bytes());
+    out.extend_from_slice(&right.map_or(0, PageId::get).to_le_bytes());
+    put_bytes(out, low);
+    if let Some(high) = high {
+        put_bytes(out, high);
+    }
+    varint::put(out, to_u64(prefix_len(low, high)));
+    let table = out.len();
+    out.resize(table + SLOT_LEN * usize::try_from(count).unwrap_or(0), 0);
+    table
+}
+
+/// Bytes of an image before its slot table: the fixed header, the fences and the prefix
+/// length they share.
+fn head_len(low: &[u8], high: Option<&[u8]>) -> usize {
+    HEADER_LEN
+        + bytes_len(low)
+        + high.map_or(0, bytes_len)
+        + varint::len(to_u64(prefix_len(low, high)))
+}
+
+/// A slot: the entry's offset and its key head (the suffix's first bytes, zero-padded).
+fn slot(offset: u32, head: [u8; HEAD_LEN]) -> [u8; SLOT_LEN] {
+    let ([o0, o1, o2, o3], [h0, h1, h2, h3]) = (offset.to_le_bytes(), head);
+    [o0, o1, o2, o3, h0, h1, h2, h3]
 }
 
 /// Bytes of a length-prefixed byte string.
@@ -2369,12 +2395,12 @@ mod tests {
     /// image encoding the owned node with them gives: new keys, keys it holds (a child
     /// replaced), the low fence's entry kept first.
     #[test]
-    fn spliced_children_match_the_encoded_node() {
+    fn spliced_children_match_the_encoded_node() -> Result<(), Box<dyn std::error::Error>> {
         for seed in 0..SEEDS {
             let mut rng = Rng::with_seed(seed);
             let stem = random_stem(&mut rng);
             let mut node = random_index(&mut rng, &stem, 60);
-            let image = node.encode().unwrap();
+            let image = node.encode()?;
             let mut added: Vec<(Vec<u8>, PageId)> = (0..rng.usize(..6))
                 .map(|_| (covered_key(&mut rng, &stem, &node), PageId(rng.u64(..))))
                 .filter(|(key, _)| *key != node.header.low)
@@ -2387,11 +2413,11 @@ mod tests {
                     Err(i) => node.entries.insert(i, (key.clone(), Entry::Child(*child))),
                 }
             }
-            let view = NodeRef::parse(&image).unwrap();
+            let view = NodeRef::parse(&image)?;
             let changes =
                 added.iter().map(|(key, child)| (&key[..], Some(EntryRef::Child(*child))));
-            let spliced = splice(&view, changes).unwrap().unwrap();
-            assert_eq!(spliced, node.encode().unwrap(), "seed {seed}");
+            let spliced = splice(&view, changes)?.ok_or("an image over 4 GiB")?;
+            assert_eq!(spliced, node.encode()?, "seed {seed}");
             // Out of order, the changes are refused rather than spliced into a wrong image.
             if added.len() > 1 {
                 let backwards =
@@ -2399,6 +2425,7 @@ mod tests {
                 assert!(splice(&view, backwards).is_err(), "seed {seed}");
             }
         }
+        Ok(())
     }
 
     #[test]
@@ -2676,7 +2703,7 @@ mod tests {
         // give the same image.
         let spliced = TreeMaterializer.merge(bytes, &[fragment]);
         if let Ok(node) = Node::materialize(bytes, &[fragment]) {
-            assert_eq!(spliced, node.encode().unwrap());
+            assert_eq!(Some(spliced), node.encode().ok());
         }
     }
 

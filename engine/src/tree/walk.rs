@@ -211,12 +211,6 @@ pub(crate) fn descend_to(
     Ok(Descent { leaf: TreePage { page: leaf.to_page() }, path })
 }
 
-/// Cache lines a descent asks for at the start of each node it reaches: the header, the
-/// fences and the start of the slot table, where a binary search makes its first probes.
-/// Measured on the comparison benchmark's gets (1M keys, random order, in one process
-/// alternating settings): 2 lines +4%, 4 lines +8 to 10%, 6 and 8 lines +6 to 7%.
-const HEAD_LINES: usize = 4;
-
 /// Cache lines a scan asks for when it reaches a leaf: all of a default-sized (8 KiB) node.
 const LEAF_LINES: usize = 128;
 
@@ -238,8 +232,6 @@ pub(crate) fn prefetch_leaf(leaf: &PageView<'_>) {
 
 /// The node of a page read under a guard, its header parsed.
 pub(crate) fn node_of<'g>(page: &PageView<'g>) -> Result<NodeRef<'g>> {
-    // The header and a leaf's slot table lie in the first few lines: ask for them together.
-    prefetch::lines(page.base(), HEAD_LINES);
     NodeRef::parse_header(page.base()).map_err(|m| corrupt(page.id(), &m))
 }
 

@@ -13,8 +13,8 @@
 use std::ops::Range;
 
 use super::{
-    FLAG_HIGH, FLAG_RIGHT, HEAD_LEN, HEADER_LEN, Malformed, NODE_TAG, NodeRef, Reader, SLOT_LEN,
-    bytes_len, padded, prefix_len, put_bytes, shortest_separator, to_u64,
+    Malformed, NodeRef, Reader, SLOT_LEN, head_len, padded, prefix_len, put_bytes, put_head,
+    shortest_separator, slot, to_u64,
 };
 use crate::{ids::PageId, varint};
 
@@ -96,7 +96,8 @@ impl<'a> LeafSplit<'a> {
             let located = self.entries.get(piece.entries.clone()).unwrap_or_default();
             let sizes: Vec<usize> = located.iter().map(|e| entry_len(e, prefix)).collect();
             let total: usize = sizes.iter().sum();
-            if sizes.len() < 2 || piece.header_len(prefix) + total <= node_bytes {
+            if sizes.len() < 2 || head_len(&piece.low, piece.high.as_deref()) + total <= node_bytes
+            {
                 self.pieces.push(piece);
                 continue;
             }
@@ -155,7 +156,8 @@ impl<'a> LeafSplit<'a> {
         };
         let prefix = prefix_len(&piece.low, piece.high.as_deref());
         let entries = self.entries.get(piece.entries.clone()).unwrap_or_default();
-        piece.header_len(prefix) + entries.iter().map(|e| entry_len(e, prefix)).sum::<usize>()
+        head_len(&piece.low, piece.high.as_deref())
+            + entries.iter().map(|e| entry_len(e, prefix)).sum::<usize>()
     }
 
     /// Piece `i`'s image, linking to `right`; `None` if it would pass 4 GiB.
@@ -181,25 +183,9 @@ impl<'a> LeafSplit<'a> {
         let (Ok(_), Ok(count)) = (u32::try_from(len), u32::try_from(entries.len())) else {
             return Ok(None);
         };
-        let mut flags = 0;
-        if piece.high.is_some() {
-            flags |= FLAG_HIGH;
-        }
-        if right.is_some() {
-            flags |= FLAG_RIGHT;
-        }
         let mut out = Vec::with_capacity(len);
-        out.extend_from_slice(&[NODE_TAG, 0, flags, 0]);
-        out.extend_from_slice(&count.to_le_bytes());
-        out.extend_from_slice(&self.node.tree.get().to_le_bytes());
-        out.extend_from_slice(&right.map_or(0, PageId::get).to_le_bytes());
-        put_bytes(&mut out, &piece.low);
-        if let Some(high) = &piece.high {
-            put_bytes(&mut out, high);
-        }
-        varint::put(&mut out, to_u64(prefix));
-        let mut slot_at = out.len();
-        out.resize(slot_at + SLOT_LEN * entries.len(), 0);
+        let fences = (&piece.low[..], piece.high.as_deref());
+        let mut slot_at = put_head(&mut out, (self.node.tree, 0), fences, right, count);
         let image = self.node.image;
         for entry in entries {
             let suffix_len = entry.key_len - self.node.prefix_len;
@@ -207,10 +193,9 @@ impl<'a> LeafSplit<'a> {
                 image.get(entry.suffix + dropped..entry.suffix + suffix_len).ok_or_else(|| {
                     Malformed::new(entry.suffix, "a key shorter than its piece's prefix")
                 })?;
-            let [o0, o1, o2, o3] = u32::try_from(out.len()).unwrap_or(u32::MAX).to_le_bytes();
-            let [h0, h1, h2, h3]: [u8; HEAD_LEN] = padded(suffix);
-            if let Some(slot) = out.get_mut(slot_at..slot_at + SLOT_LEN) {
-                slot.copy_from_slice(&[o0, o1, o2, o3, h0, h1, h2, h3]);
+            let offset = u32::try_from(out.len()).unwrap_or(u32::MAX);
+            if let Some(at) = out.get_mut(slot_at..slot_at + SLOT_LEN) {
+                at.copy_from_slice(&slot(offset, padded(suffix)));
             }
             slot_at += SLOT_LEN;
             put_bytes(&mut out, suffix);
@@ -218,14 +203,6 @@ impl<'a> LeafSplit<'a> {
         }
         debug_assert_eq!(out.len(), len, "a split piece's length");
         Ok(Some(out))
-    }
-}
-
-impl Piece {
-    /// Bytes of the piece's image before its slot table, its keys sharing `prefix` bytes.
-    fn header_len(&self, prefix: usize) -> usize {
-        let fences = bytes_len(&self.low) + self.high.as_deref().map_or(0, bytes_len);
-        HEADER_LEN + fences + varint::len(to_u64(prefix))
     }
 }
 
