@@ -455,9 +455,7 @@ impl Inner {
             let new = match (kind, current.state().and_then(|s| s.live.as_ref())) {
                 (record::FREE, _) => PageState::free(version),
                 (record::LINK, Some(live)) => {
-                    let mut frags = Vec::with_capacity(live.frags.len() + 1);
-                    frags.extend(live.frags.iter().cloned());
-                    frags.push(Part::resident(loc, bytes.clone()));
+                    let frags = live.frags.with(Part::resident(loc, bytes.clone()));
                     let weighs = weigh.apply(Some((live.owner, live.weight)));
                     PageState::live(version, live.base.clone(), frags, weighs)
                         .summarized(live.summary | summary)
@@ -883,7 +881,7 @@ fn gained<'a>(
 fn kept_prefix(old: &PageState, new: &PageState) -> usize {
     match (&old.live, &new.live) {
         (Some(old), Some(new)) if old.base.loc == new.base.loc => {
-            1 + old.frags.iter().zip(&new.frags).take_while(|(a, b)| a.loc == b.loc).count()
+            1 + old.frags.iter().zip(new.frags.iter()).take_while(|(a, b)| a.loc == b.loc).count()
         }
         _ => 0,
     }

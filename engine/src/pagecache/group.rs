@@ -81,13 +81,16 @@ pub enum GroupOutcome {
     Stale,
 }
 
-/// A group's hold on one page.
+/// A group's hold on its pages, shared by the claimed state of every one of them: one
+/// allocation per group, not one per page.
 #[derive(Debug)]
 pub(crate) struct Claim {
-    /// Shared by every page of the group.
-    group: Arc<GroupFlag>,
-    /// What the page becomes when the group commits.
-    next: Next,
+    /// Owner: the group's thread, which sets it once, after writing the commit record.
+    /// Release/acquire: a reader that sees it set sees the claimed pages' states (published
+    /// by the claims' compare-and-swaps, before the store).
+    committed: AtomicBool,
+    /// What each claimed page becomes when the group commits, by page id.
+    next: Box<[(PageId, Next)]>,
 }
 
 /// What a claimed page becomes when its group commits. A link holds only the new
@@ -100,16 +103,30 @@ enum Next {
     Link(Payload),
 }
 
-/// Whether a group has committed.
-#[derive(Debug, Default)]
-struct GroupFlag {
-    /// Owner: the group's thread, which sets it once, after writing the commit record.
-    /// Release/acquire: a reader that sees it set sees every page's `next` (they were
-    /// published by the claims' compare-and-swaps, before the store).
-    committed: AtomicBool,
-}
-
 impl Claim {
+    /// The hold of a group making `order`'s changes (sorted by page id), not yet committed.
+    fn new(order: &[&GroupUpdate<'_>]) -> Claim {
+        let next = order
+            .iter()
+            .map(|update| {
+                let next = match update.change {
+                    Change::Free => Next::Free,
+                    Change::Replace(image) => Next::Replace(Payload::copy_from(image)),
+                    Change::Link(fragment) => Next::Link(Payload::copy_from(fragment)),
+                };
+                (update.id, next)
+            })
+            .collect();
+        Claim { committed: AtomicBool::new(false), next }
+    }
+
+    /// What page `id` becomes; `None` for a page the group does not change (never asked:
+    /// only the group's own pages carry its claim).
+    fn next(&self, id: PageId) -> Option<&Next> {
+        let at = self.next.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        self.next.get(at).map(|(_, next)| next)
+    }
+
     /// The page as readers see it once the group committed, or `None` before the commit.
     /// `Some(None)`: the group frees the page. `claimed` is the state holding this claim.
     pub(crate) fn committed_view<'g>(
@@ -117,11 +134,11 @@ impl Claim {
         id: PageId,
         claimed: &'g PageState,
     ) -> Option<Option<PageView<'g>>> {
-        if !self.group.committed.load(Ordering::Acquire) {
+        if !self.committed.load(Ordering::Acquire) {
             return None;
         }
         let version = claimed.version + 1;
-        Some(match &self.next {
+        Some(match self.next(id)? {
             Next::Free => None,
             Next::Replace(image) => Some(PageView::of_image(id, version, image)),
             // A claimed link's state is live and wholly in memory (`claim` loaded it), so
@@ -221,17 +238,17 @@ impl Inner {
     /// Claims, logs, commits and installs; returns the commit record's location, or `None`
     /// if the group was stale.
     fn run_group(&self, order: &[&GroupUpdate<'_>]) -> Result<Option<Loc>> {
-        let flag = Arc::new(GroupFlag::default());
-        let mut claimed: Vec<(PageId, Arc<Claim>)> = Vec::with_capacity(order.len());
-        for update in order {
-            match self.claim(update, &flag) {
-                Ok(Some(claim)) => claimed.push((update.id, claim)),
-                Ok(None) => {
-                    self.release(&claimed);
+        let claim = Arc::new(Claim::new(order));
+        for (count, update) in order.iter().enumerate() {
+            let claimed = order.get(..count).unwrap_or_default();
+            match self.claim(update, &claim) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.release(claimed, &claim);
                     return Ok(None);
                 }
                 Err(error) => {
-                    self.release(&claimed);
+                    self.release(claimed, &claim);
                     return Err(error);
                 }
             }
@@ -239,26 +256,26 @@ impl Inner {
         let (locs, commit) = match self.write_group(order) {
             Ok(written) => written,
             Err(error) => {
-                self.release(&claimed);
+                self.release(order, &claim);
                 return Err(error);
             }
         };
-        flag.committed.store(true, Ordering::Release);
-        for ((update, (_, claim)), loc) in order.iter().zip(&claimed).zip(locs) {
-            self.install_member(update, claim, loc);
+        claim.committed.store(true, Ordering::Release);
+        for (update, loc) in order.iter().zip(locs) {
+            self.install_member(update, &claim, loc);
         }
         Ok(Some(commit))
     }
 
-    /// Claims one page for the group: `None` if it is not at the expected version.
-    fn claim(&self, update: &GroupUpdate<'_>, flag: &Arc<GroupFlag>) -> Result<Option<Arc<Claim>>> {
+    /// Claims one page for the group: `false` if it is not at the expected version.
+    fn claim(&self, update: &GroupUpdate<'_>, claim: &Arc<Claim>) -> Result<bool> {
         loop {
             let guard = epoch::pin();
             let (slot, current) = match update.version {
                 None => self.table.load_or_create(update.id, &guard),
                 Some(_) => match self.table.load(update.id, &guard) {
                     Some(found) => found,
-                    None => return Ok(None),
+                    None => return Ok(false),
                 },
             };
             let state = current.state();
@@ -273,7 +290,7 @@ impl Inner {
                 Some(version) => live.is_some() && current.version() == version,
             };
             if !expected {
-                return Ok(None);
+                return Ok(false);
             }
             // Readers must be able to see the page's next contents from memory alone, so
             // the page is loaded first (and eviction skips it while it is claimed).
@@ -285,21 +302,15 @@ impl Inner {
                 },
                 _ => None,
             };
-            let next = match update.change {
-                Change::Free => Next::Free,
-                Change::Replace(image) => Next::Replace(Payload::copy_from(image)),
-                // A link needs a live page; `expected` checked that.
-                Change::Link(fragment) => Next::Link(Payload::copy_from(fragment)),
-            };
-            let claim = Arc::new(Claim { group: flag.clone(), next });
-            // One copy of the state, carrying the claim.
+            // One copy of the state, carrying the claim. (A link needs a live page;
+            // `expected` checked that.)
             let held = match (loaded, state) {
                 (Some(loaded), _) => PageState { claim: Some(claim.clone()), ..loaded },
                 (None, Some(state)) => state.with_claim(Some(claim.clone())),
                 (None, None) => PageState { claim: Some(claim.clone()), ..PageState::free(0) },
             };
             if self.install(slot, current, held, &guard).is_ok() {
-                return Ok(Some(claim));
+                return Ok(true);
             }
         }
     }
@@ -350,24 +361,23 @@ impl Inner {
             let version = state.version + 1;
             let weighs = update.weigh.apply(state.weighs());
             // The claim holds the new bytes already: share them rather than copy them again.
+            let next = claim.next(update.id);
             let new = match (update.change, state.live.as_ref()) {
                 (Change::Free, _) => PageState::free(version),
                 (Change::Replace(image), _) => {
-                    let bytes = match &claim.next {
-                        Next::Replace(bytes) => bytes.clone(),
+                    let bytes = match next {
+                        Some(Next::Replace(bytes)) => bytes.clone(),
                         _ => Payload::copy_from(image),
                     };
                     PageState::live(version, Part::resident(loc, bytes), Vec::new(), weighs)
                 }
                 (Change::Link(fragment), Some(live)) => {
-                    let bytes = match &claim.next {
-                        Next::Link(bytes) => bytes.clone(),
+                    let bytes = match next {
+                        Some(Next::Link(bytes)) => bytes.clone(),
                         _ => Payload::copy_from(fragment),
                     };
                     let summary = live.summary | self.materializer.summarize(&bytes);
-                    let mut frags = Vec::with_capacity(live.frags.len() + 1);
-                    frags.extend_from_slice(&live.frags);
-                    frags.push(Part::resident(loc, bytes));
+                    let frags = live.frags.with(Part::resident(loc, bytes));
                     PageState::live(version, live.base.clone(), frags, weighs).summarized(summary)
                 }
                 // A claimed link always holds a live page (`claim` checked it).
@@ -379,12 +389,12 @@ impl Inner {
         }
     }
 
-    /// Releases the claims of a group that did not commit.
-    fn release(&self, claimed: &[(PageId, Arc<Claim>)]) {
-        for (id, claim) in claimed {
+    /// Releases `claim` on the pages of `claimed`, for a group that did not commit.
+    fn release(&self, claimed: &[&GroupUpdate<'_>], claim: &Arc<Claim>) {
+        for update in claimed {
             loop {
                 let guard = epoch::pin();
-                let Some((slot, current)) = self.table.load(*id, &guard) else {
+                let Some((slot, current)) = self.table.load(update.id, &guard) else {
                     break;
                 };
                 let Some(state) = current.state() else {

@@ -33,7 +33,7 @@ use super::{
     loc::{Loc, Stream},
     pages::{PageImage, Pages},
     record,
-    state::{PageState, Part},
+    state::{Frags, PageState, Part},
     table::Peek,
 };
 use crate::{
@@ -408,8 +408,13 @@ impl Inner {
         let Some(base) = moved.next() else {
             return Ok(Relocation::Untouched);
         };
-        let new = PageState::live(state.version, base, moved.collect(), (live.owner, live.weight))
-            .summarized(live.summary);
+        let new = PageState::live(
+            state.version,
+            base,
+            moved.collect::<Frags>(),
+            (live.owner, live.weight),
+        )
+        .summarized(live.summary);
         if self.install(slot, current, new, &guard).is_err() {
             return Ok(Relocation::Busy);
         }

@@ -236,8 +236,7 @@ fn apply(
     let new = match (kind, live) {
         (record::REPLACE, _) => PageState::live(body.version, Part::cold(loc), Vec::new(), weighs),
         (record::LINK, Some(live)) => {
-            let mut frags = live.frags.to_vec();
-            frags.push(Part::resident(loc, Payload::copy_from(body.payload)));
+            let frags = live.frags.with(Part::resident(loc, Payload::copy_from(body.payload)));
             PageState::live(body.version, live.base.clone(), frags, weighs)
         }
         (record::FREE, Some(_)) => PageState::free(body.version),

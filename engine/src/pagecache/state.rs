@@ -5,7 +5,7 @@
 //! compare-and-swap on the page's slot. Logical changes (link, replace, free) raise the
 //! version; the others keep it, so a caller's expected version survives them.
 
-use std::{mem::size_of, sync::Arc};
+use std::{mem::size_of, ops::Deref, sync::Arc};
 
 use super::{group::Claim, loc::Loc, page::UNSUMMARIZED, payload::Payload};
 
@@ -27,14 +27,53 @@ impl Part {
     }
 }
 
+/// A page's fragments, oldest first. Shared by reference count, so that a copy of a state
+/// that keeps them (a group's claim, a release) copies no list and touches no payload's
+/// count; none at all takes no allocation. Never changed once built.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Frags(Option<Arc<[Part]>>);
+
+impl Frags {
+    /// These fragments and then `part`, in one allocation.
+    pub(crate) fn with(&self, part: Part) -> Frags {
+        Frags(Some(self.iter().cloned().chain(std::iter::once(part)).collect()))
+    }
+}
+
+impl Deref for Frags {
+    type Target = [Part];
+
+    fn deref(&self) -> &[Part] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl From<Vec<Part>> for Frags {
+    fn from(parts: Vec<Part>) -> Frags {
+        Frags((!parts.is_empty()).then(|| Arc::from(parts)))
+    }
+}
+
+impl FromIterator<Part> for Frags {
+    /// In one allocation where the iterator knows its length (a `Vec`'s, a slice's); none
+    /// where it knows it is empty.
+    fn from_iter<I: IntoIterator<Item = Part>>(parts: I) -> Frags {
+        let parts = parts.into_iter();
+        if parts.size_hint().1 == Some(0) {
+            return Frags(None);
+        }
+        let parts: Arc<[Part]> = parts.collect();
+        Frags((!parts.is_empty()).then_some(parts))
+    }
+}
+
 /// A page's contents, when it is allocated.
 #[derive(Debug, Clone)]
 pub(crate) struct Live {
     pub(crate) base: Part,
     /// Fragments linked since the base, oldest first; at most `consolidate_after` except
-    /// briefly while a consolidation races with links. A boxed slice, not a `Vec`: 8 bytes
-    /// less in every state, and states are never grown in place.
-    pub(crate) frags: Box<[Part]>,
+    /// briefly while a consolidation races with links.
+    pub(crate) frags: Frags,
     /// Who the page belongs to, and what it weighs (see [`Weigh`](super::Weigh)).
     pub(crate) owner: u64,
     pub(crate) weight: i64,
@@ -73,12 +112,12 @@ impl PageState {
     pub(crate) fn live(
         version: u64,
         base: Part,
-        frags: Vec<Part>,
+        frags: impl Into<Frags>,
         (owner, weight): (u64, i64),
     ) -> PageState {
+        let frags = frags.into();
         let summary = if frags.is_empty() { 0 } else { UNSUMMARIZED };
         let frags_resident = frags.iter().all(|f| f.bytes.is_some());
-        let frags = frags.into_boxed_slice();
         let live = Live { base, frags, owner, weight, summary, frags_resident };
         PageState { version, live: Some(live), claim: None }
     }
@@ -144,12 +183,13 @@ impl PageState {
     }
 
     /// The memory this state holds, in bytes, as the allocator sees it: the state itself,
-    /// its fragment list, and every payload (with its reference counts).
+    /// its fragment list, and every payload (with their reference counts). A list or
+    /// payload shared with another state is counted in each.
     pub(crate) fn heap_bytes(&self) -> u64 {
         let mut total = heap_cost(size_of::<PageState>());
         if let Some(live) = &self.live {
             if !live.frags.is_empty() {
-                total += heap_cost(live.frags.len() * size_of::<Part>());
+                total += heap_cost(2 * size_of::<usize>() + live.frags.len() * size_of::<Part>());
             }
             for part in std::iter::once(&live.base).chain(live.frags.iter()) {
                 if let Some(bytes) = &part.bytes {
@@ -197,6 +237,27 @@ mod tests {
         assert_eq!(cold.locs().collect::<Vec<_>>(), vec![loc(0), loc(40)]);
         assert!(cold.heap_bytes() < state.heap_bytes());
         assert_eq!(cold.version, 3);
+    }
+
+    #[test]
+    fn copies_of_a_state_share_its_fragment_list() {
+        let frags = Frags::from(vec![Part::resident(loc(40), Payload::copy_from(b"f"))]);
+        let longer = frags.with(Part::cold(loc(80)));
+        let locs = |frags: &Frags| frags.iter().map(|f| f.loc).collect::<Vec<_>>();
+        assert_eq!((locs(&frags), locs(&longer)), (vec![loc(40)], vec![loc(40), loc(80)]));
+
+        let base = Part::resident(loc(0), Payload::copy_from(b"base"));
+        let state = PageState::live(3, base, longer, (7, 2));
+        let copy = state.with_claim(None);
+        let list = |state: &PageState| state.live.as_ref().map(|live| live.frags.as_ptr());
+        assert!(list(&state).is_some() && list(&state) == list(&copy));
+
+        // No fragments, no list.
+        assert!(Frags::from(Vec::new()).0.is_none());
+        assert!(std::iter::empty::<Part>().collect::<Frags>().0.is_none());
+        assert!(
+            std::iter::once(Part::cold(loc(0))).filter(|_| false).collect::<Frags>().0.is_none()
+        );
     }
 
     #[test]

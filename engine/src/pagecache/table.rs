@@ -16,7 +16,7 @@
 use super::{
     pages::{PageImage, Pages},
     slots::Slots,
-    state::{PageState, Part},
+    state::{Frags, PageState, Part},
 };
 use std::sync::Arc;
 
@@ -228,9 +228,12 @@ impl PageTable {
             return (slot, current);
         }
         let state = match self.cold(id) {
-            Some(PageImage::Live { version, weighs, base, frags }) => {
-                PageState::live(version, Part::cold(base), frags.map(Part::cold).collect(), weighs)
-            }
+            Some(PageImage::Live { version, weighs, base, frags }) => PageState::live(
+                version,
+                Part::cold(base),
+                frags.map(Part::cold).collect::<Frags>(),
+                weighs,
+            ),
             Some(PageImage::Free { version }) if version > 0 => PageState::free(version),
             _ => return (slot, current),
         };

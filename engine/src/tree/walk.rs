@@ -7,6 +7,8 @@
 
 use std::cmp::Ordering;
 
+use smallvec::SmallVec;
+
 use super::{
     draft::Draft,
     filter,
@@ -109,12 +111,18 @@ pub(crate) fn page_len<'a>(base: &[u8], fragments: impl Iterator<Item = &'a [u8]
     base.len() + fragments.map(<[u8]>::len).sum::<usize>()
 }
 
+/// The index nodes a descent passed through (id and version), root first. Inline up to
+/// four levels, which a tree of 8 KiB nodes reaches only past billions of entries: every
+/// write descends, and a list on the heap was an allocation per write (1.25 per batched
+/// insert on the comparison's load).
+pub(crate) type Path = SmallVec<[(PageId, u64); 4]>;
+
 /// A descent to a node (merging's): the node, and the index nodes above it (id and version),
 /// root first.
 #[derive(Debug, Clone)]
 pub(crate) struct Descent {
     pub(crate) leaf: TreePage,
-    pub(crate) path: Vec<(PageId, u64)>,
+    pub(crate) path: Path,
 }
 
 /// The leaf a write changes, as the write's descent found it. A plan needs the leaf's
@@ -128,7 +136,7 @@ pub(crate) struct LeafAt {
     /// Base plus fragments, in bytes (see [`page_len`]).
     pub(crate) len: usize,
     /// The index nodes above the leaf (id and version), root first.
-    pub(crate) path: Vec<(PageId, u64)>,
+    pub(crate) path: Path,
 }
 
 /// Descends tree `tree` from `root` to the leaf for `key`, for a write: the leaf as a
@@ -144,7 +152,7 @@ pub(crate) fn descend_for_write<'g>(
     key: &[u8],
     guard: &'g epoch::Guard,
 ) -> Result<(LeafAt, (PageView<'g>, NodeRef<'g>))> {
-    let mut path = Vec::new();
+    let mut path = Path::new();
     let (page, node) = descend_in(cache, tree, root, Target::Key(key), 0, guard, Some(&mut path))?;
     let len = page_len(page.base(), page.fragments());
     let leaf = LeafAt { id: page.id(), version: page.version(), len, path };
@@ -206,7 +214,7 @@ pub(crate) fn descend_to(
     stop: u8,
 ) -> Result<Descent> {
     let guard = epoch::pin();
-    let mut path = Vec::new();
+    let mut path = Path::new();
     let (leaf, _) = descend_in(cache, tree, root, target, stop, &guard, Some(&mut path))?;
     Ok(Descent { leaf: TreePage { page: leaf.to_page() }, path })
 }
@@ -260,7 +268,7 @@ pub(crate) fn descend_in<'g>(
     target: Target<'_>,
     stop: u8,
     guard: &'g epoch::Guard,
-    mut path: Option<&mut Vec<(PageId, u64)>>,
+    mut path: Option<&mut Path>,
 ) -> Result<(PageView<'g>, NodeRef<'g>)> {
     'restart: for _ in 0..MAX_RESTARTS {
         if let Some(path) = path.as_deref_mut() {
