@@ -127,6 +127,7 @@ impl Flusher {
         // When the open buffer was last checked by the timer.
         let mut last_seal_check = Instant::now();
         loop {
+            shared.segments.close_retired();
             let next = {
                 let mut this = sync::lock(flusher);
                 if ring.has_failed() {

@@ -26,7 +26,7 @@ use crate::{
     error::{Error, Result},
     ids::{Lsn, SegmentId},
     storage::StorageFile,
-    sync::{self, AtomicU64, Ordering, RwLock},
+    sync::{self, AtomicU64, Mutex, Ordering, RwLock},
 };
 
 /// One segment of a log, as [`Log::segments`](super::Log::segments) reports it.
@@ -91,13 +91,29 @@ pub(crate) enum Lookup {
 #[derive(Debug)]
 pub(crate) struct SegmentTable {
     by_base: RwLock<BTreeMap<u64, Arc<Segment>>>,
+    /// Segments removed from the table and from the directory whose handles the flusher
+    /// thread has yet to close ([`SegmentTable::close_retired`]). Owner: `retire` pushes,
+    /// the flusher takes them all.
+    retired: Mutex<Vec<Arc<Segment>>>,
 }
 
 impl SegmentTable {
     /// A table of `segments`, which recovery found in LSN order.
     pub(crate) fn new(segments: impl IntoIterator<Item = Arc<Segment>>) -> Self {
         let by_base = segments.into_iter().map(|s| (s.span.base, s)).collect();
-        Self { by_base: RwLock::new(by_base) }
+        Self { by_base: RwLock::new(by_base), retired: Mutex::new(Vec::new()) }
+    }
+
+    /// Hands a removed segment's handle to the flusher thread to close.
+    pub(crate) fn retire(&self, segment: Arc<Segment>) {
+        sync::lock(&self.retired).push(segment);
+    }
+
+    /// Closes the handles of retired segments (those no read still holds): the flusher
+    /// thread's, outside its own lock.
+    pub(crate) fn close_retired(&self) {
+        let retired = std::mem::take(&mut *sync::lock(&self.retired));
+        drop(retired);
     }
 
     /// Adds a segment the flusher created.
