@@ -131,6 +131,7 @@ impl Inner {
         let mut pages = Pages::with_capacity(usize::try_from(count).unwrap_or(0));
         let guard = epoch::pin();
         for id in 0..count {
+            self.table.prefetch_state(PageId(id + SNAPSHOT_AHEAD), &guard);
             let fits = match self.table.peek(PageId(id), &guard) {
                 Peek::Empty => pages.push_free(0),
                 Peek::Cold(PageImage::Free { version }) => pages.push_free(version),
@@ -469,6 +470,11 @@ pub(crate) enum Relocation {
     /// A group holds it, or it changed while its records were being copied: try again.
     Busy,
 }
+
+/// How many pages ahead of the one it records a checkpoint asks for states. With 8, a
+/// checkpoint's pass over the page table at 1M keys (30k pages) took 8.7 to 9.0 ms
+/// (medians of 27) instead of 11.1 to 13.4.
+const SNAPSHOT_AHEAD: u64 = 8;
 
 /// How many more times a cleaning pass tries the pages it found busy.
 const RELOCATION_RETRIES: usize = 3;

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use crate::{
     ids::PageId,
+    prefetch,
     sync::{
         self, AtomicU64, Ordering,
         epoch::{self, Atomic, Guard, Owned, Shared},
@@ -252,6 +253,16 @@ impl PageTable {
         match self.cold(id) {
             Some(image) => Peek::Cold(image),
             None => Peek::Empty,
+        }
+    }
+
+    /// Asks the memory system for `id`'s current state, for a pass over the page table that
+    /// will read it soon: states lie wherever the allocator put them, and a pass that
+    /// meets each one cold waits for each.
+    pub(crate) fn prefetch_state(&self, id: PageId, guard: &Guard) {
+        if let Some(slot) = self.slots.get_existing(id.get()) {
+            let state = slot.state.load(Ordering::Relaxed, guard);
+            prefetch::at_address(state.as_raw().addr(), 1);
         }
     }
 
