@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Bytes, Event, Plan, Shared, Tree, VersionStore, node, plan::count_change};
+use super::{
+    Bytes, Event, Plan, Shared, Tree, VersionStore, node, plan::count_change, walk::Finger,
+};
 use crate::{
     error::Result,
     ids::{PageId, TreeId},
@@ -104,8 +106,14 @@ pub(crate) fn apply_batch_if(
     let written = shared.versions.write(validate, |recorder| {
         let mut plan = Plan::new(shared.node_bytes);
         let mut shrunk: BTreeMap<(TreeId, PageId), (&Tree, &Bytes)> = BTreeMap::new();
-        for (_, key, tree, value) in &writes {
-            let (leaf, current) = tree.current(key)?;
+        // The writes are in key order within each tree: each descent starts where the
+        // last one in its tree found its leaf's parent.
+        let mut finger = (None, Finger::default());
+        for (id, key, tree, value) in &writes {
+            if finger.0 != Some(*id) {
+                finger = (Some(*id), Finger::default());
+            }
+            let (leaf, current) = tree.current_after(key, Some(&mut finger.1))?;
             if value.is_none() {
                 shrunk.entry((tree.inner.id, leaf.id)).or_insert((tree, key));
             }

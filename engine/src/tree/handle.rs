@@ -8,7 +8,7 @@ use super::{
     node::{Entry, Node, NodeRef, Value, ValueRef},
     plan::{Plan, count_change},
     versions::Versions,
-    walk::{self, LeafAt, Target, TreePage},
+    walk::{self, Finger, LeafAt, Target, TreePage},
 };
 use crate::{
     error::{Error, Result},
@@ -633,10 +633,17 @@ impl Tree {
         &self,
         key: &[u8],
         guard: &'g epoch::Guard,
+        finger: Option<&mut Finger>,
     ) -> Result<(LeafAt, Option<ValueRef<'g>>)> {
-        let (leaf, page) =
-            walk::descend_for_write(self.cache(), self.inner.id, self.inner.root, key, guard)
-                .map_err(|error| self.explain(error))?;
+        let (leaf, page) = walk::descend_for_write(
+            self.cache(),
+            self.inner.id,
+            self.inner.root,
+            key,
+            guard,
+            finger,
+        )
+        .map_err(|error| self.explain(error))?;
         Ok((leaf, walk::lookup_in(&page, key)?))
     }
 
@@ -644,7 +651,7 @@ impl Tree {
     /// value stored out of line is not read).
     pub(crate) fn entry_for_write(&self, key: &[u8]) -> Result<(LeafAt, Option<Value>)> {
         let guard = epoch::pin();
-        let (leaf, found) = self.leaf_for_write(key, &guard)?;
+        let (leaf, found) = self.leaf_for_write(key, &guard, None)?;
         Ok((leaf, found.map(ValueRef::to_value)))
     }
 
@@ -652,8 +659,18 @@ impl Tree {
     /// page of a value stored out of line. The value is `None` if it moved meanwhile (a
     /// concurrent overwrite freed its page): descend again.
     pub(crate) fn current(&self, key: &[u8]) -> Result<(LeafAt, Option<Current>)> {
+        self.current_after(key, None)
+    }
+
+    /// As [`Tree::current`], for one of a run of writes in key order: the descent starts
+    /// where `finger` says the last one found its leaf's parent, and leaves it there.
+    pub(crate) fn current_after(
+        &self,
+        key: &[u8],
+        finger: Option<&mut Finger>,
+    ) -> Result<(LeafAt, Option<Current>)> {
         let guard = epoch::pin();
-        let (leaf, found) = self.leaf_for_write(key, &guard)?;
+        let (leaf, found) = self.leaf_for_write(key, &guard, finger)?;
         let current = match found {
             None => Some((None, None)),
             Some(value) => self.read_value(key, value)?.map(|(bytes, blob)| (Some(bytes), blob)),
