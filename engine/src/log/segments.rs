@@ -6,7 +6,8 @@
 //! configuration changed has a different size than the ones after it.
 //!
 //! Every existing segment's file stays open for the log's lifetime (recovery opens them all
-//! to check their headers anyway), so reads never reopen a file.
+//! to check their headers anyway), so reads never reopen a file. A removed segment's handle
+//! goes to the flusher thread, which closes it ([`SegmentTable::retire`]).
 //!
 //! # Thread safety
 //! The table is behind a `RwLock`. The flusher inserts every segment it creates (before it

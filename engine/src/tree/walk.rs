@@ -167,9 +167,8 @@ pub(crate) fn descend_for_write<'g>(
 
 /// Where the last of a run of writes in key order found its leaf's parent: the next write
 /// starts its descent there when its key is still below the parent's high fence, rather
-/// than at the root. A batch's writes come sorted, and a thousand of them share a few
-/// hundred parents at a million keys, so this spares most of them the root's read and
-/// search. The parent is read and checked as any node of a descent is (its tree, its level,
+/// than at the root. A batch's writes come sorted, and at a million keys a thousand of them
+/// share about 150 parents, so this spares most of them the root's read and search. The parent is read and checked as any node of a descent is (its tree, its level,
 /// its range), so a finger gone stale only costs a restart from the root; the ancestors it
 /// keeps for the path are checked when a split needs them, as every descent's are.
 #[derive(Debug, Default)]
