@@ -982,26 +982,31 @@ impl<'a> NodeRef<'a> {
 /// one.
 #[cfg_attr(not(test), expect(dead_code, reason = "plans build fragments op by op"))]
 pub(crate) fn encode_fragment(ops: &[Op]) -> Vec<u8> {
-    let mut fragment = FragmentBuilder::default();
+    let mut buf = Vec::new();
+    let mut fragment = FragmentBuilder::begin(&mut buf);
     for op in ops {
         match op {
-            Op::Put { key, value } => fragment.put(key, value.as_ref()),
-            Op::Remove { key } => fragment.remove(key),
+            Op::Put { key, value } => fragment.put(&mut buf, key, value.as_ref()),
+            Op::Remove { key } => fragment.remove(&mut buf, key),
         }
     }
-    fragment.finish()
+    let end = buf.len();
+    let range = fragment.finish(&mut buf, end);
+    buf.get(range).unwrap_or_default().to_vec()
 }
 
 /// A fragment written op by op, each op encoded as it comes: what a plan builds for each
 /// leaf it changes, with no owned [`Op`] (and no copy of the key and value) per write.
 ///
-/// The ops are written after room for the longest header, so that [`FragmentBuilder::finish`]
-/// writes the header in place and hands over the same allocation: one allocation per
-/// fragment, sized by its first op.
-#[derive(Debug, Default)]
+/// The builder writes into a buffer it does not own, from where it began to the buffer's
+/// end: a plan writes every leaf's fragment into one buffer, one after another (a batch's
+/// writes come in key order, so a leaf's ops come together), rather than allocate one per
+/// leaf. The ops go after room for the longest header, so that
+/// [`FragmentBuilder::finish`] writes the header in place and nothing moves.
+#[derive(Debug)]
 pub(crate) struct FragmentBuilder {
-    /// `HEADER_ROOM` bytes kept for the header, then the ops so far, encoded.
-    ops: Vec<u8>,
+    /// Where its `HEADER_ROOM` bytes begin in the buffer; the ops follow them.
+    start: usize,
     count: usize,
 }
 
@@ -1009,57 +1014,49 @@ pub(crate) struct FragmentBuilder {
 const HEADER_ROOM: usize = 11;
 
 impl FragmentBuilder {
-    /// Makes room for an op of `len` bytes: at the first op, for the header as well.
-    fn reserve(&mut self, len: usize) {
-        if self.ops.is_empty() {
-            self.ops.reserve(HEADER_ROOM + len);
-            self.ops.resize(HEADER_ROOM, 0);
-        } else {
-            self.ops.reserve(len);
-        }
+    /// Begins a fragment at the end of `buf`.
+    pub(crate) fn begin(buf: &mut Vec<u8>) -> FragmentBuilder {
+        let start = buf.len();
+        buf.resize(start + HEADER_ROOM, 0);
+        FragmentBuilder { start, count: 0 }
     }
 
-    /// Adds setting `key` to `value`.
-    pub(crate) fn put(&mut self, key: &[u8], value: ValueRef<'_>) {
-        self.reserve(1 + bytes_len(key) + value.encoded_len());
-        self.ops.push(OP_PUT);
-        put_bytes(&mut self.ops, key);
-        value.encode_into(&mut self.ops);
+    /// Where the fragment's bytes begin in the buffer (its header room).
+    pub(crate) fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Adds setting `key` to `value`, at the end of `buf` (which must end with this
+    /// fragment's ops).
+    pub(crate) fn put(&mut self, buf: &mut Vec<u8>, key: &[u8], value: ValueRef<'_>) {
+        buf.reserve(1 + bytes_len(key) + value.encoded_len());
+        buf.push(OP_PUT);
+        put_bytes(buf, key);
+        value.encode_into(buf);
         self.count += 1;
     }
 
-    /// Adds removing `key`.
-    pub(crate) fn remove(&mut self, key: &[u8]) {
-        self.reserve(1 + bytes_len(key));
-        self.ops.push(OP_REMOVE);
-        put_bytes(&mut self.ops, key);
+    /// Adds removing `key`, as [`FragmentBuilder::put`] adds a put.
+    pub(crate) fn remove(&mut self, buf: &mut Vec<u8>, key: &[u8]) {
+        buf.reserve(1 + bytes_len(key));
+        buf.push(OP_REMOVE);
+        put_bytes(buf, key);
         self.count += 1;
     }
 
-    /// Bytes of the fragment [`FragmentBuilder::finish`] will return.
-    pub(crate) fn len(&self) -> usize {
-        let count = to_u64(self.count);
-        1 + varint::len(count) + self.ops.len().saturating_sub(HEADER_ROOM)
-    }
-
-    /// The fragment. It should hold an op: decoders reject an empty fragment.
-    pub(crate) fn finish(self) -> Vec<u8> {
+    /// Writes the fragment's header, and returns where the fragment lies in `buf`, its ops
+    /// ending at `end`. It should hold an op: decoders reject an empty fragment.
+    pub(crate) fn finish(&self, buf: &mut [u8], end: usize) -> Range<usize> {
         debug_assert!(self.count > 0, "an empty fragment");
-        let FragmentBuilder { mut ops, count } = self;
-        if ops.is_empty() {
-            ops.resize(HEADER_ROOM, 0);
-        }
-        let (varint, varint_len) = varint::encode(to_u64(count));
-        // A varint is at most 10 bytes and `ops` holds at least `HEADER_ROOM`, so this range
-        // always exists.
-        let start = HEADER_ROOM - 1 - varint_len;
-        if let Some(header) = ops.get_mut(start..HEADER_ROOM) {
+        let (varint, varint_len) = varint::encode(to_u64(self.count));
+        // A varint is at most 10 bytes, so the header fits in the room kept for it.
+        let first = self.start + HEADER_ROOM - 1 - varint_len;
+        if let Some(header) = buf.get_mut(first..self.start + HEADER_ROOM) {
             let (tag, rest) = header.split_at_mut(1);
             tag.copy_from_slice(&[FRAGMENT_TAG]);
             rest.copy_from_slice(varint.get(..varint_len).unwrap_or_default());
         }
-        ops.drain(..start);
-        ops
+        first..end
     }
 }
 
@@ -2474,9 +2471,9 @@ mod tests {
     }
 
     /// The builder writes its header into room kept before the ops: the fragment must come
-    /// out the same for every width of the op count's varint, and `len` must say so first.
+    /// out whole for every width of the op count's varint, after another in the buffer.
     #[test]
-    fn fragment_builders_state_their_length_at_every_count_width() {
+    fn fragment_builders_come_out_whole_at_every_count_width() {
         for count in [1usize, 2, 127, 128, 300, 16_384] {
             let ops: Vec<Op> = (0..count)
                 .map(|i| match i % 3 {
@@ -2484,18 +2481,21 @@ mod tests {
                     _ => Op::Put { key: i.to_be_bytes().to_vec(), value: inline(&[7; 9]) },
                 })
                 .collect();
-            let mut builder = FragmentBuilder::default();
+            // After another fragment in the same buffer, as a plan writes them.
+            let mut buf = encode_fragment(&ops[..1]);
+            let mut builder = FragmentBuilder::begin(&mut buf);
             for op in &ops {
                 match op {
-                    Op::Put { key, value } => builder.put(key, value.as_ref()),
-                    Op::Remove { key } => builder.remove(key),
+                    Op::Put { key, value } => builder.put(&mut buf, key, value.as_ref()),
+                    Op::Remove { key } => builder.remove(&mut buf, key),
                 }
             }
-            let len = builder.len();
-            let fragment = builder.finish();
-            assert_eq!(fragment.len(), len, "{count} ops");
+            let (start, end) = (builder.start(), buf.len());
+            let range = builder.finish(&mut buf, end);
+            assert!(range.start >= start && range.end == end, "{count} ops");
+            let fragment = &buf[range];
             assert_eq!(fragment.first(), Some(&FRAGMENT_TAG));
-            assert_eq!(decode_fragment(&fragment).unwrap(), ops, "{count} ops");
+            assert_eq!(decode_fragment(fragment).unwrap(), ops, "{count} ops");
         }
     }
 

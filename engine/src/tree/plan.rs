@@ -14,7 +14,7 @@
 //! still follow right links, for the case where they read a parent before a split and the
 //! child after it.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap, ops::Range};
 
 use super::{
     draft::Draft,
@@ -36,9 +36,9 @@ pub(crate) fn count_change(before: bool, after: bool) -> i64 {
 /// What will happen to one existing page.
 #[derive(Debug)]
 enum Planned {
-    /// Link this fragment (a leaf with room for it); `delta` is the change in the leaf's
-    /// entry count.
-    Link { version: u64, fragment: Vec<u8>, delta: i64 },
+    /// Link this fragment (where it lies in the plan's fragments: a leaf with room for it);
+    /// `delta` is the change in the leaf's entry count.
+    Link { version: u64, fragment: Range<usize>, delta: i64 },
     /// Rewrite the page with this image: a node rebuilt, or the left piece of a split.
     Image { version: u64, image: Vec<u8>, weigh: Weigh },
 }
@@ -58,13 +58,14 @@ type NewRoots = Vec<(PageId, u64, Node)>;
 /// the change they make to its entry count.
 type Leaf = (LeafAt, FragmentBuilder, i64);
 
-/// One page's bytes in a group update: a fragment to link or an image to write.
-struct Image {
+/// One page's bytes in a group update: a fragment to link (in the plan's fragments) or an
+/// image to write.
+struct Image<'a> {
     id: PageId,
     /// `None` for a new page.
     version: Option<u64>,
     link: bool,
-    bytes: Vec<u8>,
+    bytes: Cow<'a, [u8]>,
     weigh: Weigh,
 }
 
@@ -79,6 +80,9 @@ pub(crate) struct Plan {
     /// the plan is out of date ([`Plan::install`] says so). (A map from leaf to position
     /// cost 290 instructions a write, to find what was always last.)
     leaves: Vec<Leaf>,
+    /// The leaves' fragments, each after the one before, in the order of `leaves`: one
+    /// buffer for the plan rather than an allocation per leaf.
+    fragments: Vec<u8>,
     /// New pages' images (ids from `PageCache::reserve_id`, given back if the plan fails):
     /// a new tree's root, a value stored out of line.
     created: Vec<(PageId, Vec<u8>, Weigh)>,
@@ -88,7 +92,13 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub(crate) fn new(node_bytes: usize) -> Plan {
-        Plan { node_bytes, leaves: Vec::new(), created: Vec::new(), freed: Vec::new() }
+        Plan {
+            node_bytes,
+            leaves: Vec::new(),
+            fragments: Vec::new(),
+            created: Vec::new(),
+            freed: Vec::new(),
+        }
     }
 
     /// Adds a new page holding `image`; `id` comes from `PageCache::reserve_id`, and the
@@ -119,15 +129,15 @@ impl Plan {
         delta: i64,
     ) {
         if self.leaves.last().is_none_or(|(last, ..)| last.id != leaf.id) {
-            self.leaves.push((leaf, FragmentBuilder::default(), 0));
+            self.leaves.push((leaf, FragmentBuilder::begin(&mut self.fragments), 0));
         }
         // Pushed just now if it was not there.
         let Some((_, fragment, leaf_delta)) = self.leaves.last_mut() else {
             return;
         };
         match value {
-            Some(value) => fragment.put(key, value),
-            None => fragment.remove(key),
+            Some(value) => fragment.put(&mut self.fragments, key, value),
+            None => fragment.remove(&mut self.fragments, key),
         }
         *leaf_delta += delta;
     }
@@ -138,7 +148,7 @@ impl Plan {
     /// # Errors
     /// The page cache's errors; [`crate::Error::Corruption`] for a damaged page.
     pub(crate) fn install(self, cache: &PageCache) -> Result<bool> {
-        let Plan { node_bytes, leaves, created, freed } = self;
+        let Plan { node_bytes, leaves, mut fragments, created, freed } = self;
         // A leaf met twice, apart: the descents saw different trees (see `leaves`).
         if leaves.len() > 1 {
             let mut ids: Vec<PageId> = leaves.iter().map(|(leaf, ..)| leaf.id).collect();
@@ -148,14 +158,23 @@ impl Plan {
                 return Ok(false);
             }
         }
+        // Each leaf's fragment ends where the next one's begins.
+        let mut finished = Vec::with_capacity(leaves.len());
+        let mut leaves = leaves.into_iter().peekable();
+        while let Some((leaf, builder, delta)) = leaves.next() {
+            let end = leaves.peek().map_or(fragments.len(), |(_, next, _)| next.start());
+            finished.push((leaf, builder.finish(&mut fragments, end), delta));
+        }
+        let fragments = fragments;
         let mut rewrite = Rewrite {
             cache,
             node_bytes,
+            fragments: &fragments,
             planned: BTreeMap::new(),
             parents: BTreeMap::new(),
             new_pages: Vec::new(),
         };
-        let result = rewrite.plan(leaves);
+        let result = rewrite.plan(finished);
         let Rewrite { planned, new_pages, .. } = rewrite;
         let release = || {
             new_pages.iter().for_each(|(id, ..)| cache.release_id(*id));
@@ -173,7 +192,8 @@ impl Plan {
             };
             let outcome = match change {
                 Planned::Link { version, fragment, delta } => {
-                    cache.link_with(id, version, &fragment, Weigh::Add(delta))?
+                    let fragment = fragments.get(fragment).unwrap_or_default();
+                    cache.link_with(id, version, fragment, Weigh::Add(delta))?
                 }
                 Planned::Image { version, image, weigh } => {
                     cache.replace_with(id, version, &image, weigh)?
@@ -189,12 +209,16 @@ impl Plan {
                     id,
                     version: Some(version),
                     link: true,
-                    bytes: fragment,
+                    bytes: Cow::Borrowed(fragments.get(fragment).unwrap_or_default()),
                     weigh: Weigh::Add(delta),
                 },
-                Planned::Image { version, image, weigh } => {
-                    Image { id, version: Some(version), link: false, bytes: image, weigh }
-                }
+                Planned::Image { version, image, weigh } => Image {
+                    id,
+                    version: Some(version),
+                    link: false,
+                    bytes: Cow::Owned(image),
+                    weigh,
+                },
             })
             .collect();
         let news = new_pages.iter().chain(&created).map(|(id, image, weigh)| GroupUpdate {
@@ -244,6 +268,8 @@ impl Plan {
 struct Rewrite<'c> {
     cache: &'c PageCache,
     node_bytes: usize,
+    /// The plan's fragments (see [`Plan::fragments`]).
+    fragments: &'c [u8],
     /// What happens to each existing page.
     planned: BTreeMap<PageId, Planned>,
     /// Each page's parent and the parent's version, from the descents.
@@ -256,13 +282,14 @@ impl Rewrite<'_> {
     /// Plans every leaf's change, then the splits they cause, level by level up to the
     /// root. `false` if a remembered parent is no longer the parent (the descent moved right
     /// past a split that happened meanwhile) or changed since: the write must start again.
-    fn plan(&mut self, leaves: Vec<Leaf>) -> Result<bool> {
+    fn plan(&mut self, leaves: Vec<(LeafAt, Range<usize>, i64)>) -> Result<bool> {
         let mut attachments = Attachments::new();
         let mut new_roots = NewRoots::new();
-        for (leaf, ops, delta) in leaves {
+        for (leaf, range, delta) in leaves {
             let id = leaf.id;
-            if leaf.len + ops.len() <= self.node_bytes {
-                let change = Planned::Link { version: leaf.version, fragment: ops.finish(), delta };
+            let fragment = self.fragments.get(range.clone()).unwrap_or_default();
+            if leaf.len + fragment.len() <= self.node_bytes {
+                let change = Planned::Link { version: leaf.version, fragment: range, delta };
                 self.planned.insert(id, change);
                 continue;
             }
@@ -280,13 +307,12 @@ impl Rewrite<'_> {
             let Some(page) = page.filter(|page| page.version() == leaf.version) else {
                 return Ok(false);
             };
-            let fragment = ops.finish();
             // The leaf's entries are copied into its pieces as they lie; only an image too
             // large to address is cut the long way (and refused when encoded).
-            if let Some(merged) = page.merged(&fragment)? {
+            if let Some(merged) = page.merged(fragment)? {
                 self.place_leaf(id, leaf.version, &merged, &mut attachments, &mut new_roots)?;
             } else {
-                let draft = page.draft(Some(&fragment))?;
+                let draft = page.draft(Some(fragment))?;
                 self.place(id, leaf.version, draft, &mut attachments, &mut new_roots)?;
             }
         }
