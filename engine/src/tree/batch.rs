@@ -185,16 +185,12 @@ fn publish_batch(writes: &[Write]) {
 #[cfg(test)]
 mod tests {
     use super::{Batch, head};
-    use crate::{Config, error::Result};
+    use crate::{error::Result, tree::tiny_tree};
 
     #[test]
     fn a_batch_that_empties_leaves_gives_their_pages_back() -> Result<()> {
-        let db = Config::tiny().temporary(true).open()?;
-        let tree = db.open_tree("t")?;
         let key = |i: u32| format!("key{i:05}");
-        for i in 0..3000 {
-            tree.insert(key(i), b"value")?;
-        }
+        let (db, tree) = tiny_tree((0..3000).map(key), b"value")?;
         let before = tree.pages()?.len();
         let mut batch = Batch::default();
         for i in (0..3000).filter(|i| i % 300 != 0) {

@@ -36,3 +36,18 @@ pub(crate) use handle::Shared;
 pub(crate) use handle::prefix_end;
 pub(crate) use plan::Plan;
 pub(crate) use versions::{Store as VersionStore, Versions};
+
+/// For the tree's own tests: a temporary database with tiny nodes (many leaves and levels
+/// from a few thousand keys), and its tree `t` holding each of `keys` set to `value`.
+#[cfg(test)]
+pub(crate) fn tiny_tree(
+    keys: impl IntoIterator<Item = String>,
+    value: &[u8],
+) -> crate::error::Result<(crate::Db, Tree)> {
+    let db = crate::Config::tiny().temporary(true).open()?;
+    let tree = db.open_tree("t")?;
+    for key in keys {
+        tree.insert(key, value)?;
+    }
+    Ok((db, tree))
+}

@@ -582,15 +582,14 @@ fn reserve_ids(cache: &PageCache, count: usize) -> Result<Vec<PageId>> {
 #[cfg(test)]
 mod tests {
     use super::{Plan, count_change};
-    use crate::{Config, error::Result, tree::node::ValueRef};
+    use crate::{
+        error::Result,
+        tree::{node::ValueRef, tiny_tree},
+    };
 
     #[test]
     fn a_leaf_met_again_after_another_makes_the_plan_out_of_date() -> Result<()> {
-        let db = Config::tiny().temporary(true).open()?;
-        let tree = db.open_tree("t")?;
-        for i in 0..200u32 {
-            tree.insert(format!("key{i:04}"), b"old")?;
-        }
+        let (db, tree) = tiny_tree((0..200u32).map(|i| format!("key{i:04}")), b"old")?;
         let (first, last) = (b"key0000".as_slice(), b"key0199".as_slice());
         let (leaf_first, _) = tree.current(first)?;
         let (leaf_last, _) = tree.current(last)?;

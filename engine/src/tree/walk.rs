@@ -434,15 +434,12 @@ fn child_below(node: &NodeRef<'_>, key: &[u8]) -> Result<PageId, Malformed> {
 #[cfg(test)]
 mod tests {
     use super::{Finger, Path, descend_for_write};
-    use crate::{Config, error::Result, ids::PageId, sync::epoch};
+    use crate::{error::Result, ids::PageId, sync::epoch, tree::tiny_tree};
 
     #[test]
     fn descents_from_a_finger_find_the_leaves_descents_from_the_root_find() -> Result<()> {
-        let db = Config::tiny().temporary(true).open()?;
-        let tree = db.open_tree("t")?;
-        for i in 0..3000u32 {
-            tree.insert(format!("key{:05}", (i * 7919) % 3000), b"v")?;
-        }
+        let keys = (0..3000u32).map(|i| format!("key{:05}", (i * 7919) % 3000));
+        let (_db, tree) = tiny_tree(keys, b"v")?;
         let (cache, id, root) = (tree.cache(), tree.inner.id, tree.inner.root);
         let guard = epoch::pin();
         let leaf_of = |key: &[u8], finger: Option<&mut Finger>| -> Result<(PageId, Path)> {
@@ -474,8 +471,7 @@ mod tests {
 
     #[test]
     fn a_finger_at_a_root_that_grew_a_level_since_is_no_error() -> Result<()> {
-        let db = Config::tiny().temporary(true).open()?;
-        let tree = db.open_tree("t")?;
+        let (_db, tree) = tiny_tree([], b"v")?;
         let key = |i: u32| format!("key{i:05}");
         let mut count = 0;
         while count < 20_000 {
