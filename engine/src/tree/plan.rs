@@ -186,7 +186,8 @@ impl Plan {
             return result;
         }
 
-        // Links first, then the rewrites (no page is in both: see `Rewrite::links`).
+        // Links first, then the rewrites (a page in both is caught below: see
+        // `Rewrite::links`).
         let count = links.len() + planned.len();
         let mut planned = links.into_iter().chain(planned);
         // One page and nothing new: a plain link or replace.
@@ -273,10 +274,11 @@ struct Rewrite<'c> {
     node_bytes: usize,
     /// The plan's fragments (see [`Plan::fragments`]).
     fragments: &'c [u8],
-    /// The leaves that take their fragment as it is, by id once the leaves are all planned:
-    /// most of a batch's pages, kept out of `planned` (a map insert per write was 2% of a
-    /// batch's instructions). A page here is never in `planned`: a leaf that links splits
-    /// nothing, and one also named as a parent makes the plan out of date.
+    /// The leaves that take their fragment as it is: most of a batch's pages, kept out of
+    /// `planned` (a map insert per write was 2% of a batch's instructions). A leaf that
+    /// links splits nothing, so a page here is in `planned` too only if the descents
+    /// disagree (a leaf also named as a parent): `Plan::install` finds it named twice and
+    /// makes the plan again.
     links: Vec<(PageId, Planned)>,
     /// What happens to each other existing page.
     planned: BTreeMap<PageId, Planned>,
@@ -324,7 +326,6 @@ impl Rewrite<'_> {
                 self.place(id, leaf.version, draft, &mut attachments, &mut new_roots)?;
             }
         }
-        self.links.sort_unstable_by_key(|(id, _)| *id);
         // Each level takes in the splits of the one below, and may split in its turn.
         for level in 1..=u8::MAX {
             if attachments.is_empty() && new_roots.is_empty() {
@@ -337,7 +338,7 @@ impl Rewrite<'_> {
             for (&parent, (version, children)) in &attachments {
                 // A page planned already (as a leaf, by a descent made before it was freed
                 // and reused) is nobody's parent: the descents disagree, plan again.
-                if self.planned.contains_key(&parent) || self.links_to(parent) {
+                if self.planned.contains_key(&parent) {
                     return Ok(false);
                 }
                 // A parent freed or changed since the descent read it: plan again.
@@ -358,11 +359,6 @@ impl Rewrite<'_> {
             (attachments, new_roots) = (above, roots_above);
         }
         Ok(attachments.is_empty() && new_roots.is_empty())
-    }
-
-    /// Whether page `id` is planned as a leaf that links its fragment (`links` is sorted).
-    fn links_to(&self, id: PageId) -> bool {
-        self.links.binary_search_by_key(&id, |(id, _)| *id).is_ok()
     }
 
     /// The image of index node `page` (at `level`) with its `children`'s new siblings

@@ -154,12 +154,8 @@ pub(crate) fn descend_for_write<'g>(
     finger: Option<&mut Finger>,
 ) -> Result<(LeafAt, (PageView<'g>, NodeRef<'g>))> {
     let mut path = Path::new();
-    let start = finger.as_deref().and_then(|finger| finger.start(key));
     let (page, node) =
-        descend_from(cache, tree, root, start, Target::Key(key), 0, guard, Some(&mut path))?;
-    if let Some(finger) = finger {
-        finger.follow(cache, &path, guard);
-    }
+        descend_from(cache, tree, root, finger, Target::Key(key), 0, guard, Some(&mut path))?;
     let len = page_len(page.base(), page.fragments());
     let leaf = LeafAt { id: page.id(), version: page.version(), len, path };
     Ok((leaf, (page, node)))
@@ -167,10 +163,12 @@ pub(crate) fn descend_for_write<'g>(
 
 /// Where the last of a run of writes in key order found its leaf's parent: the next write
 /// starts its descent there when its key is still below the parent's high fence, rather
-/// than at the root. A batch's writes come sorted, and at a million keys a thousand of them
-/// share about 150 parents, so this spares most of them the root's read and search. The parent is read and checked as any node of a descent is (its tree, its level,
-/// its range), so a finger gone stale only costs a restart from the root; the ancestors it
-/// keeps for the path are checked when a split needs them, as every descent's are.
+/// than at the root. A batch's writes come sorted, and at a million keys a thousand of
+/// them share about 150 parents, so this spares most of them the root's read and search.
+/// The parent is read and checked as any node of a descent is (its tree, its level, its
+/// range), so a finger gone stale only costs a restart from the root; the ancestors it
+/// keeps for the path are checked when a split needs them, as every descent's are. The
+/// descent keeps it, from the parent it has in hand.
 #[derive(Debug, Default)]
 pub(crate) struct Finger {
     /// The index nodes from the root down to the parent (id and version).
@@ -180,47 +178,27 @@ pub(crate) struct Finger {
 }
 
 impl Finger {
-    /// Where a descent for `key` may start: the parent's id and the ancestors above it.
-    fn start(&self, key: &[u8]) -> Option<Start<'_>> {
-        let (&(id, _), above) = self.path.split_last()?;
-        if self.high.as_deref().is_some_and(|high| node::order(key, high).is_ge()) {
+    /// Where a descent to the leaf for `target` may start: the parent, and the path from
+    /// the root down to it. Never the root itself: the root changes level as the tree
+    /// grows, and a descent takes a root at an unexpected level for a damaged tree.
+    fn start(&self, target: Target<'_>, root: PageId) -> Option<(PageId, Path)> {
+        let Target::Key(key) = target else {
+            return None;
+        };
+        let &(id, _) = self.path.last()?;
+        if id == root || self.high.as_deref().is_some_and(|high| node::order(key, high).is_ge()) {
             return None;
         }
-        Some(Start { id, level: 1, above })
+        Some((id, self.path.clone()))
     }
 
-    /// Takes the parent of the descent that went down `path`, reading its high fence if it
-    /// is not the parent the finger held already.
-    fn follow(&mut self, cache: &PageCache, path: &Path, guard: &epoch::Guard) {
-        if path.last() == self.path.last() {
-            return;
+    /// Holds the leaves' parent a descent just passed, `path` ending with it.
+    fn hold(&mut self, path: &Path, high: Option<&[u8]>) {
+        if path.last() != self.path.last() {
+            self.path.clone_from(path);
+            self.high = high.map(<[u8]>::to_vec);
         }
-        self.path.clear();
-        self.high = None;
-        let Some(&(id, version)) = path.last() else {
-            return; // the leaf is the root
-        };
-        let Ok(Some(page)) = cache.read(id, guard) else {
-            return;
-        };
-        let Ok(node) = node_of(&page) else {
-            return;
-        };
-        if page.version() != version || node.level() != 1 {
-            return;
-        }
-        self.high = node.high().map(<[u8]>::to_vec);
-        self.path.clone_from(path);
     }
-}
-
-/// Where a descent starts, when not at the root: an index node at `level` and the path
-/// above it (root first).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Start<'a> {
-    id: PageId,
-    level: u8,
-    above: &'a [(PageId, u64)],
 }
 
 /// Where a descent is going.
@@ -337,34 +315,37 @@ pub(crate) fn descend_in<'g>(
     descend_from(cache, tree, root, None, target, stop, guard, path)
 }
 
-/// As [`descend_in`], from `start` if given (and from the root if the descent must start
-/// again).
-#[expect(clippy::too_many_arguments, reason = "descend_in's, and where to start")]
+/// As [`descend_in`], for a leaf (`stop` 0) starting where `finger` says if it can (and
+/// from the root if the descent must start again), and leaving `finger` at the leaves'
+/// parent it passed.
+#[expect(clippy::too_many_arguments, reason = "descend_in's, and the finger")]
 fn descend_from<'g>(
     cache: &PageCache,
     tree: TreeId,
     root: PageId,
-    mut start: Option<Start<'_>>,
+    mut finger: Option<&mut Finger>,
     target: Target<'_>,
     stop: u8,
     guard: &'g epoch::Guard,
     mut path: Option<&mut Path>,
 ) -> Result<(PageView<'g>, NodeRef<'g>)> {
+    let mut start = finger
+        .as_deref()
+        .filter(|_| stop == 0 && path.is_some())
+        .and_then(|f| f.start(target, root));
     'restart: for _ in 0..MAX_RESTARTS {
         if let Some(path) = path.as_deref_mut() {
             path.clear();
         }
         let mut id = root;
         let mut level: Option<u8> = None;
-        // Only the first try starts there: a restart goes from the root. A finger at the
-        // root is no finger: the root's level changes as the tree grows, and the checks
-        // below take a root at an unexpected level for a damaged tree.
-        if let Some(start) = start.take().filter(|s| s.level > stop && s.id != root) {
-            id = start.id;
-            level = Some(start.level);
-            if let Some(path) = path.as_deref_mut() {
-                path.extend_from_slice(start.above);
-            }
+        // Only the first try starts there: a restart goes from the root.
+        if let Some((parent, down_to_parent)) = start.take()
+            && let Some(path) = path.as_deref_mut()
+            && let Some((_, above)) = down_to_parent.split_last()
+        {
+            (id, level) = (parent, Some(1));
+            path.extend_from_slice(above);
         }
         loop {
             let Some(page) = cache.read(id, guard)? else {
@@ -410,6 +391,11 @@ fn descend_from<'g>(
             .map_err(|m| corrupt(id, &m))?;
             if let Some(path) = path.as_deref_mut() {
                 path.push((id, page.version()));
+                if let Some(finger) = finger.as_deref_mut()
+                    && node.level() == 1
+                {
+                    finger.hold(path, node.high());
+                }
             }
             level = Some(node.level() - 1);
             id = child;
@@ -433,7 +419,7 @@ fn child_below(node: &NodeRef<'_>, key: &[u8]) -> Result<PageId, Malformed> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Finger, Path, descend_for_write};
+    use super::{Finger, Path, Target, descend_for_write};
     use crate::{error::Result, ids::PageId, sync::epoch, tree::tiny_tree};
 
     #[test]
@@ -451,7 +437,8 @@ mod tests {
         let mut started_at_a_parent = 0;
         for key in &keys {
             let from_root = leaf_of(key.as_bytes(), None)?;
-            started_at_a_parent += usize::from(finger.start(key.as_bytes()).is_some());
+            let target = Target::Key(key.as_bytes());
+            started_at_a_parent += usize::from(finger.start(target, root).is_some());
             assert_eq!(leaf_of(key.as_bytes(), Some(&mut finger))?, from_root, "{key}");
         }
         assert!(leaf_of(b"key00000", None)?.1.len() >= 2, "a tree of three levels or more");
