@@ -438,7 +438,7 @@ impl Inner {
                 None => return Ok(Some(Outcome::Stale)),
             },
         };
-        if current.state().is_some_and(PageState::is_claimed) {
+        if current.is_claimed() {
             return Ok(None);
         }
         if !expect.matches(&current) {
@@ -475,7 +475,7 @@ impl Inner {
                     // version; only a logical change makes the update stale. A group that
                     // claimed the page meanwhile will write records after ours: ours must
                     // not be installed after its claim, so the attempt is given up.
-                    let claimed = now.state().is_some_and(PageState::is_claimed);
+                    let claimed = now.is_claimed();
                     if claimed || !expect.matches(&now) || now.version() + 1 != version {
                         reservation.abort();
                         return Ok((!claimed).then_some(Outcome::Stale));
@@ -506,12 +506,25 @@ impl Inner {
         new: PageState,
         guard: &'g epoch::Guard,
     ) -> Result<Current<'g>, (PageState, Current<'g>)> {
+        self.install_as(slot, current, new, current.is_claimed(), guard)
+    }
+
+    /// [`Inner::install`], saying whether the new state is claimed: a group's own
+    /// install of its change ends its claim.
+    pub(crate) fn install_as<'g>(
+        &self,
+        slot: &Slot,
+        current: Current<'g>,
+        new: PageState,
+        claimed: bool,
+        guard: &'g epoch::Guard,
+    ) -> Result<Current<'g>, (PageState, Current<'g>)> {
         let old = current.state();
         let kept = old.map_or(0, |old| kept_prefix(old, &new));
         for loc in gained(old, &new, kept) {
             self.live.adjust(&self.logs, loc, true);
         }
-        match self.table.install(slot, current, new, guard) {
+        match self.table.install(slot, current, new, claimed, guard) {
             Ok(installed) => {
                 if let (Some(old), Some(new)) = (old, installed.state()) {
                     for loc in locs_after(old, kept).filter(|&loc| !holds(new, loc)) {
@@ -592,10 +605,16 @@ impl Inner {
             let Some(state) = current.state() else {
                 return Ok(None);
             };
-            if let Some(claim) = &state.claim
-                && let Some(view) = claim.committed_view(id, state)
-            {
-                return Ok(view);
+            if current.is_claimed() {
+                // The claim read is the page's group only if the slot still holds this
+                // state marked (see `ClaimedBy`); otherwise the page moved on: read again.
+                let claim = state.claimed_by.get(guard);
+                if !slot.load(guard).is(&current) {
+                    continue;
+                }
+                if let Some(view) = claim.and_then(|claim| claim.committed_view(id, state)) {
+                    return Ok(view);
+                }
             }
             if state.live.is_none() {
                 return Ok(None);
@@ -614,8 +633,7 @@ impl Inner {
                 Err(_) if !slot.load(guard).is(&current) => continue,
                 Err(error) => return Err(error),
             };
-            // A load keeps the version, so it keeps a group's claim too.
-            let loaded = loaded.with_claim(state.claim.clone());
+            // A load keeps the version, so it keeps a group's claim too (`install` does).
             self.counters.cold_reads.fetch_add(1, Ordering::Relaxed);
             // A lost race means the page changed meanwhile: read it again.
             let Ok(installed) = self.install(slot, current, loaded, guard) else {
@@ -721,7 +739,7 @@ impl Inner {
             return Ok(false);
         };
         // A claimed page changes when its group installs; it is left to that.
-        if live.frags.is_empty() || state.is_claimed() {
+        if live.frags.is_empty() || current.is_claimed() {
             return Ok(false);
         }
         // A resident page is read as it is: a loaded copy would take a reference to each
@@ -823,7 +841,7 @@ impl Inner {
             return;
         };
         // A claimed page must stay in memory: readers of its group's result read it there.
-        if !state.holds_bytes() || state.is_claimed() {
+        if !state.holds_bytes() || current.is_claimed() {
             return;
         }
         // A read-only cache cannot write the consolidated base: it pages the chain out

@@ -366,7 +366,7 @@ impl Inner {
         if !parts.clone().any(|part| in_victim(part.loc)) {
             return Ok(Relocation::Untouched);
         }
-        if state.is_claimed() {
+        if current.is_claimed() {
             return Ok(Relocation::Busy);
         }
         let mut last = None;

@@ -33,4 +33,6 @@ pub use page::{Materializer, Outcome, Page, Weigh};
 pub use stats::{PageCacheStats, SegmentUse};
 
 #[cfg(all(test, loom))]
+mod claim_loom;
+#[cfg(all(test, loom))]
 mod slot_loom;

@@ -270,7 +270,7 @@ fn apply(
             replayed.live_changes.push((loc, false));
         }
     }
-    let installed = match table.install(slot, current, new, &guard) {
+    let installed = match table.install(slot, current, new, false, &guard) {
         Ok(installed) => installed,
         Err(_) => return Err(Error::Config(format!("{} changed during recovery", body.id))),
     };

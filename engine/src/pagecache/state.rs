@@ -1,13 +1,18 @@
 //! [`PageState`]: one immutable version of a page as the page table holds it.
 //!
-//! A state is never changed after it is published: every change (a link, a replace, a free,
-//! a consolidation, an eviction, a load from disk) builds a new state and installs it with a
+//! A state is never changed after it is published, but for the name of a group update
+//! claiming the page ([`ClaimedBy`]): every change (a link, a replace, a free, a
+//! consolidation, an eviction, a load from disk) builds a new state and installs it with a
 //! compare-and-swap on the page's slot. Logical changes (link, replace, free) raise the
 //! version; the others keep it, so a caller's expected version survives them.
 
 use std::{mem::size_of, ops::Deref, sync::Arc};
 
 use super::{group::Claim, loc::Loc, page::UNSUMMARIZED, payload::Payload};
+use crate::sync::{
+    Ordering,
+    epoch::{Atomic, Guard, Shared},
+};
 
 /// One record of a page: where it is in the log, and its payload if it is in memory.
 #[derive(Debug, Clone)]
@@ -95,16 +100,94 @@ pub(crate) struct PageState {
     pub(crate) version: u64,
     /// `None` while the id is free.
     pub(crate) live: Option<Live>,
-    /// Set while a group update holds the page (see `group.rs`): other updates wait, and
-    /// readers see the group's result once it commits. Kept by every change that keeps the
-    /// version (a load from disk); the changes that would drop it (consolidation, eviction,
-    /// relocation) skip claimed pages.
-    pub(crate) claim: Option<Arc<Claim>>,
+    /// The group update claiming the page (see `group.rs`), meaningful while the slot
+    /// holds this state marked claimed ([`Current::is_claimed`](super::table::Current)).
+    pub(crate) claimed_by: ClaimedBy,
+}
+
+/// Which group update holds a page: the one field of a state that changes after the state
+/// is published.
+///
+/// A group claims a page in two steps: it sets this, on the page's current state, by a
+/// compare-and-swap from null (so two groups never both take it), then marks the slot
+/// claimed by a compare-and-swap that keeps the state (see [`Slot::mark`]). The mark is
+/// the claim: single-page writers only wait for marked slots, and a group whose mark
+/// fails (the state was replaced meanwhile) clears this and tries the new state. A group
+/// that gives the page back unmarks the slot, then clears this; one that installs its
+/// change replaces the state, and this is freed with it.
+///
+/// Readers trust what they load here only while the slot still holds the same state,
+/// marked, when they look again after the load (see `Inner::read`). The claim it points
+/// to stays allocated until every reader that might have loaded it unpins: its group
+/// retires it through the epoch, once no slot is marked for it.
+///
+/// [`Slot::mark`]: super::table::Slot::mark
+#[derive(Debug, Default)]
+pub(crate) struct ClaimedBy(Atomic<Claim>);
+
+impl Clone for ClaimedBy {
+    /// A copy of a state is a new state, which no group has claimed.
+    fn clone(&self) -> ClaimedBy {
+        ClaimedBy::default()
+    }
+}
+
+impl ClaimedBy {
+    /// Takes the page for `claim`: `false` if another group is claiming it.
+    pub(crate) fn take(&self, claim: &Claim, guard: &Guard) -> bool {
+        // AcqRel on success: orders this before the slot's mark, and after the previous
+        // group's clear. Acquire on failure: the caller waits for the other group.
+        self.0
+            .compare_exchange(
+                Shared::null(),
+                Shared::from(std::ptr::from_ref(claim)),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+                guard,
+            )
+            .is_ok()
+    }
+
+    /// Copies `other`'s claim: for a change that keeps the version (a load from disk) on
+    /// a claimed page, whose new state stays claimed by the same group.
+    pub(crate) fn copy_from(&self, other: &ClaimedBy, guard: &Guard) {
+        self.0.store(other.0.load(Ordering::Acquire, guard), Ordering::Release);
+    }
+
+    /// Lets the page go: after its slot was unmarked, or when marking it failed.
+    pub(crate) fn clear(&self) {
+        self.0.store(Shared::null(), Ordering::Release);
+    }
+
+    /// Whether a group is claiming the page (it may not have marked the slot yet).
+    pub(crate) fn is_taken(&self, guard: &Guard) -> bool {
+        !self.0.load(Ordering::Acquire, guard).is_null()
+    }
+
+    /// Whether `claim` is the group claiming the page.
+    pub(crate) fn is(&self, claim: &Claim, guard: &Guard) -> bool {
+        std::ptr::eq(self.0.load(Ordering::Acquire, guard).as_raw(), claim)
+    }
+
+    /// The group claiming the page, if any. Only meaningful to a caller that then finds
+    /// the slot still holding this state marked (see the type's docs).
+    pub(crate) fn get<'g>(&self, guard: &'g Guard) -> Option<&'g Claim> {
+        let claim = self.0.load(Ordering::Acquire, guard);
+        #[expect(unsafe_code, reason = "dereferencing an epoch-protected pointer")]
+        // SAFETY: a group retires its claim through the epoch only once no slot is marked
+        // for it and every state that still names it is unreachable (replaced by its
+        // installs) or cleared (its releases). `claim` was loaded under `guard`, from a
+        // state the caller reached through its slot under the same guard, so the
+        // collector cannot free the claim while `guard` lives.
+        unsafe {
+            claim.as_ref()
+        }
+    }
 }
 
 impl PageState {
     pub(crate) fn free(version: u64) -> PageState {
-        PageState { version, live: None, claim: None }
+        PageState { version, live: None, claimed_by: ClaimedBy::default() }
     }
 
     /// A live state whose fragments' summary is unknown (all bits, or 0 without
@@ -119,7 +202,7 @@ impl PageState {
         let summary = if frags.is_empty() { 0 } else { UNSUMMARIZED };
         let frags_resident = frags.iter().all(|f| f.bytes.is_some());
         let live = Live { base, frags, owner, weight, summary, frags_resident };
-        PageState { version, live: Some(live), claim: None }
+        PageState { version, live: Some(live), claimed_by: ClaimedBy::default() }
     }
 
     /// This state with its fragments' summary set to `summary`, which must cover the
@@ -136,16 +219,6 @@ impl PageState {
     /// The owner and weight, if the page is live.
     pub(crate) fn weighs(&self) -> Option<(u64, i64)> {
         self.live.as_ref().map(|live| (live.owner, live.weight))
-    }
-
-    /// The same state, held by `claim` (or released, with `None`).
-    pub(crate) fn with_claim(&self, claim: Option<Arc<Claim>>) -> PageState {
-        PageState { version: self.version, live: self.live.clone(), claim }
-    }
-
-    /// Whether a group update holds the page.
-    pub(crate) fn is_claimed(&self) -> bool {
-        self.claim.is_some()
     }
 
     /// Every record this state refers to.
@@ -179,7 +252,7 @@ impl PageState {
             summary: live.summary,
             frags_resident: live.frags.is_empty(),
         });
-        PageState { version: self.version, live, claim: self.claim.clone() }
+        PageState { version: self.version, live, claimed_by: ClaimedBy::default() }
     }
 
     /// The memory this state holds, in bytes, as the allocator sees it: the state itself,
@@ -248,7 +321,7 @@ mod tests {
 
         let base = Part::resident(loc(0), Payload::copy_from(b"base"));
         let state = PageState::live(3, base, longer, (7, 2));
-        let copy = state.with_claim(None);
+        let copy = state.clone();
         let list = |state: &PageState| state.live.as_ref().map(|live| live.frags.as_ptr());
         assert!(list(&state).is_some() && list(&state) == list(&copy));
 

@@ -44,6 +44,11 @@ pub(crate) struct Slot {
     image: AtomicU64,
 }
 
+/// The tag of a slot's pointer while a group update holds the page. Claiming is marking
+/// the pointer in place rather than installing a copy of the state that says so: no
+/// allocation, no copy, nothing to retire, for each page of a batch.
+const CLAIMED: usize = 1;
+
 /// The current state of a slot, as loaded under a guard.
 #[derive(Clone, Copy)]
 pub(crate) struct Current<'g> {
@@ -73,6 +78,12 @@ impl<'g> Current<'g> {
         self.shared.is_null()
     }
 
+    /// Whether a group update holds the page (see `group.rs`): the slot is marked, and the
+    /// state's [`ClaimedBy`](super::state::ClaimedBy) names the group.
+    pub(crate) fn is_claimed(&self) -> bool {
+        self.shared.tag() == CLAIMED
+    }
+
     /// The page's version (0 for a slot never allocated).
     pub(crate) fn version(&self) -> u64 {
         self.state().map_or(0, |s| s.version)
@@ -94,16 +105,22 @@ impl Slot {
 
     /// Replaces `current` by `new` if the slot still holds `current`. On success the old
     /// state is retired and the new one is returned; on failure `new` comes back with the
-    /// state the slot holds now.
+    /// state the slot holds now. With `claimed`, the new state stays claimed by the group
+    /// that claimed `current` (which must be claimed): a change that keeps the version
+    /// keeps the claim.
     pub(crate) fn install<'g>(
         &self,
         current: Current<'g>,
         new: PageState,
+        claimed: bool,
         guard: &'g Guard,
     ) -> Result<Current<'g>, (PageState, Current<'g>)> {
         let image = new.live.as_ref().and_then(|live| live.base.bytes.as_ref());
         let image = image.map_or(0, |bytes| to_u64(bytes.as_ptr().addr()));
-        let owned = Owned::new(new);
+        if claimed && let Some(old) = current.state() {
+            new.claimed_by.copy_from(&old.claimed_by, guard);
+        }
+        let owned = Owned::new(new).with_tag(if claimed { CLAIMED } else { 0 });
         // AcqRel on success: release publishes the new state's contents; acquire orders the
         // retirement after every earlier write to the old one. Acquire on failure: we read
         // the state that won.
@@ -130,6 +147,41 @@ impl Slot {
             }
             Err(error) => Err((*error.new.into_box(), Current { shared: error.current })),
         }
+    }
+
+    /// Marks `current` (unmarked) claimed, keeping the state: the claim of a group update
+    /// that already took the state (see [`ClaimedBy`](super::state::ClaimedBy)). On
+    /// failure, the state the slot holds now.
+    pub(crate) fn mark<'g>(
+        &self,
+        current: Current<'g>,
+        guard: &'g Guard,
+    ) -> Result<Current<'g>, Current<'g>> {
+        self.swap_mark(current, current.shared.with_tag(CLAIMED), guard)
+    }
+
+    /// Unmarks `current` (marked), keeping the state: a group update gives the page back.
+    pub(crate) fn unmark<'g>(
+        &self,
+        current: Current<'g>,
+        guard: &'g Guard,
+    ) -> Result<Current<'g>, Current<'g>> {
+        self.swap_mark(current, current.shared.with_tag(0), guard)
+    }
+
+    fn swap_mark<'g>(
+        &self,
+        current: Current<'g>,
+        marked: Shared<'g, PageState>,
+        guard: &'g Guard,
+    ) -> Result<Current<'g>, Current<'g>> {
+        // AcqRel on success: release publishes the state's `ClaimedBy` (set before the
+        // mark) to readers who see the mark; acquire orders what follows after earlier
+        // installs. Nothing is retired: the state stays.
+        self.state
+            .compare_exchange(current.shared, marked, Ordering::AcqRel, Ordering::Acquire, guard)
+            .map(|shared| Current { shared })
+            .map_err(|error| Current { shared: error.current })
     }
 }
 
@@ -238,7 +290,7 @@ impl PageTable {
             Some(PageImage::Free { version }) if version > 0 => PageState::free(version),
             _ => return (slot, current),
         };
-        match self.install(slot, current, state, guard) {
+        match self.install(slot, current, state, false, guard) {
             Ok(installed) => (slot, installed),
             Err((_, now)) => (slot, now),
         }
@@ -277,13 +329,14 @@ impl PageTable {
         slot: &Slot,
         current: Current<'g>,
         new: PageState,
+        claimed: bool,
         guard: &'g Guard,
     ) -> Result<Current<'g>, (PageState, Current<'g>)> {
         // Counted before it is visible, so whoever replaces it later subtracts after this
         // add and the figure never dips below zero.
         let new_bytes = new.heap_bytes();
         self.state_bytes.fetch_add(new_bytes, Ordering::Relaxed);
-        match slot.install(current, new, guard) {
+        match slot.install(current, new, claimed, guard) {
             Ok(installed) => {
                 let old_bytes = current.state().map_or(0, PageState::heap_bytes);
                 if old_bytes > 0 {
