@@ -506,7 +506,14 @@ impl Inner {
         new: PageState,
         guard: &'g epoch::Guard,
     ) -> Result<Current<'g>, (PageState, Current<'g>)> {
-        self.install_as(slot, current, new, current.is_claimed(), guard)
+        let claimed = current.is_claimed();
+        // Only the claiming group changes a claimed page's version (`install_as`); any
+        // other change to it keeps the version (a load) and the claim with it. A logical
+        // change that got here is refused, as if it had lost the race to the claim.
+        if claimed && new.version != current.version() {
+            return Err((new, current));
+        }
+        self.install_as(slot, current, new, claimed, guard)
     }
 
     /// [`Inner::install`], saying whether the new state is claimed: a group's own

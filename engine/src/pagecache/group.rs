@@ -460,3 +460,72 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{config::PageCacheConfig, pagecache::Materializer, storage::MemStorage};
+
+    /// Appends fragments to the base.
+    struct Append;
+
+    impl Materializer for Append {
+        fn merge(&self, base: &[u8], fragments: &[&[u8]]) -> Vec<u8> {
+            let mut page = base.to_vec();
+            fragments.iter().for_each(|f| page.extend_from_slice(f));
+            page
+        }
+    }
+
+    /// While a group holds a page, its slot is marked and its state names the group: a
+    /// load (version kept) keeps both, another change to the version is refused, and
+    /// giving the page back clears both, so the next group can take it.
+    #[test]
+    fn a_claimed_page_takes_only_changes_that_keep_its_version()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let cache = PageCache::open(
+            Arc::new(MemStorage::new()),
+            PageCacheConfig::tiny(),
+            Arc::new(Append),
+        )?;
+        let (id, version) = cache.allocate(b"base")?;
+        let inner = &*cache.inner;
+        let update = GroupUpdate {
+            id,
+            version: Some(version),
+            change: Change::Link(b"+1"),
+            weigh: Weigh::Keep,
+        };
+        let claim = Claim::new(&[&update]);
+        assert!(inner.claim(&update, &claim)?, "the page is at the version read");
+
+        let guard = epoch::pin();
+        let (slot, current) = inner.table.load(id, &guard).ok_or("the page is gone")?;
+        let state = current.state().ok_or("no state")?;
+        assert!(current.is_claimed() && state.claimed_by.is(&claim, &guard));
+        // A logical change by anyone but the group is refused.
+        let live = state.live.as_ref().ok_or("not live")?;
+        let changed = PageState::live(version + 1, live.base.clone(), Vec::new(), (0, 0));
+        assert!(inner.install(slot, current, changed, &guard).is_err());
+        // A change that keeps the version keeps the claim.
+        let kept = PageState::live(version, live.base.clone(), Vec::new(), (0, 0));
+        let kept = inner.install(slot, current, kept, &guard).map_err(|_| "a load was refused")?;
+        let state = kept.state().ok_or("no state")?;
+        assert!(kept.is_claimed() && state.claimed_by.is(&claim, &guard));
+        drop(guard);
+
+        // Given back: unmarked, named by no group, and claimable again.
+        inner.release(&[&update], &claim);
+        let guard = epoch::pin();
+        let (_, current) = inner.table.load(id, &guard).ok_or("the page is gone")?;
+        let state = current.state().ok_or("no state")?;
+        assert!(!current.is_claimed() && !state.claimed_by.is_taken(&guard));
+        drop(guard);
+        let again = Claim::new(&[&update]);
+        assert!(inner.claim(&update, &again)?, "the page is free to claim again");
+        inner.release(&[&update], &again);
+        Ok(())
+    }
+}
