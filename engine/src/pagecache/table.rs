@@ -140,7 +140,7 @@ impl Slot {
                     // loaded it earlier are pinned, and the collector frees it only after
                     // they unpin. Only the winner of this CAS retires it, so exactly once.
                     unsafe {
-                        guard.defer_destroy(current.shared);
+                        guard.defer_destroy(current.shared.with_tag(0));
                     }
                 }
                 Ok(Current { shared: installed })
