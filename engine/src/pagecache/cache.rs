@@ -720,7 +720,15 @@ impl Inner {
                 .is_some_and(|live| live.frags.len() >= self.config.consolidate_after)
         });
         drop(guard);
-        if long && self.consolidate(id).is_err() {
+        if long {
+            self.consolidate_or_count(id);
+        }
+    }
+
+    /// Consolidates page `id`, counting a failure in the stats (the chain stays; the next
+    /// link retries).
+    pub(crate) fn consolidate_or_count(&self, id: PageId) {
+        if self.consolidate(id).is_err() {
             self.counters.failed_consolidations.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -855,9 +863,7 @@ impl Inner {
         // whole (its records are all on disk), and a later read reads each fragment.
         if live.frags.len() >= 2 && !self.config.log.read_only {
             drop(guard);
-            if self.consolidate(id).is_err() {
-                self.counters.failed_consolidations.fetch_add(1, Ordering::Relaxed);
-            }
+            self.consolidate_or_count(id);
             return;
         }
         let unwritten =

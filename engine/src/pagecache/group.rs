@@ -224,27 +224,28 @@ impl PageCache {
         let ticket = inner.in_flight.register(inner.log(Stream::Delta).written_lsn());
         let result = inner.run_group(&order);
         inner.in_flight.unregister(ticket);
-        let Some(commit) = result? else {
+        let Some((commit, long)) = result? else {
             return Ok(GroupOutcome::Stale);
         };
-        {
-            for update in &order {
-                match update.change {
-                    Change::Free => sync::lock(&inner.free_ids).push(update.id),
-                    Change::Link(_) => inner.consolidate_if_long(update.id),
-                    Change::Replace(_) => inner.table.touch(update.id),
-                }
+        for update in &order {
+            match update.change {
+                Change::Free => sync::lock(&inner.free_ids).push(update.id),
+                Change::Link(_) => {}
+                Change::Replace(_) => inner.table.touch(update.id),
             }
-            inner.after_write(commit);
         }
+        for id in long {
+            inner.consolidate_or_count(id);
+        }
+        inner.after_write(commit);
         Ok(GroupOutcome::Installed)
     }
 }
 
 impl Inner {
-    /// Claims, logs, commits and installs; returns the commit record's location, or `None`
-    /// if the group was stale.
-    fn run_group(&self, order: &[&GroupUpdate<'_>]) -> Result<Option<Loc>> {
+    /// Claims, logs, commits and installs; returns the commit record's location and the
+    /// pages its links left long enough to consolidate, or `None` if the group was stale.
+    fn run_group(&self, order: &[&GroupUpdate<'_>]) -> Result<Option<(Loc, Vec<PageId>)>> {
         let claim = Box::new(Claim::new(order));
         let result = self.claim_and_apply(order, &claim);
         // Readers may still hold the claim, loaded from a state that names it: it goes
@@ -253,12 +254,19 @@ impl Inner {
         result
     }
 
-    fn claim_and_apply(&self, order: &[&GroupUpdate<'_>], claim: &Claim) -> Result<Option<Loc>> {
+    fn claim_and_apply(
+        &self,
+        order: &[&GroupUpdate<'_>],
+        claim: &Claim,
+    ) -> Result<Option<(Loc, Vec<PageId>)>> {
+        // Each page is read once on the way: its version when it is claimed (no other
+        // change can come in while it is), its length when it is installed.
+        let mut versions = Vec::with_capacity(order.len());
         for (count, update) in order.iter().enumerate() {
             let claimed = order.get(..count).unwrap_or_default();
             match self.claim(update, claim) {
-                Ok(true) => {}
-                Ok(false) => {
+                Ok(Some(version)) => versions.push(version),
+                Ok(None) => {
                     self.release(claimed, claim);
                     return Ok(None);
                 }
@@ -268,7 +276,7 @@ impl Inner {
                 }
             }
         }
-        let (locs, commit) = match self.write_group(order) {
+        let (locs, commit) = match self.write_group(order, &versions) {
             Ok(written) => written,
             Err(error) => {
                 self.release(order, claim);
@@ -276,21 +284,26 @@ impl Inner {
             }
         };
         claim.committed.store(true, Ordering::Release);
+        let mut long = Vec::new();
         for (update, loc) in order.iter().zip(locs) {
-            self.install_member(update, claim, loc);
+            let frags = self.install_member(update, claim, loc);
+            if frags >= self.config.consolidate_after {
+                long.push(update.id);
+            }
         }
-        Ok(Some(commit))
+        Ok(Some((commit, long)))
     }
 
-    /// Claims one page for the group: `false` if it is not at the expected version.
-    fn claim(&self, update: &GroupUpdate<'_>, claim: &Claim) -> Result<bool> {
+    /// Claims one page for the group: its version, or `None` if it is not at the expected
+    /// version.
+    fn claim(&self, update: &GroupUpdate<'_>, claim: &Claim) -> Result<Option<u64>> {
         loop {
             let guard = epoch::pin();
             let (slot, mut current) = match update.version {
                 None => self.table.load_or_create(update.id, &guard),
                 Some(_) => match self.table.load(update.id, &guard) {
                     Some(found) => found,
-                    None => return Ok(false),
+                    None => return Ok(None),
                 },
             };
             let state = current.state();
@@ -305,7 +318,7 @@ impl Inner {
                 Some(version) => live.is_some() && current.version() == version,
             };
             if !expected {
-                return Ok(false);
+                return Ok(None);
             }
             // Readers must be able to see the page's next contents from memory alone, so
             // the page is loaded first (and eviction skips it while it is claimed). An id
@@ -333,7 +346,7 @@ impl Inner {
                 continue;
             }
             if slot.mark(current, &guard).is_ok() {
-                return Ok(true);
+                return Ok(Some(state.version));
             }
             state.claimed_by.clear();
         }
@@ -341,13 +354,12 @@ impl Inner {
 
     /// Writes the members' records and the commit record; returns the members' locations
     /// and the commit record's.
-    fn write_group(&self, order: &[&GroupUpdate<'_>]) -> Result<(Vec<Loc>, Loc)> {
+    /// `versions` are the pages' versions, as claimed.
+    fn write_group(&self, order: &[&GroupUpdate<'_>], versions: &[u64]) -> Result<(Vec<Loc>, Loc)> {
         let delta = self.log(Stream::Delta);
-        let guard = epoch::pin();
         let mut locs = Vec::with_capacity(order.len());
-        for update in order {
-            let version =
-                self.table.load(update.id, &guard).map_or(0, |(_, current)| current.version()) + 1;
+        for (update, claimed) in order.iter().zip(versions) {
+            let version = claimed + 1;
             let (kind, payload): (RecordKind, &[u8]) = match update.change {
                 Change::Link(fragment) => (record::GROUP_LINK, fragment),
                 Change::Replace(image) => (record::GROUP_REPLACE, image),
@@ -369,18 +381,19 @@ impl Inner {
         Ok((locs, loc))
     }
 
-    /// Installs one member's new state in place of its claimed one.
-    fn install_member(&self, update: &GroupUpdate<'_>, claim: &Claim, loc: Loc) {
+    /// Installs one member's new state in place of its claimed one; the number of
+    /// fragments the page has then.
+    fn install_member(&self, update: &GroupUpdate<'_>, claim: &Claim, loc: Loc) -> usize {
         loop {
             let guard = epoch::pin();
             let Some((slot, current)) = self.table.load(update.id, &guard) else {
-                return;
+                return 0;
             };
             let Some(state) = current.state() else {
-                return;
+                return 0;
             };
             if !current.is_claimed() || !state.claimed_by.is(claim, &guard) {
-                return; // Only this thread releases its claims; nothing else to do.
+                return 0; // Only this thread releases its claims; nothing else to do.
             }
             let version = state.version + 1;
             let weighs = update.weigh.apply(state.weighs());
@@ -408,8 +421,9 @@ impl Inner {
                 (Change::Link(_), None) => PageState::free(state.version),
             };
             // The change ends the claim; the replaced state keeps naming it, unread.
+            let frags = new.live.as_ref().map_or(0, |live| live.frags.len());
             if self.install_as(slot, current, new, false, &guard).is_ok() {
-                return;
+                return frags;
             }
         }
     }
@@ -499,7 +513,7 @@ mod tests {
             weigh: Weigh::Keep,
         };
         let claim = Claim::new(&[&update]);
-        assert!(inner.claim(&update, &claim)?, "the page is at the version read");
+        assert_eq!(inner.claim(&update, &claim)?, Some(version), "the page is at that version");
 
         let guard = epoch::pin();
         let (slot, current) = inner.table.load(id, &guard).ok_or("the page is gone")?;
@@ -524,7 +538,7 @@ mod tests {
         assert!(!current.is_claimed() && !state.claimed_by.is_taken(&guard));
         drop(guard);
         let again = Claim::new(&[&update]);
-        assert!(inner.claim(&update, &again)?, "the page is free to claim again");
+        assert!(inner.claim(&update, &again)?.is_some(), "the page is free to claim again");
         inner.release(&[&update], &again);
         Ok(())
     }
