@@ -848,7 +848,6 @@ impl<'a> NodeRef<'a> {
     ///
     /// # Errors
     /// If there is no entry `i`.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the tests' and tools' view"))]
     pub(crate) fn key(&self, i: usize) -> Result<KeyRef<'a>, Malformed> {
         Ok(KeyRef { prefix: self.prefix(), suffix: self.suffix(i)? })
     }
