@@ -174,7 +174,8 @@ fn claim<'g>(
         let marked = current.with_tag(CLAIMED);
         match slot.compare_exchange(current, marked, Ordering::AcqRel, Ordering::Acquire, guard) {
             Ok(_) => {
-                let mut marks = deref(claim).book.marks.lock().expect("the marks");
+                let marks = &deref(claim).book.marks;
+                let mut marks = marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 marks.push((deref(claim).group, state.version()));
                 return marked;
             }
@@ -300,19 +301,24 @@ fn readers_find_the_group_holding_a_marked_state() {
         };
         let seen = [read(&slot), read(&slot)];
         assert!(seen[0].0 <= seen[1].0, "versions went back: {seen:?}");
-        group_thread.join().expect("group thread");
-        let wrote = writer_thread.join().expect("writer thread");
+        // A thread's failed assertion goes on failing the model here.
+        if let Err(failure) = group_thread.join() {
+            std::panic::resume_unwind(failure);
+        }
+        let wrote =
+            writer_thread.join().unwrap_or_else(|failure| std::panic::resume_unwind(failure));
         for _ in 0..4 {
             epoch::pin().flush();
         }
-        let Ok(slot) = Arc::try_unwrap(slot) else {
-            panic!("a model thread still holds the slot");
-        };
+        let guard = epoch::pin();
+        let last = slot.swap(Shared::null(), Ordering::Acquire, &guard);
         #[expect(unsafe_code, reason = "taking the last state out of the slot")]
-        // SAFETY: every other thread has ended; nothing can load from the slot.
-        let last = unsafe { slot.into_owned() };
+        // SAFETY: every other thread has ended and the slot now holds null: nothing else can
+        // reach the state, and it was never retired, so this frees it once.
+        let last = unsafe { last.into_owned() };
+        drop(guard);
         assert_eq!(last.version(), 1 + u64::from(wrote), "an update was lost");
-        let marks = book.marks.lock().expect("the marks").clone();
+        let marks = book.marks.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         for used in seen.iter().filter_map(|(_, used)| *used) {
             assert!(marks.contains(&used), "a read went by a claim that never held it: {used:?}");
         }
