@@ -306,12 +306,12 @@ impl Inner {
                     None => return Ok(None),
                 },
             };
-            let state = current.state();
-            if current.is_claimed() || state.is_some_and(|s| s.claimed_by.is_taken(&guard)) {
+            if current.is_being_claimed(&guard) {
                 drop(guard);
                 self.wait_unclaimed(update.id);
                 continue;
             }
+            let state = current.state();
             let live = state.and_then(|s| s.live.as_ref());
             let expected = match update.version {
                 None => live.is_none(),
@@ -392,7 +392,7 @@ impl Inner {
             let Some(state) = current.state() else {
                 return 0;
             };
-            if !current.is_claimed() || !state.claimed_by.is(claim, &guard) {
+            if !current.is_held_by(claim, &guard) {
                 return 0; // Only this thread releases its claims; nothing else to do.
             }
             let version = state.version + 1;
@@ -439,7 +439,7 @@ impl Inner {
                 let Some(state) = current.state() else {
                     break;
                 };
-                if !current.is_claimed() || !state.claimed_by.is(claim, &guard) {
+                if !current.is_held_by(claim, &guard) {
                     break;
                 }
                 // Unmarked first: until then the state must keep naming the group for
@@ -458,10 +458,10 @@ impl Inner {
         for round in 0u32.. {
             {
                 let guard = epoch::pin();
-                let claimed = self.table.load(id, &guard).is_some_and(|(_, current)| {
-                    current.is_claimed()
-                        || current.state().is_some_and(|s| s.claimed_by.is_taken(&guard))
-                });
+                let claimed = self
+                    .table
+                    .load(id, &guard)
+                    .is_some_and(|(_, current)| current.is_being_claimed(&guard));
                 if !claimed {
                     return;
                 }
@@ -513,7 +513,7 @@ mod tests {
         let guard = epoch::pin();
         let (slot, current) = inner.table.load(id, &guard).ok_or("the page is gone")?;
         let state = current.state().ok_or("no state")?;
-        assert!(current.is_claimed() && state.claimed_by.is(&claim, &guard));
+        assert!(current.is_held_by(&claim, &guard));
         // A logical change by anyone but the group is refused.
         let live = state.live.as_ref().ok_or("not live")?;
         let changed = PageState::live(version + 1, live.base.clone(), Vec::new(), (0, 0));
@@ -521,16 +521,14 @@ mod tests {
         // A change that keeps the version keeps the claim.
         let kept = PageState::live(version, live.base.clone(), Vec::new(), (0, 0));
         let kept = inner.install(slot, current, kept, &guard).map_err(|_| "a load was refused")?;
-        let state = kept.state().ok_or("no state")?;
-        assert!(kept.is_claimed() && state.claimed_by.is(&claim, &guard));
+        assert!(kept.is_held_by(&claim, &guard));
         drop(guard);
 
         // Given back: unmarked, named by no group, and claimable again.
         inner.release(&[&update], &claim);
         let guard = epoch::pin();
         let (_, current) = inner.table.load(id, &guard).ok_or("the page is gone")?;
-        let state = current.state().ok_or("no state")?;
-        assert!(!current.is_claimed() && !state.claimed_by.is_taken(&guard));
+        assert!(!current.is_being_claimed(&guard));
         drop(guard);
         let again = Claim::new(&[&update]);
         assert!(inner.claim(&update, &again)?.is_some(), "the page is free to claim again");

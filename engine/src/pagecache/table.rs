@@ -14,6 +14,7 @@
 //! - The table only grows: slots are never removed, so `&Slot` lives as long as the table.
 
 use super::{
+    group::Claim,
     pages::{PageImage, Pages},
     slots::Slots,
     state::{Frags, PageState, Part},
@@ -82,6 +83,17 @@ impl<'g> Current<'g> {
     /// state's [`ClaimedBy`](super::state::ClaimedBy) names the group.
     pub(crate) fn is_claimed(&self) -> bool {
         self.shared.tag() == CLAIMED
+    }
+
+    /// Whether `claim` holds the page: the slot is marked and the state names `claim`.
+    pub(crate) fn is_held_by(&self, claim: &Claim, guard: &Guard) -> bool {
+        self.is_claimed() && self.state().is_some_and(|s| s.claimed_by.is(claim, guard))
+    }
+
+    /// Whether a group holds the page or is taking it (named in the state, not yet
+    /// marked): either way, other groups wait.
+    pub(crate) fn is_being_claimed(&self, guard: &Guard) -> bool {
+        self.is_claimed() || self.state().is_some_and(|s| s.claimed_by.is_taken(guard))
     }
 
     /// The page's version (0 for a slot never allocated).
