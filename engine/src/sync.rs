@@ -179,8 +179,8 @@ pub(crate) struct SharedBuffer {
 unsafe impl Send for SharedBuffer {}
 
 #[cfg(not(loom))]
-// SAFETY: all access goes through `write` and `with_slice`, whose callers promise the
-// disjoint-range and happens-before discipline described above.
+// SAFETY: all access goes through `write`, `with_slice` and `with_slice_mut`, whose callers
+// promise the disjoint-range and happens-before discipline described above.
 #[expect(unsafe_code, reason = "concurrent writers fill disjoint ranges of one buffer")]
 unsafe impl Sync for SharedBuffer {}
 
@@ -220,6 +220,28 @@ impl SharedBuffer {
         // SAFETY: in bounds and free of concurrent writes by this function's contract.
         let bytes = unsafe {
             std::slice::from_raw_parts(self.start.as_ptr().add(range.start), range.len())
+        };
+        f(bytes)
+    }
+
+    /// Runs `f` on the bytes `range`, to change them in place.
+    ///
+    /// # Safety
+    /// `range` is in bounds, every write to it happened-before this call, and no other
+    /// thread reads or writes it until `f` returns and a happens-before edge has been
+    /// established.
+    #[expect(unsafe_code, reason = "the flusher seals a buffer's records before writing it")]
+    pub(crate) unsafe fn with_slice_mut<R>(
+        &self,
+        range: std::ops::Range<usize>,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        debug_assert!(range.end <= self.len && range.start <= range.end);
+        // SAFETY: in bounds and exclusive by this function's contract; no other reference
+        // into the buffer lives while `f` runs (`write` and `with_slice` make none that
+        // outlives their call).
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(self.start.as_ptr().add(range.start), range.len())
         };
         f(bytes)
     }
@@ -269,6 +291,23 @@ impl SharedBuffer {
         let bytes: Vec<u8> =
             self.0[range].iter().map(|cell| cell.with(|p| unsafe { *p })).collect();
         f(&bytes)
+    }
+
+    #[expect(unsafe_code, reason = "mirrors the std version's contract")]
+    pub(crate) unsafe fn with_slice_mut<R>(
+        &self,
+        range: std::ops::Range<usize>,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> R {
+        let cells = &self.0[range];
+        // SAFETY: loom checks that no other access races with these.
+        let mut bytes: Vec<u8> = cells.iter().map(|cell| cell.with(|p| unsafe { *p })).collect();
+        let out = f(&mut bytes);
+        for (cell, byte) in cells.iter().zip(bytes) {
+            // SAFETY: as above.
+            cell.with_mut(|p| unsafe { *p = byte });
+        }
+        out
     }
 }
 

@@ -246,6 +246,11 @@ impl Flusher {
             let at = span.file_offset(sealed.base);
             active.extend_for(at + sealed.used);
             let segment = &active.segment;
+            // Writers left the checksums to this point. Records that do not tile their
+            // buffer are a bug in the log, never written: the log fails instead.
+            sealed
+                .with_bytes_mut(format::seal_records)
+                .map_err(|why| Error::corruption(segment.name.clone(), at, why))?;
             sealed
                 .with_bytes(|bytes| segment.file.write_at(bytes, at))
                 .map_err(|e| Error::io("write", shared.storage.describe(&segment.name), e))?;

@@ -256,12 +256,7 @@ impl RecordHeader {
 
     /// Fills in the crc of an encoded header followed by `body`.
     pub(crate) fn seal(header: &mut [u8; RECORD_HEADER_LEN], body: &[u8]) {
-        Self::seal_parts(header, &[body]);
-    }
-
-    /// [`RecordHeader::seal`] for a body given in parts.
-    pub(crate) fn seal_parts(header: &mut [u8; RECORD_HEADER_LEN], body: &[&[u8]]) {
-        let crc = record_crc_parts(header, body);
+        let crc = record_crc(header, body);
         header[0..4].copy_from_slice(&crc.to_le_bytes());
     }
 
@@ -310,17 +305,38 @@ impl RecordHeader {
 }
 
 fn record_crc(header: &[u8; RECORD_HEADER_LEN], body: &[u8]) -> u32 {
-    record_crc_parts(header, &[body])
-}
-
-/// [`record_crc`] of a body given in parts.
-fn record_crc_parts(header: &[u8; RECORD_HEADER_LEN], body: &[&[u8]]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&header[4..]);
-    for part in body {
-        hasher.update(part);
-    }
+    hasher.update(body);
     hasher.finalize()
+}
+
+/// Fills in the crc of every record in `records`, which holds whole records back to back
+/// (a log buffer as its writers left it, each crc field zero). Returns where the records
+/// stop tiling the bytes, if they do not: a header cut short, or a body past the end.
+///
+/// Writers leave the crc to the flusher, which seals a buffer's records just before it
+/// writes them: computing it is then off the writing thread, and done once per buffer
+/// over bytes the write is about to read anyway.
+pub(crate) fn seal_records(records: &mut [u8]) -> Result<(), String> {
+    let mut at = 0;
+    while at < records.len() {
+        let Some(header) = records.get(at..at + RECORD_HEADER_LEN) else {
+            return Err(format!("a record header at offset {at} runs past the buffer"));
+        };
+        let body_len = usize::try_from(le_u32(header, 4)).map_err(|e| e.to_string())?;
+        let end = at + RECORD_HEADER_LEN + body_len;
+        // The crc covers the header after its crc field, then the body: one run of bytes.
+        let Some(covered) = records.get(at + 4..end) else {
+            return Err(format!("the record at offset {at} runs past the buffer"));
+        };
+        let crc = crc32fast::hash(covered);
+        if let Some(field) = records.get_mut(at..at + 4) {
+            field.copy_from_slice(&crc.to_le_bytes());
+        }
+        at = end;
+    }
+    Ok(())
 }
 
 /// Compresses `body` if that makes it smaller: returns the stored bytes and the flags.
@@ -405,6 +421,33 @@ mod tests {
         let mut zeroed = bytes;
         zeroed[16] = 0;
         assert!(RecordHeader::decode(&zeroed, 99, 100).is_err());
+    }
+
+    #[test]
+    fn a_buffer_of_records_is_sealed_as_each_would_be_alone() -> Result<(), String> {
+        let records = [(100u64, b"first".as_slice()), (125, b""), (145, b"the third body")];
+        let mut buffer = Vec::new();
+        for (lsn, body) in records {
+            let len = u32::try_from(body.len()).map_err(|e| e.to_string())?;
+            let header = RecordHeader { body_len: len, lsn, kind: RecordKind(16), flags: 0 };
+            buffer.extend_from_slice(&header.encode());
+            buffer.extend_from_slice(body);
+        }
+        seal_records(&mut buffer)?;
+        let mut at = 0;
+        for (lsn, body) in records {
+            let mut header = [0u8; RECORD_HEADER_LEN];
+            header.copy_from_slice(&buffer[at..at + RECORD_HEADER_LEN]);
+            RecordHeader::decode(&header, lsn, 1 << 20)?;
+            RecordHeader::verify(&header, body)?;
+            at += RECORD_HEADER_LEN + body.len();
+        }
+        assert_eq!(at, buffer.len());
+        // Records that do not tile the bytes are refused, whichever way they fall short.
+        let whole = buffer.len();
+        assert!(seal_records(&mut buffer[..whole - 1]).is_err());
+        assert!(seal_records(&mut buffer[..RECORD_HEADER_LEN + 5 + 10]).is_err());
+        Ok(())
     }
 
     #[test]

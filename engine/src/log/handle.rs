@@ -306,8 +306,8 @@ impl Log {
             .map_err(|_| Error::RecordTooLarge { len: stored_len, max })?;
         let claim = self.shared.ring.reserve(RECORD_HEADER_LEN_U64 + u64::from(body_len))?;
         let header = RecordHeader { body_len, lsn: claim.lsn(), kind, flags };
-        let mut header_bytes = header.encode();
-        RecordHeader::seal_parts(&mut header_bytes, &stored);
+        // The crc field stays zero: the flusher fills it in (`format::seal_records`).
+        let header_bytes = header.encode();
         let mut at = RECORD_HEADER_LEN;
         for part in stored.iter() {
             claim.write(at, part);
@@ -612,8 +612,7 @@ impl Reservation<'_> {
             // Zero the body so abandoned data never reaches the disk, and mark the record
             // aborted; its length stays, so the bytes after it are untouched.
             let zeros = vec![0u8; usize::try_from(self.header.body_len).unwrap_or(0)];
-            let mut bytes = RecordHeader { kind: RecordKind::ABORTED, ..self.header }.encode();
-            RecordHeader::seal(&mut bytes, &zeros);
+            let bytes = RecordHeader { kind: RecordKind::ABORTED, ..self.header }.encode();
             claim.write(RECORD_HEADER_LEN, &zeros);
             claim.write(0, &bytes);
             self.ring.release(claim);

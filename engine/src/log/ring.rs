@@ -134,6 +134,21 @@ impl Sealed<'_> {
             self.slot.bytes.with_slice(0..used, f)
         }
     }
+
+    /// Runs `f` on the buffer's record bytes, to change them in place before they are
+    /// written (the flusher fills in the records' checksums).
+    pub(crate) fn with_bytes_mut<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let Ok(used) = usize::try_from(self.used) else {
+            return f(&mut []);
+        };
+        // SAFETY: as for `with_bytes`: every writer released the buffer before the acquire
+        // load that made it ready, and only the one flusher, which holds this `Sealed`,
+        // touches it until it frees the slot; `f` borrows the bytes for this call alone.
+        #[expect(unsafe_code, reason = "the flusher finishing a buffer its writers released")]
+        unsafe {
+            self.slot.bytes.with_slice_mut(0..used, f)
+        }
+    }
 }
 
 /// The ring of buffers. See the module docs.
