@@ -85,6 +85,62 @@ fn steady_overwrites_keep_the_disk_within_a_bound_of_the_live_data() {
 }
 
 #[test]
+fn the_fallback_checkpoint_of_a_pass_that_deletes_what_it_cleaned_still_opens()
+-> Result<(), Box<dyn std::error::Error>> {
+    let storage = Arc::new(SimStorage::new(11));
+    let open = || {
+        let storage: Arc<dyn Storage> = storage.clone();
+        PageCache::open(storage, config(), Arc::new(Concat))
+    };
+    let cache = open()?;
+    let mut pages = Vec::new();
+    for _ in 0..PAGES {
+        pages.push(cache.allocate(&[0; IMAGE])?);
+    }
+    // Overwrite until a pass empties segments by cleaning and deletes them at once: it
+    // keeps its checkpoint twice, so that both checkpoints on disk postdate the cleaning.
+    let mut round = 0;
+    loop {
+        let before = cache.stats();
+        round += 1;
+        for (id, version) in pages.iter_mut() {
+            match cache.replace(*id, *version, &[round; IMAGE])? {
+                Outcome::Installed { version: new } => *version = new,
+                Outcome::Stale => panic!("{id} changed under a single writer"),
+            }
+        }
+        let after = cache.stats();
+        if after.cleaned_segments > before.cleaned_segments
+            && after.deleted_segments > before.deleted_segments
+        {
+            break;
+        }
+        assert!(round < 40, "no pass cleaned and deleted: {after:#?}");
+    }
+    cache.flush()?;
+    storage.crash();
+    drop(cache);
+
+    // With the newest checkpoint damaged, the one before it must still find every record
+    // it names: the pass deleted nothing it needs.
+    let mut names: Vec<String> =
+        storage.list()?.into_iter().filter(|name| name.ends_with(".ckpt")).collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    if let Some(newest) = names.last() {
+        storage.flip_bit(newest, 70, 3)?;
+    }
+    let cache = open()?;
+    assert!(cache.stats().checkpoint_fallback.is_some());
+    for &(id, _) in &pages {
+        let base = cache.get(id)?.map(|page| page.base().to_vec());
+        assert_eq!(base, Some(vec![round; IMAGE]), "{id}");
+    }
+    cache.check()?;
+    Ok(())
+}
+
+#[test]
 fn delta_segments_half_full_of_whole_images_are_emptied() {
     // Allocating writes every image to the delta stream; overwriting every other page
     // leaves those segments about half live, all of it whole images. Emptying one costs
