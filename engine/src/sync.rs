@@ -155,6 +155,35 @@ where
     thread::Builder::new().name(name.to_owned()).spawn(f)
 }
 
+/// Runs `a` on a thread of its own (named `name`) while `b` runs on this one; returns
+/// both results. `a` runs here, after `b`, if no thread can be started, and under loom
+/// (whose threads cannot borrow). A panic in `a` goes on here.
+pub(crate) fn join<A: Send, B>(
+    name: &str,
+    a: impl Fn() -> A + Sync,
+    b: impl FnOnce() -> B,
+) -> (A, B) {
+    #[cfg(loom)]
+    {
+        let _ = name;
+        let b = b();
+        (a(), b)
+    }
+    #[cfg(not(loom))]
+    std::thread::scope(|scope| {
+        let helper = std::thread::Builder::new().name(name.to_owned()).spawn_scoped(scope, &a);
+        let b = b();
+        let a = match helper {
+            Ok(helper) => match helper.join() {
+                Ok(a) => a,
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            Err(_) => a(),
+        };
+        (a, b)
+    })
+}
+
 /// A fixed-size byte buffer that several threads write at once, each into its own range.
 ///
 /// # Thread safety
@@ -314,5 +343,24 @@ impl SharedBuffer {
 impl std::fmt::Debug for SharedBuffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SharedBuffer")
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::join;
+
+    #[test]
+    fn join_runs_both_sides_and_passes_on_the_helpers_panic() {
+        let here = std::thread::current().id();
+        let (helper, this) = join("grove-test", || std::thread::current().id(), || here);
+        assert_eq!(this, here);
+        assert_ne!(helper, here, "the helper ran on this thread");
+
+        let failed = std::panic::catch_unwind(|| {
+            join("grove-test", || -> u8 { std::panic::resume_unwind(Box::new("helper")) }, || 1)
+        });
+        let message = failed.err().and_then(|panic| panic.downcast::<&str>().ok());
+        assert_eq!(message.as_deref(), Some(&"helper"));
     }
 }
