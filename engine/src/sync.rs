@@ -155,6 +155,13 @@ where
     thread::Builder::new().name(name.to_owned()).spawn(f)
 }
 
+/// How many threads can run at once, as the standard library sees it (1 if it cannot
+/// tell): work is split across threads only where there are at least 2.
+pub(crate) fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
 /// Runs `a` on a thread of its own (named `name`) while `b` runs on this one; returns
 /// both results. `a` runs here, after `b`, if no thread can be started, and under loom
 /// (whose threads cannot borrow). A panic in `a` goes on here.

@@ -10,7 +10,7 @@ use super::{
 use crate::{
     error::Result,
     ids::{PageId, TreeId},
-    sync::{self, OnceLock},
+    sync,
 };
 
 /// Inserts and removes across any trees of one database, applied atomically by
@@ -162,9 +162,7 @@ const DESCEND_BESIDE_FROM: usize = 256;
 /// 353,000). The thread is started per batch, tens of microseconds against a batch's
 /// milliseconds.
 fn descend(writes: &[Write]) -> Vec<Result<(LeafAt, Option<Current>)>> {
-    static CORES: OnceLock<usize> = OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
-    if writes.len() < DESCEND_BESIDE_FROM || cores < 2 {
+    if writes.len() < DESCEND_BESIDE_FROM || sync::cores() < 2 {
         return descend_run(writes);
     }
     let (first, second) = writes.split_at(writes.len() / 2);
