@@ -8,7 +8,7 @@ use crate::{
     ids::{PageId, TreeId},
     pagecache::{Change, GroupOutcome, GroupUpdate, PageCache, PageCacheStats, Weigh},
     storage::{FileStorage, Storage},
-    sync::{self, Mutex, Ordering},
+    sync::{self, AtomicUsize, Mutex, Ordering},
     tree::{
         Batch, Bytes, Plan, Shared, Tree, VersionStats, Versions,
         node::{Node, TreeMaterializer, Value, ValueRef},
@@ -152,6 +152,7 @@ impl Db {
             merge_operators: config.merge_operators.clone(),
             subscriptions: Arc::default(),
             versions: Versions::new(config.snapshot_memory),
+            batches: AtomicUsize::new(0),
         });
         let id_limit = bootstrap(&shared.cache)?;
         let catalog = Tree::new(

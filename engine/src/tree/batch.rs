@@ -10,7 +10,7 @@ use super::{
 use crate::{
     error::Result,
     ids::{PageId, TreeId},
-    sync,
+    sync::{self, AtomicUsize, Ordering},
 };
 
 /// Inserts and removes across any trees of one database, applied atomically by
@@ -107,10 +107,11 @@ pub(crate) fn apply_batch_if(
     // One removed key per leaf that lost entries: each such leaf is checked for merging
     // once, not once per key. A leaf's writes come together (see `Plan`), so a leaf is
     // only ever the last one listed or a new one.
+    let applying = Applying::start(&shared.batches);
     let written = shared.versions.write(validate, |recorder| {
         let mut plan = Plan::new(shared.node_bytes);
         let mut shrunk: Vec<(TreeId, PageId, &Tree, &Bytes)> = Vec::new();
-        for ((_, key, tree, value), found) in writes.iter().zip(descend(&writes)) {
+        for ((_, key, tree, value), found) in writes.iter().zip(descend(&writes, applying.alone)) {
             let (leaf, current) = found?;
             if value.is_none()
                 && shrunk.last().is_none_or(|&(t, l, ..)| (t, l) != (tree.inner.id, leaf.id))
@@ -151,18 +152,44 @@ pub(crate) fn apply_batch_if(
 /// Batches of at least this many writes descend on two threads.
 const DESCEND_BESIDE_FROM: usize = 256;
 
+/// A batch being applied, counted in [`Shared::batches`] while this lives.
+struct Applying<'a> {
+    batches: &'a AtomicUsize,
+    /// Whether no other batch was being applied when this one started.
+    alone: bool,
+}
+
+impl Applying<'_> {
+    fn start(batches: &AtomicUsize) -> Applying<'_> {
+        // Relaxed: a count to decide on, not a lock; a batch that misreads it only
+        // descends on one thread, or on two beside another batch.
+        let alone = batches.fetch_add(1, Ordering::Relaxed) == 0;
+        Applying { batches, alone }
+    }
+}
+
+impl Drop for Applying<'_> {
+    fn drop(&mut self) {
+        self.batches.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Each write's leaf and current value, in order. The descents only read, and a batch's
 /// changes are planned on what they found (and installed only if it is still so), so they
 /// can all go first: on a large batch, with more than one core, the second half goes on a
-/// thread of its own (`grove-descend`) while this one takes the first. They were a fifth of
+/// thread of its own (`grove-descend`) while this one takes the first, if this is the only
+/// batch being applied (`alone`). They were a fifth of
 /// a batch's instructions (callgrind, the comparison's batch workload at 100k keys). At
 /// 1M keys, 9 runs of each build alternated: durable batches of 1,000 went from 208,000
 /// to 221,000 entries a second and removals from 258,000 to 271,000; the bulk load, whose
 /// log flusher works on the other core meanwhile, stayed where it was (356,000 and
 /// 353,000). The thread is started per batch, tens of microseconds against a batch's
-/// milliseconds.
-fn descend(writes: &[Write]) -> Vec<Result<(LeafAt, Option<Current>)>> {
-    if writes.len() < DESCEND_BESIDE_FROM || sync::cores() < 2 {
+/// milliseconds. Beside another batch the second thread did harm (two threads applying
+/// batches of 1,000 to one tree: 534,000 entries a second without it, 432,000 with it,
+/// medians of 5 runs on 2 cores), so a batch that is not alone descends on its own thread
+/// (then 554,000 against 571,500, medians of 4: batches still overlap at their ends).
+fn descend(writes: &[Write], alone: bool) -> Vec<Result<(LeafAt, Option<Current>)>> {
+    if writes.len() < DESCEND_BESIDE_FROM || !alone || sync::cores() < 2 {
         return descend_run(writes);
     }
     let (first, second) = writes.split_at(writes.len() / 2);

@@ -14,7 +14,7 @@ use crate::{
     error::{Error, Result},
     ids::{PageId, TreeId},
     pagecache::{Change, GroupOutcome, GroupUpdate, PageCache, PageView, Weigh},
-    sync::epoch,
+    sync::{AtomicUsize, epoch},
 };
 
 /// The catalog tree's id (its root is page 0).
@@ -40,6 +40,10 @@ pub(crate) struct Shared {
     pub(crate) subscriptions: Arc<Subscriptions>,
     /// Old values for snapshots, and the sequencer of the writes that record them.
     pub(crate) versions: Versions,
+    /// How many batches are being applied. Owner: `batch::apply_batch_if`, which adds one
+    /// while it runs and takes it away when it ends (`batch::Applying`); a batch descends
+    /// on a second thread only when it found none other (`batch.rs`).
+    pub(crate) batches: AtomicUsize,
 }
 
 /// A merge operator: given the key, its current value (`None`: absent) and the operand
