@@ -178,13 +178,12 @@ impl Drop for Applying<'_> {
 /// changes are planned on what they found (and installed only if it is still so), so they
 /// can all go first: on a large batch, with more than one core, the second half goes on a
 /// thread of its own (`grove-descend`) while this one takes the first, if this is the only
-/// batch being applied (`alone`). They were a fifth of
-/// a batch's instructions (callgrind, the comparison's batch workload at 100k keys). At
-/// 1M keys, 9 runs of each build alternated: durable batches of 1,000 went from 208,000
-/// to 221,000 entries a second and removals from 258,000 to 271,000; the bulk load, whose
-/// log flusher works on the other core meanwhile, stayed where it was (356,000 and
-/// 353,000). The thread is started per batch, tens of microseconds against a batch's
-/// milliseconds. Beside another batch the second thread did harm (two threads applying
+/// batch being applied (`alone`). They were a fifth of a batch's instructions (callgrind,
+/// the comparison's batch workload at 100k keys). At 1M keys, 9 runs of each build
+/// alternated: durable batches of 1,000 went from 208,000 to 221,000 entries a second and
+/// removals from 258,000 to 271,000; the bulk load, whose log flusher works on the other
+/// core meanwhile, stayed where it was (356,000 and 353,000). The thread is started per
+/// batch, about 40 µs against a batch's milliseconds. Beside another batch the second thread did harm (two threads applying
 /// batches of 1,000 to one tree: 534,000 entries a second without it, 432,000 with it,
 /// medians of 5 runs on 2 cores), so a batch that is not alone descends on its own thread
 /// (then 554,000 against 571,500, medians of 4: batches still overlap at their ends).
