@@ -711,7 +711,9 @@ impl Tree {
                 if new.is_none() && current.is_none() {
                     return Ok(Some((None, None, false)));
                 }
-                let mut plan = Plan::new(shared.node_bytes);
+                // A long value goes to a page of its own, and the fragment names it.
+                let value_len = new.as_ref().map_or(0, |v| v.len().min(shared.blob_threshold));
+                let mut plan = Plan::with_room(shared.node_bytes, 1, key.len() + value_len);
                 if let Some((page, version)) = blob {
                     plan.free(page, version);
                 }

@@ -92,10 +92,19 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub(crate) fn new(node_bytes: usize) -> Plan {
+        Plan::with_room(node_bytes, 0, 0)
+    }
+
+    /// A plan with room for `writes` writes whose keys and values take about `bytes`:
+    /// grown from nothing, its vectors were reallocated four or five times for a single
+    /// write, and a dozen times or more for a batch of 1,000.
+    pub(crate) fn with_room(node_bytes: usize, writes: usize, bytes: usize) -> Plan {
+        // Each op adds a tag and two lengths to its key and value; each leaf a header.
+        let fragment_bytes = bytes.saturating_add(writes.saturating_mul(8 + 11));
         Plan {
             node_bytes,
-            leaves: Vec::new(),
-            fragments: Vec::new(),
+            leaves: Vec::with_capacity(writes),
+            fragments: Vec::with_capacity(fragment_bytes),
             created: Vec::new(),
             freed: Vec::new(),
         }
@@ -170,7 +179,7 @@ impl Plan {
             cache,
             node_bytes,
             fragments: &fragments,
-            links: Vec::new(),
+            links: Vec::with_capacity(finished.len()),
             planned: BTreeMap::new(),
             parents: BTreeMap::new(),
             new_pages: Vec::new(),
