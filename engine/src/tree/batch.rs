@@ -104,16 +104,17 @@ pub(crate) fn apply_batch_if(
     if writes.is_empty() {
         return Ok(true);
     }
-    // One removed key per leaf that lost entries: each such leaf is checked for merging
-    // once, not once per key. A leaf's writes come together (see `Plan`), so a leaf is
-    // only ever the last one listed or a new one.
-    // A value longer than the threshold goes to a page of its own, and the fragment names it.
+    // What the plan's fragments will hold: a value longer than the threshold goes to a page
+    // of its own, and the fragment names it.
     let inline =
         |value: &Option<Bytes>| value.as_ref().map_or(0, |v| v.len().min(shared.blob_threshold));
     let bytes = writes.iter().map(|(_, key, _, value)| key.len() + inline(value)).sum();
     let applying = Applying::start(&shared.batches);
     let written = shared.versions.write(validate, |recorder| {
         let mut plan = Plan::with_room(shared.node_bytes, writes.len(), bytes);
+        // One removed key per leaf that lost entries: each such leaf is checked for merging
+        // once, not once per key. A leaf's writes come together (see `Plan`), so a leaf is
+        // only ever the last one listed or a new one.
         let mut shrunk: Vec<(TreeId, PageId, &Tree, &Bytes)> = Vec::new();
         for ((_, key, tree, value), found) in writes.iter().zip(descend(&writes, applying.alone)) {
             let (leaf, current) = found?;
