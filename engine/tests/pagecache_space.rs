@@ -106,7 +106,7 @@ fn the_fallback_checkpoint_of_a_pass_that_deletes_what_it_cleaned_still_opens()
         for (id, version) in pages.iter_mut() {
             match cache.replace(*id, *version, &[round; IMAGE])? {
                 Outcome::Installed { version: new } => *version = new,
-                Outcome::Stale => panic!("{id} changed under a single writer"),
+                Outcome::Stale => return Err(format!("{id} changed under a single writer").into()),
             }
         }
         let after = cache.stats();
