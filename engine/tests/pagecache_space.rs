@@ -29,21 +29,28 @@ fn config() -> PageCacheConfig {
 const PAGES: usize = 64;
 const IMAGE: usize = 256;
 
-fn overwrite_all(cache: &PageCache, pages: &mut [(PageId, u64)], round: u8) {
+type Failed = Box<dyn std::error::Error>;
+
+fn overwrite_all(cache: &PageCache, pages: &mut [(PageId, u64)], round: u8) -> Result<(), Failed> {
     for (id, version) in pages.iter_mut() {
-        match cache.replace(*id, *version, &[round; IMAGE]).unwrap() {
+        match cache.replace(*id, *version, &[round; IMAGE])? {
             Outcome::Installed { version: new } => *version = new,
-            Outcome::Stale => panic!("{id} changed under a single writer"),
+            Outcome::Stale => return Err(format!("{id} changed under a single writer").into()),
         }
     }
+    Ok(())
 }
 
 /// A cache on a simulated disk seeded with `seed`, holding `PAGES` pages (id, version).
 fn with_pages(seed: u64) -> (PageCache, Vec<(PageId, u64)>) {
-    let storage: Arc<dyn Storage> = Arc::new(SimStorage::new(seed));
-    let cache = PageCache::open(storage, config(), Arc::new(Concat)).unwrap();
-    let pages = (0..PAGES).map(|_| cache.allocate(&[0; IMAGE]).unwrap()).collect();
-    (cache, pages)
+    with_pages_on(Arc::new(SimStorage::new(seed))).unwrap()
+}
+
+/// A cache on `storage` holding `PAGES` pages (id, version).
+fn with_pages_on(storage: Arc<dyn Storage>) -> Result<(PageCache, Vec<(PageId, u64)>), Failed> {
+    let cache = PageCache::open(storage, config(), Arc::new(Concat))?;
+    let pages = (0..PAGES).map(|_| cache.allocate(&[0; IMAGE])).collect::<Result<_, _>>()?;
+    Ok((cache, pages))
 }
 
 #[test]
@@ -54,7 +61,7 @@ fn the_first_maintenance_pass_deletes_what_it_finds_dead() {
     let mut round = 0;
     while cache.stats().checkpoints == 0 {
         round += 1;
-        overwrite_all(&cache, &mut pages, round);
+        overwrite_all(&cache, &mut pages, round).unwrap();
         assert!(round < 10, "no maintenance ran: {:?}", cache.stats());
     }
     let stats = cache.stats();
@@ -69,7 +76,7 @@ fn steady_overwrites_keep_the_disk_within_a_bound_of_the_live_data() {
     let (cache, mut pages) = with_pages(8);
     let mut worst: f64 = 0.0;
     for round in 1..=60 {
-        overwrite_all(&cache, &mut pages, round);
+        overwrite_all(&cache, &mut pages, round).unwrap();
         let stats = cache.stats();
         if stats.checkpoints >= 2 {
             worst = worst.max(stats.space_amplification);
@@ -85,30 +92,17 @@ fn steady_overwrites_keep_the_disk_within_a_bound_of_the_live_data() {
 }
 
 #[test]
-fn the_fallback_checkpoint_of_a_pass_that_deletes_what_it_cleaned_still_opens()
--> Result<(), Box<dyn std::error::Error>> {
+fn the_fallback_checkpoint_of_a_pass_that_deletes_what_it_cleaned_still_opens() -> Result<(), Failed>
+{
     let storage = Arc::new(SimStorage::new(11));
-    let open = || {
-        let storage: Arc<dyn Storage> = storage.clone();
-        PageCache::open(storage, config(), Arc::new(Concat))
-    };
-    let cache = open()?;
-    let mut pages = Vec::new();
-    for _ in 0..PAGES {
-        pages.push(cache.allocate(&[0; IMAGE])?);
-    }
+    let (cache, mut pages) = with_pages_on(storage.clone())?;
     // Overwrite until a pass empties segments by cleaning and deletes them at once: it
     // keeps its checkpoint twice, so that both checkpoints on disk postdate the cleaning.
     let mut round = 0;
     loop {
         let before = cache.stats();
         round += 1;
-        for (id, version) in pages.iter_mut() {
-            match cache.replace(*id, *version, &[round; IMAGE])? {
-                Outcome::Installed { version: new } => *version = new,
-                Outcome::Stale => return Err(format!("{id} changed under a single writer").into()),
-            }
-        }
+        overwrite_all(&cache, &mut pages, round)?;
         let after = cache.stats();
         if after.cleaned_segments > before.cleaned_segments
             && after.deleted_segments > before.deleted_segments
@@ -130,7 +124,7 @@ fn the_fallback_checkpoint_of_a_pass_that_deletes_what_it_cleaned_still_opens()
     if let Some(newest) = names.last() {
         storage.flip_bit(newest, 70, 3)?;
     }
-    let cache = open()?;
+    let cache = PageCache::open(storage, config(), Arc::new(Concat))?;
     assert!(cache.stats().checkpoint_fallback.is_some());
     for &(id, _) in &pages {
         let base = cache.get(id)?.map(|page| page.base().to_vec());
@@ -201,7 +195,7 @@ fn closing_without_writes_keeps_the_checkpoint() {
 fn segment_figures_add_up_to_the_totals_and_to_a_recount() {
     let (cache, mut pages) = with_pages(11);
     for round in 1..=6 {
-        overwrite_all(&cache, &mut pages, round);
+        overwrite_all(&cache, &mut pages, round).unwrap();
     }
     // As they stand, with records still in the log's buffers: some may lie in segments
     // that have no file yet, and count all the same.

@@ -326,14 +326,12 @@ pub(crate) fn seal_records(records: &mut [u8]) -> Result<(), String> {
         };
         let body_len = usize::try_from(le_u32(header, 4)).map_err(|e| e.to_string())?;
         let end = at + RECORD_HEADER_LEN + body_len;
-        // The crc covers the header after its crc field, then the body: one run of bytes.
-        let Some(covered) = records.get(at + 4..end) else {
+        let Some(record) = records.get_mut(at..end) else {
             return Err(format!("the record at offset {at} runs past the buffer"));
         };
-        let crc = crc32fast::hash(covered);
-        if let Some(field) = records.get_mut(at..at + 4) {
-            field.copy_from_slice(&crc.to_le_bytes());
-        }
+        let (header, body) = record.split_at_mut(RECORD_HEADER_LEN);
+        let header: &mut [u8; RECORD_HEADER_LEN] = header.try_into().map_err(|_| "short header")?;
+        RecordHeader::seal(header, body);
         at = end;
     }
     Ok(())

@@ -180,42 +180,50 @@ impl Drop for Applying<'_> {
 }
 
 /// Each write's leaf and current value, in order. The descents only read, and a batch's
-/// changes are planned on what they found (and installed only if it is still so), so they
-/// can all go first: on a large batch, with more than one core, the second half goes on a
-/// thread of its own (`grove-descend`) while this one takes the first, if this is the only
-/// batch being applied (`alone`). They were a fifth of a batch's instructions (callgrind,
-/// the comparison's batch workload at 100k keys). At 1M keys, 9 runs of each build
-/// alternated: durable batches of 1,000 went from 208,000 to 221,000 entries a second and
-/// removals from 258,000 to 271,000; the bulk load, whose log flusher works on the other
-/// core meanwhile, stayed where it was (356,000 and 353,000). The thread is started per
-/// batch, about 40 µs against a batch's milliseconds. Beside another batch the second thread did harm (two threads applying
-/// batches of 1,000 to one tree: 534,000 entries a second without it, 432,000 with it,
-/// medians of 5 runs on 2 cores), so a batch that is not alone descends on its own thread
-/// (then 554,000 against 571,500, medians of 4: batches still overlap at their ends).
-fn descend(writes: &[Write], alone: bool) -> Vec<Result<(LeafAt, Option<Current>)>> {
-    if writes.len() < DESCEND_BESIDE_FROM || !alone || sync::cores() < 2 {
-        return descend_run(writes);
-    }
-    let (first, second) = writes.split_at(writes.len() / 2);
-    let (second, mut found) =
-        sync::join("grove-descend", || descend_run(second), || descend_run(first));
-    found.extend(second);
-    found
+/// changes are planned on what they found (and installed only if it is still so), so on a
+/// large batch, with more than one core, they can all go first: the second half on a
+/// thread of its own (`grove-descend`) while this one takes the first, if this is the
+/// only batch being applied (`alone`). Otherwise each descent is made as the plan reaches
+/// its write.
+///
+/// They were a fifth of a batch's instructions (callgrind, the comparison's batch
+/// workload at 100k keys). At 1M keys, 9 runs of each build alternated: durable batches
+/// of 1,000 went from 208,000 to 221,000 entries a second and removals from 258,000 to
+/// 271,000; the bulk load, whose log flusher works on the other core meanwhile, stayed
+/// where it was (356,000 and 353,000). The thread is started per batch, about 40 µs
+/// against a batch's milliseconds. Beside another batch the second thread did harm (two
+/// threads applying batches of 1,000 to one tree: 534,000 entries a second without it,
+/// 432,000 with it, medians of 5 runs on 2 cores), so a batch that is not alone descends
+/// on its own thread (then 554,000 against 571,500, medians of 4: batches still overlap
+/// at their ends).
+fn descend(writes: &[Write], alone: bool) -> impl Iterator<Item = Found> + '_ {
+    let beside = writes.len() >= DESCEND_BESIDE_FROM && alone && sync::cores() >= 2;
+    let (ahead, later): (Vec<Found>, &[Write]) = if beside {
+        let (first, second) = writes.split_at(writes.len() / 2);
+        let all = |writes| descents(writes).collect::<Vec<_>>();
+        let (second, mut found) = sync::join("grove-descend", || all(second), || all(first));
+        found.extend(second);
+        (found, &[])
+    } else {
+        (Vec::new(), writes)
+    };
+    ahead.into_iter().chain(descents(later))
 }
 
-/// [`descend`] on one thread: the writes are in key order within each tree, so each
-/// descent starts where the last one in its tree found its leaf's parent.
-fn descend_run(writes: &[Write]) -> Vec<Result<(LeafAt, Option<Current>)>> {
+/// What a write's descent found: its leaf and the key's current value.
+type Found = Result<(LeafAt, Option<Current>)>;
+
+/// The descents for `writes`, one at a time as the iterator is driven. The writes are in
+/// key order within each tree, so each descent starts where the last one in its tree
+/// found its leaf's parent.
+fn descents(writes: &[Write]) -> impl Iterator<Item = Found> + '_ {
     let mut finger = (None, Finger::default());
-    writes
-        .iter()
-        .map(|(id, key, tree, _)| {
-            if finger.0 != Some(*id) {
-                finger = (Some(*id), Finger::default());
-            }
-            tree.current_after(key, Some(&mut finger.1))
-        })
-        .collect()
+    writes.iter().map(move |(id, key, tree, _)| {
+        if finger.0 != Some(*id) {
+            finger = (Some(*id), Finger::default());
+        }
+        tree.current_after(key, Some(&mut finger.1))
+    })
 }
 
 /// `key`'s first eight bytes, zero-padded, as a big-endian number: it never decreases as
