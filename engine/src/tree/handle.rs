@@ -205,7 +205,7 @@ impl Tree {
     /// errors ([`Error::LogFailed`]); as [`Tree::get`].
     pub fn insert(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let value = value.as_ref();
-        let (old, _) = self.modify(key.as_ref(), |_| Some(value.to_vec()))?;
+        let (old, _) = self.modify(key.as_ref(), |_| Some(value))?;
         Ok(old)
     }
 
@@ -214,7 +214,7 @@ impl Tree {
     /// # Errors
     /// As [`Tree::insert`].
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
-        let (old, _) = self.modify(key.as_ref(), |_| None)?;
+        let (old, _) = self.modify(key.as_ref(), |_| None::<&[u8]>)?;
         Ok(old)
     }
 
@@ -266,7 +266,7 @@ impl Tree {
         F: FnMut(Option<&[u8]>) -> Option<Vec<u8>>,
     {
         let (_, new) = self.modify(key.as_ref(), |current| f(current.map(|c| &**c)))?;
-        Ok(new)
+        Ok(new.map(Bytes::from))
     }
 
     /// As [`Tree::update_and_fetch`], but returns the value before the update.
@@ -315,7 +315,7 @@ impl Tree {
         };
         let (key, operand) = (key.as_ref(), operand.as_ref());
         let (_, new) = self.modify(key, |current| operator(key, current.map(|c| &**c), operand))?;
-        Ok(new)
+        Ok(new.map(Bytes::from))
     }
 
     /// Every entry, in key order; double-ended.
@@ -682,21 +682,26 @@ impl Tree {
         Ok((leaf, current))
     }
 
-    /// Sets `key` to `f(current)`; returns the value before and after.
-    fn modify(
+    /// Sets `key` to `f(current)`; returns the value before and after. The new value is
+    /// whatever `f` gave (a borrowed slice for `insert`, which copies nothing more than
+    /// the fragment it writes).
+    fn modify<V: AsRef<[u8]>>(
         &self,
         key: &[u8],
-        mut f: impl FnMut(Option<&Bytes>) -> Option<Vec<u8>>,
-    ) -> Result<(Option<Bytes>, Option<Bytes>)> {
-        self.modify_if(key, |current| Some(f(current)))
+        mut f: impl FnMut(Option<&Bytes>) -> Option<V>,
+    ) -> Result<(Option<Bytes>, Option<V>)> {
+        // `f` always gives a value here, so the write is never left undone.
+        let (current, new) = self.modify_if(key, |current| Some(f(current)))?;
+        Ok((current, new.flatten()))
     }
 
-    /// As `modify`, where `f` returning `None` means "leave it as it is".
-    fn modify_if(
+    /// As `modify`, where `f` returning `None` means "leave it as it is": the value before,
+    /// and what `f` gave (`None` if it left the value as it was).
+    fn modify_if<V: AsRef<[u8]>>(
         &self,
         key: &[u8],
-        mut f: impl FnMut(Option<&Bytes>) -> Option<Option<Vec<u8>>>,
-    ) -> Result<(Option<Bytes>, Option<Bytes>)> {
+        mut f: impl FnMut(Option<&Bytes>) -> Option<Option<V>>,
+    ) -> Result<(Option<Bytes>, Option<Option<V>>)> {
         let shared = &self.inner.shared;
         let written = shared.versions.write(
             |_| true,
@@ -706,18 +711,19 @@ impl Tree {
                     return Ok(None);
                 };
                 let Some(new) = f(current.as_ref()) else {
-                    return Ok(Some((current.clone(), current, false)));
+                    return Ok(Some((current, None, false)));
                 };
                 if new.is_none() && current.is_none() {
-                    return Ok(Some((None, None, false)));
+                    return Ok(Some((None, Some(new), false)));
                 }
                 // A long value goes to a page of its own, and the fragment names it.
-                let value_len = new.as_ref().map_or(0, |v| v.len().min(shared.blob_threshold));
+                let new_value = new.as_ref().map(AsRef::as_ref);
+                let value_len = new_value.map_or(0, |v| v.len().min(shared.blob_threshold));
                 let mut plan = Plan::with_room(shared.node_bytes, 1, key.len() + value_len);
                 if let Some((page, version)) = blob {
                     plan.free(page, version);
                 }
-                let stored = match &new {
+                let stored = match new_value {
                     Some(value) => Some(self.store(key, value, &mut plan)?),
                     None => None,
                 };
@@ -725,9 +731,8 @@ impl Tree {
                 recorder.stage(self.inner.id, key, current.as_ref());
                 recorder.publish();
                 if plan.install(self.cache())? {
-                    let new = new.map(Bytes::from);
-                    self.publish_one(key, new.as_ref());
-                    return Ok(Some((current, new, true)));
+                    self.publish_one(key, new.as_ref().map(AsRef::as_ref));
+                    return Ok(Some((current, Some(new), true)));
                 }
                 Ok(None)
             },
@@ -736,7 +741,7 @@ impl Tree {
         let Some((current, new, changed)) = written else {
             return Err(Error::Inconsistent("an unvalidated write was refused".into()));
         };
-        if changed && new.is_none() {
+        if changed && new.as_ref().is_some_and(Option::is_none) {
             self.merge_if_underfull(key)?;
         }
         Ok((current, new))

@@ -232,10 +232,12 @@ impl Tree {
     }
 
     /// Publishes one key's change.
-    pub(crate) fn publish_one(&self, key: &[u8], value: Option<&Bytes>) {
+    pub(crate) fn publish_one(&self, key: &[u8], value: Option<&[u8]>) {
         self.inner.shared.subscriptions.publish(self.inner.id, |prefix| {
             key.starts_with(prefix).then(|| match value {
-                Some(value) => Event::Insert { key: Bytes::copy_from(key), value: value.clone() },
+                Some(value) => {
+                    Event::Insert { key: Bytes::copy_from(key), value: Bytes::copy_from(value) }
+                }
                 None => Event::Remove { key: Bytes::copy_from(key) },
             })
         });
