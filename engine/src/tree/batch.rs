@@ -113,15 +113,35 @@ pub(crate) fn apply_batch_if(
     let written = shared.versions.write(validate, |recorder| {
         let mut plan = Plan::with_room(shared.node_bytes, writes.len(), bytes);
         // One removed key per leaf that lost entries: each such leaf is checked for merging
-        // once, not once per key. A leaf's writes come together (see `Plan`), so a leaf is
-        // only ever the last one listed or a new one.
-        let mut shrunk: Vec<(TreeId, PageId, &Tree, &Bytes)> = Vec::new();
+        // once, not once per key, and only if it may have become small. A leaf's writes
+        // come together (see `Plan`), so a leaf is only ever the last one listed or a new
+        // one.
+        let mut shrunk: Vec<Shrunk<'_>> = Vec::new();
+        // The last leaf a write took something out of, and at most the bytes its writes
+        // took out of it so far.
+        let mut taken: (Option<(TreeId, PageId)>, usize) = (None, 0);
         for ((_, key, tree, value), found) in writes.iter().zip(descend(&writes, applying.alone)) {
             let (leaf, current) = found?;
-            if value.is_none()
-                && shrunk.last().is_none_or(|&(t, l, ..)| (t, l) != (tree.inner.id, leaf.id))
-            {
-                shrunk.push((tree.inner.id, leaf.id, tree, key));
+            let old = current.as_ref().and_then(|(old, _)| old.as_ref());
+            // A write of a new key takes nothing out (the whole of a bulk load).
+            if value.is_none() || old.is_some() {
+                let here = (tree.inner.id, leaf.id);
+                if taken.0 != Some(here) {
+                    taken = (Some(here), 0);
+                }
+                taken.1 += old.map_or(0, |old| node::entry_len_at_most(key.len(), old.len()));
+                match shrunk.last_mut() {
+                    Some(last) if (last.tree, last.leaf) == here => last.taken = taken.1,
+                    _ if value.is_none() => shrunk.push(Shrunk {
+                        tree: here.0,
+                        leaf: leaf.id,
+                        handle: tree,
+                        key,
+                        at_least: leaf.at_least,
+                        taken: taken.1,
+                    }),
+                    _ => {}
+                }
             }
             // A value stored out of line is freed with the write that replaces it.
             let Some((current, blob)) = current else {
@@ -148,10 +168,29 @@ pub(crate) fn apply_batch_if(
     let Some(shrunk) = written else {
         return Ok(false);
     };
-    for (_, leaf, tree, key) in shrunk {
-        tree.merge_leaf_if_underfull(leaf, key)?;
+    // The leaf as the descents found it had at least `at_least` bytes, and the batch took
+    // at most `taken` out of it: a leaf still over a quarter of a node after that is not
+    // read again (most of the leaves a batch of removes shrinks).
+    let quarter = shared.node_bytes / 4;
+    for shrunk in shrunk {
+        if shrunk.at_least.saturating_sub(shrunk.taken) <= quarter {
+            shrunk.handle.merge_leaf_if_underfull(shrunk.leaf, shrunk.key)?;
+        }
     }
     Ok(true)
+}
+
+/// A leaf that a batch removed keys from, to check for merging once the batch is in.
+struct Shrunk<'a> {
+    tree: TreeId,
+    leaf: PageId,
+    handle: &'a Tree,
+    /// One of the keys removed from it.
+    key: &'a Bytes,
+    /// A lower bound on its length before the batch (see [`LeafAt::at_least`]).
+    at_least: usize,
+    /// At most the bytes the batch's writes took out of it.
+    taken: usize,
 }
 
 /// Batches of at least this many writes descend on two threads.
@@ -218,11 +257,12 @@ type Found = Result<(LeafAt, Option<Current>)>;
 /// found its leaf's parent.
 fn descents(writes: &[Write]) -> impl Iterator<Item = Found> + '_ {
     let mut finger = (None, Finger::default());
-    writes.iter().map(move |(id, key, tree, _)| {
+    writes.iter().map(move |(id, key, tree, value)| {
         if finger.0 != Some(*id) {
             finger = (Some(*id), Finger::default());
         }
-        tree.current_after(key, Some(&mut finger.1))
+        // A remove asks for its leaf's length while the descent has the leaf in hand.
+        tree.current_after(key, Some(&mut finger.1), value.is_none())
     })
 }
 
@@ -278,6 +318,32 @@ mod tests {
         // Each shrunk leaf is merged once, with a neighbour (749 pages to 389 here).
         assert!(after * 3 < before * 2, "{before} pages before the removals, {after} after");
         assert_eq!(tree.len()?, 10);
+        Ok(())
+    }
+
+    #[test]
+    fn a_batch_that_shrinks_values_beside_its_removes_still_merges_the_leaves() -> Result<()> {
+        // 48-byte values in 512-byte nodes: removing a third of the keys alone leaves every
+        // leaf over a quarter of a node, but emptying the other values as well does not.
+        let db = crate::Config::tiny().node_bytes(512).temporary(true).open()?;
+        let tree = db.open_tree("t")?;
+        let key = |i: u32| format!("key{i:05}");
+        for i in 0..600 {
+            tree.insert(key(i), [7; 48])?;
+        }
+        let before = tree.pages()?.len();
+        let mut batch = Batch::default();
+        for i in 0..600 {
+            if i % 3 == 0 {
+                batch.remove(&tree, key(i));
+            } else {
+                batch.insert(&tree, key(i), b"");
+            }
+        }
+        db.apply_batch(batch)?;
+        let after = tree.pages()?.len();
+        assert!(after * 3 < before * 2, "{before} pages before the batch, {after} after");
+        assert_eq!(tree.len()?, 400);
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use std::{collections::HashMap, fmt, ops::RangeBounds, sync::Arc};
 use super::{
     Batch, Bytes, Subscriptions, blob,
     iter::Iter,
-    node::{Entry, Node, NodeRef, Value, ValueRef},
+    node::{self, Entry, Node, NodeRef, Value, ValueRef},
     plan::{Plan, count_change},
     versions::Versions,
     walk::{self, Finger, LeafAt, Target, TreePage},
@@ -633,13 +633,16 @@ impl Tree {
 
     /// For a write on `key`: the leaf to change, and what `key` holds there, borrowed from
     /// the page under `guard`.
+    ///
+    /// With `bound` (a remove's), the leaf's [`LeafAt::at_least`] is filled in.
     pub(crate) fn leaf_for_write<'g>(
         &self,
         key: &[u8],
         guard: &'g epoch::Guard,
         finger: Option<&mut Finger>,
+        bound: bool,
     ) -> Result<(LeafAt, Option<ValueRef<'g>>)> {
-        let (leaf, page) = walk::descend_for_write(
+        let (mut leaf, page) = walk::descend_for_write(
             self.cache(),
             self.inner.id,
             self.inner.root,
@@ -648,6 +651,12 @@ impl Tree {
             finger,
         )
         .map_err(|error| self.explain(error))?;
+        if bound {
+            let (view, node) = &page;
+            let at_least = node::leaf_len_at_least_of(node, view.fragments())
+                .map_err(|m| walk::corrupt(view.id(), &m))?;
+            leaf.at_least = at_least;
+        }
         Ok((leaf, walk::lookup_in(&page, key)?))
     }
 
@@ -655,7 +664,7 @@ impl Tree {
     /// value stored out of line is not read).
     pub(crate) fn entry_for_write(&self, key: &[u8]) -> Result<(LeafAt, Option<Value>)> {
         let guard = epoch::pin();
-        let (leaf, found) = self.leaf_for_write(key, &guard, None)?;
+        let (leaf, found) = self.leaf_for_write(key, &guard, None, false)?;
         Ok((leaf, found.map(ValueRef::to_value)))
     }
 
@@ -663,18 +672,20 @@ impl Tree {
     /// page of a value stored out of line. The value is `None` if it moved meanwhile (a
     /// concurrent overwrite freed its page): descend again.
     pub(crate) fn current(&self, key: &[u8]) -> Result<(LeafAt, Option<Current>)> {
-        self.current_after(key, None)
+        self.current_after(key, None, false)
     }
 
     /// As [`Tree::current`], for one of a run of writes in key order: the descent starts
     /// where `finger` says the last one found its leaf's parent, and leaves it there.
+    /// With `bound`, as for a remove, the leaf's [`LeafAt::at_least`] is filled in.
     pub(crate) fn current_after(
         &self,
         key: &[u8],
         finger: Option<&mut Finger>,
+        bound: bool,
     ) -> Result<(LeafAt, Option<Current>)> {
         let guard = epoch::pin();
-        let (leaf, found) = self.leaf_for_write(key, &guard, finger)?;
+        let (leaf, found) = self.leaf_for_write(key, &guard, finger, bound)?;
         let current = match found {
             None => Some((None, None)),
             Some(value) => self.read_value(key, value)?.map(|(bytes, blob)| (Some(bytes), blob)),
@@ -711,10 +722,10 @@ impl Tree {
                     return Ok(None);
                 };
                 let Some(new) = f(current.as_ref()) else {
-                    return Ok(Some((current, None, false)));
+                    return Ok(Some((current, None, None)));
                 };
                 if new.is_none() && current.is_none() {
-                    return Ok(Some((None, Some(new), false)));
+                    return Ok(Some((None, Some(new), None)));
                 }
                 // A long value goes to a page of its own, and the fragment names it.
                 let new_value = new.as_ref().map(AsRef::as_ref);
@@ -727,12 +738,13 @@ impl Tree {
                     Some(value) => Some(self.store(key, value, &mut plan)?),
                     None => None,
                 };
+                let changed = leaf.id;
                 plan.add(leaf, key, stored, count_change(current.is_some(), new.is_some()));
                 recorder.stage(self.inner.id, key, current.as_ref());
                 recorder.publish();
                 if plan.install(self.cache())? {
                     self.publish_one(key, new.as_ref().map(AsRef::as_ref));
-                    return Ok(Some((current, Some(new), true)));
+                    return Ok(Some((current, Some(new), Some(changed))));
                 }
                 Ok(None)
             },
@@ -741,8 +753,11 @@ impl Tree {
         let Some((current, new, changed)) = written else {
             return Err(Error::Inconsistent("an unvalidated write was refused".into()));
         };
-        if changed && new.as_ref().is_some_and(Option::is_none) {
-            self.merge_if_underfull(key)?;
+        // A remove checks its leaf, which it reads by id: a descent only if it is small.
+        if let Some(leaf) = changed
+            && new.as_ref().is_some_and(Option::is_none)
+        {
+            self.merge_leaf_if_underfull(leaf, key)?;
         }
         Ok((current, new))
     }

@@ -787,14 +787,16 @@ impl<'a> NodeRef<'a> {
     /// The bytes the longest entry takes, its slot included: entries lie in slot order,
     /// each up to the next one's offset and the last up to the image's end.
     fn longest_entry(&self) -> Result<usize, Malformed> {
+        // The table bounded once, and each offset read as the word it is: the merge check
+        // of a batch of removes runs this for every leaf it shrinks.
         let mut longest = 0;
-        let mut end = self.image.len();
-        for i in (0..self.len).rev() {
-            let (offset, _) = self.slot(i)?;
+        let mut end = u64::try_from(self.image.len()).unwrap_or(u64::MAX);
+        for &[o0, o1, o2, o3, ..] in self.slots()?.iter().rev() {
+            let offset = u64::from(u32::from_le_bytes([o0, o1, o2, o3]));
             longest = longest.max(end.saturating_sub(offset));
             end = offset;
         }
-        Ok(SLOT_LEN + longest)
+        Ok(SLOT_LEN + usize::try_from(longest).unwrap_or(usize::MAX))
     }
 
     /// A leaf's entries `first..` in order: what a scan reads, the slot table bounded once
@@ -1333,12 +1335,35 @@ pub(crate) fn leaf_len_at_least<'a>(
     base: &'a [u8],
     fragments: impl Iterator<Item = &'a [u8]>,
 ) -> Result<usize, Malformed> {
-    let node = NodeRef::parse_header(base)?;
+    leaf_len_at_least_of(&NodeRef::parse_header(base)?, fragments)
+}
+
+/// [`leaf_len_at_least`] of a base whose header is parsed already.
+///
+/// # Errors
+/// As [`leaf_len_at_least`].
+pub(crate) fn leaf_len_at_least_of<'a>(
+    node: &NodeRef<'_>,
+    fragments: impl Iterator<Item = &'a [u8]>,
+) -> Result<usize, Malformed> {
     let mut ops = 0usize;
     for fragment in fragments {
         ops = ops.saturating_add(fragment_header(&mut Reader { bytes: fragment, at: 0 })?);
     }
-    Ok(base.len().saturating_sub(ops.saturating_mul(node.longest_entry()?)))
+    Ok(node.image.len().saturating_sub(ops.saturating_mul(node.longest_entry()?)))
+}
+
+/// An upper bound on the bytes that a leaf entry for a key of `key_len` bytes holding a
+/// value of `value_len` bytes takes in an image, its slot included: exact for an inline
+/// value in a node without a shared key prefix; an entry whose value is stored out of line
+/// only names the value's page, and takes less.
+pub(crate) fn entry_len_at_most(key_len: usize, value_len: usize) -> usize {
+    SLOT_LEN
+        + varint::len(to_u64(key_len))
+        + key_len
+        + 1
+        + varint::len(to_u64(value_len))
+        + value_len
 }
 
 /// A key and what the newest op on it leaves: a value, or `None` for a remove.

@@ -137,6 +137,11 @@ pub(crate) struct LeafAt {
     pub(crate) len: usize,
     /// The index nodes above the leaf (id and version), root first.
     pub(crate) path: Path,
+    /// For a remove, a lower bound on the leaf's length as its image would be now (see
+    /// [`node::leaf_len_at_least`]), read while the descent had the leaf in hand: a batch
+    /// leaves the leaves it shrank alone when this, less what its writes took out, is
+    /// still over a quarter of a node. 0 (the bound that says nothing) when not asked for.
+    pub(crate) at_least: usize,
 }
 
 /// Descends tree `tree` from `root` to the leaf for `key`, for a write: the leaf as a
@@ -157,7 +162,7 @@ pub(crate) fn descend_for_write<'g>(
     let (page, node) =
         descend_from(cache, tree, root, finger, Target::Key(key), 0, guard, Some(&mut path))?;
     let len = page_len(page.base(), page.fragments());
-    let leaf = LeafAt { id: page.id(), version: page.version(), len, path };
+    let leaf = LeafAt { id: page.id(), version: page.version(), len, path, at_least: 0 };
     Ok((leaf, (page, node)))
 }
 
