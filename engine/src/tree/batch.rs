@@ -131,9 +131,10 @@ pub(crate) fn apply_batch_if(
                 }
                 taken.1 += old.map_or(0, |old| node::entry_len_at_most(key.len(), old.len()));
                 match shrunk.last_mut() {
-                    Some(last) if (last.tree, last.leaf) == here => last.taken = taken.1,
+                    Some(last) if (last.handle.inner.id, last.leaf) == here => {
+                        last.taken = taken.1;
+                    }
                     _ if value.is_none() => shrunk.push(Shrunk {
-                        tree: here.0,
                         leaf: leaf.id,
                         handle: tree,
                         key,
@@ -182,8 +183,8 @@ pub(crate) fn apply_batch_if(
 
 /// A leaf that a batch removed keys from, to check for merging once the batch is in.
 struct Shrunk<'a> {
-    tree: TreeId,
     leaf: PageId,
+    /// The leaf's tree.
     handle: &'a Tree,
     /// One of the keys removed from it.
     key: &'a Bytes,

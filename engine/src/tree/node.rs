@@ -1980,6 +1980,21 @@ mod tests {
     }
 
     #[test]
+    fn an_inline_entry_takes_at_most_what_entry_len_at_most_says() {
+        for (key_len, value_len) in [(0, 0), (1, 127), (24, 150), (200, 5000)] {
+            let value = vec![7; value_len];
+            let entry = EntryRef::Value(ValueRef::Inline(&value));
+            // Exact without a shared prefix, more than enough with one.
+            assert_eq!(entry_len_at_most(key_len, value_len), entry_len(key_len, entry));
+            let suffix = key_len.saturating_sub(3);
+            assert!(entry_len_at_most(key_len, value_len) >= entry_len(suffix, entry));
+        }
+        // A value stored out of line takes less than it would inline.
+        let blob = EntryRef::Value(ValueRef::Blob { page: PageId(9), len: 5000 });
+        assert!(entry_len_at_most(24, 5000) > entry_len(24, blob));
+    }
+
+    #[test]
     fn order_and_same_agree_with_the_slice_comparisons() {
         // Lengths around the byte loop's 8 and `same`'s 16, differing at every position
         // (or nowhere), with bytes that differ in their top bit too.
