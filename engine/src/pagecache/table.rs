@@ -50,6 +50,14 @@ pub(crate) struct Slot {
 /// allocation, no copy, nothing to retire, for each page of a batch.
 const CLAIMED: usize = 1;
 
+/// Cache lines a pass over the table asks for of each page state (a state is about 100
+/// bytes, wherever the allocator put it).
+const STATE_LINES: usize = 2;
+
+/// At most this many cache lines of a page's fragment list are asked for ahead of a pass
+/// (a list of `consolidate_after` parts at 40 bytes each, with room to spare).
+const MAX_LIST_LINES: usize = 6;
+
 /// The current state of a slot, as loaded under a guard.
 #[derive(Clone, Copy)]
 pub(crate) struct Current<'g> {
@@ -326,7 +334,20 @@ impl PageTable {
     pub(crate) fn prefetch_state(&self, id: PageId, guard: &Guard) {
         if let Some(slot) = self.slots.get_existing(id.get()) {
             let state = slot.state.load(Ordering::Relaxed, guard);
-            prefetch::at_address(state.as_raw().addr(), 1);
+            prefetch::at_address(state.as_raw().addr(), STATE_LINES);
+        }
+    }
+
+    /// Asks for `id`'s list of fragments, for the same kind of pass, once its state is
+    /// (about to be) in the cache: the list is an allocation of its own, one more miss per
+    /// page otherwise.
+    pub(crate) fn prefetch_fragments(&self, id: PageId, guard: &Guard) {
+        if let Peek::State(state) = self.peek(id, guard)
+            && let Some(live) = &state.live
+        {
+            let parts: &[Part] = &live.frags;
+            let bytes = std::mem::size_of_val(parts);
+            prefetch::at_address(parts.as_ptr().addr(), bytes.div_ceil(64).min(MAX_LIST_LINES));
         }
     }
 
