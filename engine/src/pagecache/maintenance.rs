@@ -311,6 +311,13 @@ impl Inner {
             let count = self.next_id.load(Ordering::Relaxed);
             let mut busy = Vec::new();
             for id in (0..count).map(PageId) {
+                // As a checkpoint's pass does: most pages hold nothing in a victim, and
+                // finding that out is the state and fragment list, each a miss if cold.
+                {
+                    let guard = epoch::pin();
+                    self.table.prefetch_state(PageId(id.get() + SNAPSHOT_AHEAD), &guard);
+                    self.table.prefetch_fragments(PageId(id.get() + SNAPSHOT_AHEAD / 2), &guard);
+                }
                 if self.relocate(id, &victims)? == Relocation::Busy {
                     busy.push(id);
                 }
