@@ -136,8 +136,7 @@ impl Inner {
         let mut pages = Pages::with_capacity(usize::try_from(count).unwrap_or(0));
         let guard = epoch::pin();
         for id in 0..count {
-            self.table.prefetch_state(PageId(id + SNAPSHOT_AHEAD), &guard);
-            self.table.prefetch_fragments(PageId(id + SNAPSHOT_AHEAD / 2), &guard);
+            self.table.prefetch_ahead(PageId(id), &guard);
             let fits = match self.table.peek(PageId(id), &guard) {
                 Peek::Empty => pages.push_free(0),
                 Peek::Cold(PageImage::Free { version }) => pages.push_free(version),
@@ -313,11 +312,7 @@ impl Inner {
             for id in (0..count).map(PageId) {
                 // As a checkpoint's pass does: most pages hold nothing in a victim, and
                 // finding that out is the state and fragment list, each a miss if cold.
-                {
-                    let guard = epoch::pin();
-                    self.table.prefetch_state(PageId(id.get() + SNAPSHOT_AHEAD), &guard);
-                    self.table.prefetch_fragments(PageId(id.get() + SNAPSHOT_AHEAD / 2), &guard);
-                }
+                self.table.prefetch_ahead(id, &epoch::pin());
                 if self.relocate(id, &victims)? == Relocation::Busy {
                     busy.push(id);
                 }
@@ -501,14 +496,6 @@ pub(crate) enum Relocation {
     /// A group holds it, or it changed while its records were being copied: try again.
     Busy,
 }
-
-/// How many pages ahead of the one it records a checkpoint asks for states; half as far
-/// ahead it asks for their fragment lists, by then in reach. With 8, a checkpoint's pass
-/// over the page table at 1M keys (30k pages) took 8.7 to 9.0 ms (medians of 27) instead
-/// of 11.1 to 13.4. Asking for the lists too (and two lines of each state) took the last
-/// passes of a 1M load and the removals from 8.6 to 12.3 ms to 4.9 to 8.0 (two runs of
-/// each), and the close after the benchmark from 26.0 and 26.2 ms to 21.5 and 22.2.
-const SNAPSHOT_AHEAD: u64 = 8;
 
 /// How many more times a cleaning pass tries the pages it found busy.
 const RELOCATION_RETRIES: usize = 3;

@@ -112,36 +112,32 @@ pub(crate) fn apply_batch_if(
     let applying = Applying::start(&shared.batches);
     let written = shared.versions.write(validate, |recorder| {
         let mut plan = Plan::with_room(shared.node_bytes, writes.len(), bytes);
-        // One removed key per leaf that lost entries: each such leaf is checked for merging
-        // once, not once per key, and only if it may have become small. A leaf's writes
-        // come together (see `Plan`), so a leaf is only ever the last one listed or a new
-        // one.
+        // Each leaf a write took an entry out of (removed or replaced), with what it took:
+        // a leaf that lost keys is checked for merging once, not once per key, and only if
+        // it may have become small. A leaf's writes come together (see `Plan`), so a leaf
+        // is only ever the last one listed or a new one.
         let mut shrunk: Vec<Shrunk<'_>> = Vec::new();
-        // The last leaf a write took something out of, and at most the bytes its writes
-        // took out of it so far.
-        let mut taken: (Option<(TreeId, PageId)>, usize) = (None, 0);
         for ((_, key, tree, value), found) in writes.iter().zip(descend(&writes, applying.alone)) {
             let (leaf, current) = found?;
             let old = current.as_ref().and_then(|(old, _)| old.as_ref());
             // A write of a new key takes nothing out (the whole of a bulk load).
             if value.is_none() || old.is_some() {
-                let here = (tree.inner.id, leaf.id);
-                if taken.0 != Some(here) {
-                    taken = (Some(here), 0);
-                }
-                taken.1 += old.map_or(0, |old| node::entry_len_at_most(key.len(), old.len()));
+                let took = old.map_or(0, |old| node::entry_len_at_most(key.len(), old.len()));
                 match shrunk.last_mut() {
-                    Some(last) if (last.handle.inner.id, last.leaf) == here => {
-                        last.taken = taken.1;
+                    Some(last) if (last.handle.inner.id, last.leaf) == (tree.inner.id, leaf.id) => {
+                        last.taken += took;
+                        // Both bound the same page: the higher says more.
+                        last.at_least = last.at_least.max(leaf.at_least);
+                        last.removed |= value.is_none();
                     }
-                    _ if value.is_none() => shrunk.push(Shrunk {
+                    _ => shrunk.push(Shrunk {
                         leaf: leaf.id,
                         handle: tree,
                         key,
                         at_least: leaf.at_least,
-                        taken: taken.1,
+                        taken: took,
+                        removed: value.is_none(),
                     }),
-                    _ => {}
                 }
             }
             // A value stored out of line is freed with the write that replaces it.
@@ -174,24 +170,28 @@ pub(crate) fn apply_batch_if(
     // read again (most of the leaves a batch of removes shrinks).
     let quarter = shared.node_bytes / 4;
     for shrunk in shrunk {
-        if shrunk.at_least.saturating_sub(shrunk.taken) <= quarter {
+        if shrunk.removed && shrunk.at_least.saturating_sub(shrunk.taken) <= quarter {
             shrunk.handle.merge_leaf_if_underfull(shrunk.leaf, shrunk.key)?;
         }
     }
     Ok(true)
 }
 
-/// A leaf that a batch removed keys from, to check for merging once the batch is in.
+/// A leaf that a batch took entries out of, to check for merging once the batch is in if
+/// it lost keys.
 struct Shrunk<'a> {
     leaf: PageId,
     /// The leaf's tree.
     handle: &'a Tree,
-    /// One of the keys removed from it.
+    /// One of the keys written in it.
     key: &'a Bytes,
-    /// A lower bound on its length before the batch (see [`LeafAt::at_least`]).
+    /// A lower bound on its length before the batch (see [`LeafAt::at_least`]; a remove's
+    /// descent takes it).
     at_least: usize,
     /// At most the bytes the batch's writes took out of it.
     taken: usize,
+    /// Whether a write removed a key from it: only then is it checked.
+    removed: bool,
 }
 
 /// Batches of at least this many writes descend on two threads.
