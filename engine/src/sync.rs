@@ -142,9 +142,10 @@ pub(crate) fn sleep(duration: std::time::Duration) {
 }
 
 /// Spawns a named thread (loom ignores the name).
-pub(crate) fn spawn<F>(name: &str, f: F) -> std::io::Result<thread::JoinHandle<()>>
+pub(crate) fn spawn<F, T>(name: &str, f: F) -> std::io::Result<thread::JoinHandle<T>>
 where
-    F: FnOnce() + Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
 {
     #[cfg(loom)]
     {

@@ -10,8 +10,9 @@
 //!   validation (length, LSN, kind, checksum) or runs off the end of the file ends the scan.
 //!   In the last segment that is the torn tail of a crash: the valid prefix is kept and the
 //!   file is cut back to it so new records never sit next to stale bytes. In any earlier
-//!   segment it is corruption: the flusher syncs a segment completely before creating the
-//!   next, so a later segment can only exist once the earlier ones were whole.
+//!   segment it is corruption: the flusher syncs a segment completely before it gives the
+//!   next its name (until then the next is a temporary file, which recovery removes), so a
+//!   later segment can only exist once the earlier ones were whole.
 //! - A read-only log (`LogConfig::read_only`) modifies nothing: it stops at the torn tail
 //!   without cutting it and leaves temporary files alone (it never writes after them).
 //! - Reads are windowed and every length is checked against the real file size before any
