@@ -134,6 +134,28 @@ impl fmt::Debug for Log {
     }
 }
 
+/// A flush begun by [`Log::start_flush`].
+#[must_use = "a flush begun is not done until it is waited for"]
+pub(crate) struct Flushing<'a> {
+    log: &'a Log,
+    /// The incarnation that must be durable (`None`: nothing was ever reserved).
+    target: Option<u64>,
+}
+
+impl Flushing<'_> {
+    /// Waits until the flush is done; returns the stable LSN, as [`Log::flush`] does.
+    ///
+    /// # Errors
+    /// [`Error::LogFailed`] if a write or sync failed.
+    pub(crate) fn wait(self) -> Result<Lsn> {
+        let ring = &self.log.shared.ring;
+        match self.target {
+            Some(target) => Ok(Lsn(ring.wait_flushed(target)?)),
+            None => Ok(Lsn(ring.stable())),
+        }
+    }
+}
+
 impl Log {
     /// Opens (or creates) the default stream's log in `storage`, discarding the recovered
     /// records.
@@ -350,6 +372,22 @@ impl Log {
             }
             None => Ok(Lsn(ring.stable())),
         }
+    }
+
+    /// [`Log::flush`] begun on the flusher's thread: it is asked to make every record
+    /// appended or reserved before this call durable, and [`Flushing::wait`] waits for that.
+    /// A caller flushes two logs at once this way, the second on its own thread (a
+    /// checkpoint flushes both of the page cache's streams).
+    ///
+    /// # Errors
+    /// [`Error::LogFailed`] if a write or sync failed.
+    pub(crate) fn start_flush(&self) -> Result<Flushing<'_>> {
+        let ring = &self.shared.ring;
+        let target = if self.shared.config.read_only { None } else { ring.seal_for_flush(true)? };
+        if let Some(target) = target {
+            ring.request(target, true);
+        }
+        Ok(Flushing { log: self, target })
     }
 
     /// Every record below this LSN is durable.

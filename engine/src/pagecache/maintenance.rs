@@ -126,6 +126,10 @@ impl Inner {
     /// Takes a checkpoint and keeps it; returns it, for [`Inner::maintain`] to write again.
     fn take_checkpoint(&self, maintenance: &mut Maintenance) -> Result<Checkpoint> {
         self.writable()?;
+        // The base stream's flusher syncs what is written there so far while this thread
+        // flushes the delta stream and scans: the base stream's flush after the scan then
+        // has little or nothing left to do.
+        let early_base = self.log(Stream::Base).start_flush()?;
         let flushed = self.log(Stream::Delta).flush()?;
         // A group update between its first record and its last install may be caught half
         // installed by the snapshot: replay must cover all of its records (`group.rs`).
@@ -160,8 +164,10 @@ impl Inner {
             }
         }
         drop(guard);
+        early_base.wait()?;
+        let base = self.log(Stream::Base).start_flush()?;
         self.log(Stream::Delta).flush()?;
-        let base_from = self.log(Stream::Base).flush()?;
+        let base_from = base.wait()?;
         // Mapped after the flushes: every segment a record of the snapshot lies in exists.
         // The live bytes of the snapshot's segments: opening starts from these instead of
         // counting every page's records again.
