@@ -349,6 +349,35 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_of_keys_alike_in_their_first_bytes_keeps_each_keys_last_write() -> Result<()> {
+        // Every key shares its first 12 bytes, so the sort's heads are all equal and the
+        // rest of each key orders them. Written in descending order, each key twice.
+        let key = |i: u32| format!("same-prefix-{i:05}");
+        let (db, tree) = tiny_tree((0..600).step_by(2).map(key), b"old")?;
+        let mut batch = Batch::default();
+        for i in (0..600).rev() {
+            batch.insert(&tree, key(i), b"first");
+            batch.insert(&tree, key(i), format!("last-{i}"));
+        }
+        db.apply_batch(batch)?;
+        let entries: Vec<(String, String)> = tree
+            .iter()
+            .map(|entry| {
+                entry.map(|(k, v)| {
+                    (
+                        String::from_utf8_lossy(&k).into_owned(),
+                        String::from_utf8_lossy(&v).into_owned(),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        let expected: Vec<(String, String)> =
+            (0..600).map(|i| (key(i), format!("last-{i}"))).collect();
+        assert_eq!(entries, expected);
+        Ok(())
+    }
+
+    #[test]
     fn heads_never_decrease_as_keys_increase() {
         let mut keys: Vec<&[u8]> = vec![
             b"",
