@@ -376,8 +376,8 @@ impl Log {
 
     /// [`Log::flush`] begun on the flusher's thread: it is asked to make every record
     /// appended or reserved before this call durable, and [`Flushing::wait`] waits for that.
-    /// A caller flushes two logs at once this way, the second on its own thread (a
-    /// checkpoint flushes both of the page cache's streams).
+    /// The caller works meanwhile: a maintenance pass cleans while the delta stream syncs,
+    /// and a checkpoint flushes the delta stream and scans while the base stream syncs.
     ///
     /// # Errors
     /// [`Error::LogFailed`] if a write or sync failed.
