@@ -138,7 +138,8 @@ impl fmt::Debug for Log {
 #[must_use = "a flush begun is not done until it is waited for"]
 pub(crate) struct Flushing<'a> {
     log: &'a Log,
-    /// The incarnation that must be durable (`None`: nothing was ever reserved).
+    /// The incarnation that must be durable (`None`: nothing was ever reserved, or the
+    /// log is read-only).
     target: Option<u64>,
 }
 
@@ -348,10 +349,6 @@ impl Log {
     /// [`Error::LogFailed`] if a write or sync failed; the records are then in an unknown
     /// state until the log is reopened.
     pub fn flush(&self) -> Result<Lsn> {
-        let ring = &self.shared.ring;
-        if self.shared.config.read_only {
-            return Ok(Lsn(ring.stable()));
-        }
         // This thread does the flusher's work itself rather than waking its thread and
         // waiting to be woken in turn; so the thread is not woken for it either (it would
         // only race this one for the flusher). A flusher at work is waited for: it writes
@@ -359,19 +356,13 @@ impl Log {
         // done here. Concurrent flushes queue on it, and each writes and syncs what all of
         // them sealed so far: group commit without a hand-off.
         let flusher = self.flusher.as_ref().map(|(flusher, _)| flusher);
-        let wake = flusher.is_none();
-        match ring.seal_for_flush(wake)? {
-            Some(target) => {
-                ring.request(target, wake);
-                if let Some(flusher) = flusher {
-                    // An error fails the log, and the wait below reports it as every other
-                    // waiter sees it.
-                    drop(sync::lock(flusher).help(target));
-                }
-                Ok(Lsn(ring.wait_flushed(target)?))
-            }
-            None => Ok(Lsn(ring.stable())),
+        let flushing = self.begin_flush(flusher.is_none())?;
+        if let (Some(flusher), Some(target)) = (flusher, flushing.target) {
+            // An error fails the log, and the wait below reports it as every other waiter
+            // sees it.
+            drop(sync::lock(flusher).help(target));
         }
+        flushing.wait()
     }
 
     /// [`Log::flush`] begun on the flusher's thread: it is asked to make every record
@@ -382,10 +373,17 @@ impl Log {
     /// # Errors
     /// [`Error::LogFailed`] if a write or sync failed.
     pub(crate) fn start_flush(&self) -> Result<Flushing<'_>> {
+        self.begin_flush(true)
+    }
+
+    /// Seals what is reserved so far and asks for it to be made durable, waking the
+    /// flusher thread if `wake` (else the caller does its work). A read-only log has
+    /// nothing to write: its flush waits for nothing.
+    fn begin_flush(&self, wake: bool) -> Result<Flushing<'_>> {
         let ring = &self.shared.ring;
-        let target = if self.shared.config.read_only { None } else { ring.seal_for_flush(true)? };
+        let target = if self.shared.config.read_only { None } else { ring.seal_for_flush(wake)? };
         if let Some(target) = target {
-            ring.request(target, true);
+            ring.request(target, wake);
         }
         Ok(Flushing { log: self, target })
     }

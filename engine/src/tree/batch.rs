@@ -104,11 +104,13 @@ pub(crate) fn apply_batch_if(
     if writes.is_empty() {
         return Ok(true);
     }
-    // What the plan's fragments will hold: a value longer than the threshold goes to a page
-    // of its own, and the fragment names it.
-    let inline =
-        |value: &Option<Bytes>| value.as_ref().map_or(0, |v| v.len().min(shared.blob_threshold));
-    let bytes = writes.iter().map(|(_, key, _, value)| key.len() + inline(value)).sum();
+    // What the plan's fragments will hold.
+    let bytes = writes
+        .iter()
+        .map(|(_, key, _, value)| {
+            key.len() + value.as_ref().map_or(0, |v| shared.inline_len(v.len()))
+        })
+        .sum();
     let applying = Applying::start(&shared.batches);
     let written = shared.versions.write(validate, |recorder| {
         let mut plan = Plan::with_room(shared.node_bytes, writes.len(), bytes);

@@ -78,6 +78,15 @@ pub(crate) struct TreeInner {
     pub(crate) name: Bytes,
 }
 
+impl Shared {
+    /// About what a fragment holds for a value of `len` bytes, for sizing a plan: the value
+    /// itself, or no more than the threshold once it goes to a page of its own and the
+    /// fragment names that page.
+    pub(crate) fn inline_len(&self, len: usize) -> usize {
+        len.min(self.blob_threshold)
+    }
+}
+
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
@@ -727,9 +736,8 @@ impl Tree {
                 if new.is_none() && current.is_none() {
                     return Ok(Some((None, Some(new), None)));
                 }
-                // A long value goes to a page of its own, and the fragment names it.
                 let new_value = new.as_ref().map(AsRef::as_ref);
-                let value_len = new_value.map_or(0, |v| v.len().min(shared.blob_threshold));
+                let value_len = new_value.map_or(0, |v| shared.inline_len(v.len()));
                 let mut plan = Plan::with_room(shared.node_bytes, 1, key.len() + value_len);
                 if let Some((page, version)) = blob {
                     plan.free(page, version);
