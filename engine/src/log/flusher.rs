@@ -117,6 +117,18 @@ pub(crate) struct Flusher {
     period: Option<Duration>,
 }
 
+impl Drop for Flusher {
+    /// No closing outlives its log. The flusher thread stops at a failure without waiting
+    /// for the closing under way; that closing may still rename a file, and a reopen of the
+    /// directory meanwhile (the fault tests reopen at once) would find its listing out of
+    /// date. Its result no longer matters: the log has failed.
+    fn drop(&mut self) {
+        if let Some(Closing { job: Job::Running(handle), .. }) = self.closing.take() {
+            drop(handle.join());
+        }
+    }
+}
+
 impl Flusher {
     /// A flusher that appends to `tail`, the last segment recovery found, if new records go
     /// there (else it starts a new segment).

@@ -666,6 +666,7 @@ impl Drop for Reservation<'_> {
 mod tests {
     use super::*;
     use crate::storage::{MemStorage, StorageFile};
+    use crate::sync::AtomicBool;
 
     fn kind(k: u8) -> RecordKind {
         RecordKind::new(k).unwrap()
@@ -966,6 +967,104 @@ mod tests {
         assert!(log.segments().iter().all(|s| s.id != oldest));
         drop(log);
         Ok(())
+    }
+
+    /// A storage whose files' syncs take `SLOW_SYNC` once `slow` is set, and whose writes
+    /// fail once `failing` is set.
+    #[derive(Debug, Default)]
+    struct SlowSyncs {
+        inner: MemStorage,
+        slow: Arc<AtomicBool>,
+        failing: Arc<AtomicBool>,
+    }
+
+    #[derive(Debug)]
+    struct SlowFile {
+        inner: Arc<dyn StorageFile>,
+        slow: Arc<AtomicBool>,
+        failing: Arc<AtomicBool>,
+    }
+
+    const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(100);
+
+    impl SlowSyncs {
+        fn wrap(&self, inner: Arc<dyn StorageFile>) -> Arc<dyn StorageFile> {
+            let (slow, failing) = (self.slow.clone(), self.failing.clone());
+            Arc::new(SlowFile { inner, slow, failing })
+        }
+    }
+
+    impl Storage for SlowSyncs {
+        fn open(&self, name: &str) -> std::io::Result<Arc<dyn StorageFile>> {
+            Ok(self.wrap(self.inner.open(name)?))
+        }
+        fn create_new(&self, name: &str) -> std::io::Result<Arc<dyn StorageFile>> {
+            Ok(self.wrap(self.inner.create_new(name)?))
+        }
+        fn list(&self) -> std::io::Result<Vec<String>> {
+            self.inner.list()
+        }
+        fn remove(&self, name: &str) -> std::io::Result<()> {
+            self.inner.remove(name)
+        }
+        fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+            self.inner.rename(from, to)
+        }
+        fn sync_dir(&self) -> std::io::Result<()> {
+            self.inner.sync_dir()
+        }
+    }
+
+    impl StorageFile for SlowFile {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            self.inner.read_at(buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            if self.failing.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("injected"));
+            }
+            self.inner.write_at(buf, offset)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            if self.slow.load(Ordering::Relaxed) {
+                std::thread::sleep(SLOW_SYNC);
+            }
+            self.inner.sync()
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.inner.set_len(len)
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
+        }
+    }
+
+    #[test]
+    fn a_log_that_failed_during_a_closing_is_dropped_only_once_the_closing_is_done() {
+        let storage = Arc::new(SlowSyncs::default());
+        let (slow, failing) = (storage.slow.clone(), storage.failing.clone());
+        let shared: Arc<dyn Storage> = storage.clone();
+        let config = LogConfig { flush_every_ms: None, ..LogConfig::tiny() };
+        let log = Log::open(shared, config).unwrap();
+        slow.store(true, Ordering::Relaxed);
+        // Append until the first segment closes: its closing then syncs for a while, and
+        // the next segment waits under its temporary name. Bounded.
+        for i in 0..10_000u32 {
+            if log.segments().len() > 1 {
+                break;
+            }
+            log.append(kind(16), &i.to_le_bytes().repeat(25)).unwrap();
+        }
+        assert!(log.segments().len() > 1, "no segment closed");
+        failing.store(true, Ordering::Relaxed);
+        let _ = log.append(kind(16), b"after");
+        assert!(log.flush().is_err(), "the injected write failure was not reported");
+        drop(log);
+        // The closing finished before the drop returned: the next segment has its name.
+        let names = storage.inner.list().unwrap();
+        let temps: Vec<&String> =
+            names.iter().filter(|n| format::parse_temp_name("", n).is_some()).collect();
+        assert!(temps.is_empty(), "still temporary after the drop: {temps:?}");
     }
 
     #[test]
