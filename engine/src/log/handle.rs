@@ -818,63 +818,50 @@ mod tests {
         assert!(sim.current_bytes(&format::temp_file_name("", 99)).is_some());
     }
 
-    /// A storage that counts the syncs of its files made by the thread named `caller`, and
-    /// names the thread that closed each file.
+    /// What a test storage does beside the memory storage it wraps ([`Hooked`]).
+    trait Hooks: fmt::Debug + Send + Sync + 'static {
+        fn before_sync(&self) {}
+        fn before_write(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn closed(&self) {}
+    }
+
+    /// A memory storage whose files call `hooks` on the way.
     #[derive(Debug)]
-    struct SyncWitness {
+    struct Hooked<H> {
         inner: MemStorage,
-        caller: String,
-        by_caller: Arc<AtomicU64>,
-        by_others: Arc<AtomicU64>,
-        closed_by: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+        hooks: Arc<H>,
     }
 
     #[derive(Debug)]
-    struct WitnessedFile {
+    struct HookedFile<H: Hooks> {
         inner: Arc<dyn StorageFile>,
-        caller: String,
-        by_caller: Arc<AtomicU64>,
-        by_others: Arc<AtomicU64>,
-        closed_by: Arc<std::sync::Mutex<Vec<Option<String>>>>,
+        hooks: Arc<H>,
     }
 
-    impl SyncWitness {
-        fn new(caller: String) -> SyncWitness {
-            SyncWitness {
-                inner: MemStorage::new(),
-                caller,
-                by_caller: Arc::default(),
-                by_others: Arc::default(),
-                closed_by: Arc::default(),
-            }
+    impl<H: Hooks> Hooked<H> {
+        fn new(hooks: H) -> Hooked<H> {
+            Hooked { inner: MemStorage::new(), hooks: Arc::new(hooks) }
         }
 
-        fn witness(&self, inner: Arc<dyn StorageFile>) -> Arc<dyn StorageFile> {
-            Arc::new(WitnessedFile {
-                inner,
-                caller: self.caller.clone(),
-                by_caller: self.by_caller.clone(),
-                by_others: self.by_others.clone(),
-                closed_by: self.closed_by.clone(),
-            })
+        fn wrap(&self, inner: Arc<dyn StorageFile>) -> Arc<dyn StorageFile> {
+            Arc::new(HookedFile { inner, hooks: self.hooks.clone() })
         }
     }
 
-    impl Drop for WitnessedFile {
+    impl<H: Hooks> Drop for HookedFile<H> {
         fn drop(&mut self) {
-            let thread = std::thread::current().name().map(str::to_owned);
-            if let Ok(mut closed_by) = self.closed_by.lock() {
-                closed_by.push(thread);
-            }
+            self.hooks.closed();
         }
     }
 
-    impl Storage for SyncWitness {
+    impl<H: Hooks> Storage for Hooked<H> {
         fn open(&self, name: &str) -> std::io::Result<Arc<dyn StorageFile>> {
-            Ok(self.witness(self.inner.open(name)?))
+            Ok(self.wrap(self.inner.open(name)?))
         }
         fn create_new(&self, name: &str) -> std::io::Result<Arc<dyn StorageFile>> {
-            Ok(self.witness(self.inner.create_new(name)?))
+            Ok(self.wrap(self.inner.create_new(name)?))
         }
         fn list(&self) -> std::io::Result<Vec<String>> {
             self.inner.list()
@@ -890,17 +877,16 @@ mod tests {
         }
     }
 
-    impl StorageFile for WitnessedFile {
+    impl<H: Hooks> StorageFile for HookedFile<H> {
         fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
             self.inner.read_at(buf, offset)
         }
         fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            self.hooks.before_write()?;
             self.inner.write_at(buf, offset)
         }
         fn sync(&self) -> std::io::Result<()> {
-            let by_caller = std::thread::current().name() == Some(self.caller.as_str());
-            let counter = if by_caller { &self.by_caller } else { &self.by_others };
-            counter.fetch_add(1, Ordering::Relaxed);
+            self.hooks.before_sync();
             self.inner.sync()
         }
         fn set_len(&self, len: u64) -> std::io::Result<()> {
@@ -911,11 +897,37 @@ mod tests {
         }
     }
 
+    /// Counts the syncs of files made by the thread named `caller` and by others, and names
+    /// the thread that closed each file.
+    #[derive(Debug, Default)]
+    struct SyncWitness {
+        caller: String,
+        by_caller: AtomicU64,
+        by_others: AtomicU64,
+        closed_by: std::sync::Mutex<Vec<Option<String>>>,
+    }
+
+    impl Hooks for SyncWitness {
+        fn before_sync(&self) {
+            let by_caller = std::thread::current().name() == Some(self.caller.as_str());
+            let counter = if by_caller { &self.by_caller } else { &self.by_others };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+
+        fn closed(&self) {
+            let thread = std::thread::current().name().map(str::to_owned);
+            if let Ok(mut closed_by) = self.closed_by.lock() {
+                closed_by.push(thread);
+            }
+        }
+    }
+
     #[test]
     fn a_flush_with_the_flusher_idle_writes_and_syncs_in_the_calling_thread() {
         let caller = std::thread::current().name().unwrap_or_default().to_owned();
-        let witness = SyncWitness::new(caller.clone());
-        let (by_caller, by_others) = (witness.by_caller.clone(), witness.by_others.clone());
+        let witness = Hooked::new(SyncWitness { caller: caller.clone(), ..SyncWitness::default() });
+        let hooks = witness.hooks.clone();
+        let (by_caller, by_others) = (&hooks.by_caller, &hooks.by_others);
         let storage: Arc<dyn Storage> = Arc::new(witness);
         // No timer: the flusher thread only wakes when someone asks it to.
         let config = LogConfig { flush_every_ms: None, ..LogConfig::default() };
@@ -942,8 +954,9 @@ mod tests {
 
     #[test]
     fn the_flusher_thread_closes_removed_segments() -> Result<()> {
-        let witness = SyncWitness::new(String::new());
-        let closed_by = witness.closed_by.clone();
+        let witness = Hooked::new(SyncWitness::default());
+        let hooks = witness.hooks.clone();
+        let closed_by = &hooks.closed_by;
         let storage: Arc<dyn Storage> = Arc::new(witness);
         let log = Log::open(storage, LogConfig::tiny())?;
         for i in 0..40u8 {
@@ -969,80 +982,36 @@ mod tests {
         Ok(())
     }
 
-    /// A storage whose files' syncs take `SLOW_SYNC` once `slow` is set, and whose writes
-    /// fail once `failing` is set.
+    /// Syncs that take `SLOW_SYNC` once `slow` is set, and writes that fail once `failing`
+    /// is set.
     #[derive(Debug, Default)]
     struct SlowSyncs {
-        inner: MemStorage,
-        slow: Arc<AtomicBool>,
-        failing: Arc<AtomicBool>,
-    }
-
-    #[derive(Debug)]
-    struct SlowFile {
-        inner: Arc<dyn StorageFile>,
-        slow: Arc<AtomicBool>,
-        failing: Arc<AtomicBool>,
+        slow: AtomicBool,
+        failing: AtomicBool,
     }
 
     const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(100);
 
-    impl SlowSyncs {
-        fn wrap(&self, inner: Arc<dyn StorageFile>) -> Arc<dyn StorageFile> {
-            let (slow, failing) = (self.slow.clone(), self.failing.clone());
-            Arc::new(SlowFile { inner, slow, failing })
-        }
-    }
-
-    impl Storage for SlowSyncs {
-        fn open(&self, name: &str) -> std::io::Result<Arc<dyn StorageFile>> {
-            Ok(self.wrap(self.inner.open(name)?))
-        }
-        fn create_new(&self, name: &str) -> std::io::Result<Arc<dyn StorageFile>> {
-            Ok(self.wrap(self.inner.create_new(name)?))
-        }
-        fn list(&self) -> std::io::Result<Vec<String>> {
-            self.inner.list()
-        }
-        fn remove(&self, name: &str) -> std::io::Result<()> {
-            self.inner.remove(name)
-        }
-        fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
-            self.inner.rename(from, to)
-        }
-        fn sync_dir(&self) -> std::io::Result<()> {
-            self.inner.sync_dir()
-        }
-    }
-
-    impl StorageFile for SlowFile {
-        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-            self.inner.read_at(buf, offset)
-        }
-        fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-            if self.failing.load(Ordering::Relaxed) {
-                return Err(std::io::Error::other("injected"));
-            }
-            self.inner.write_at(buf, offset)
-        }
-        fn sync(&self) -> std::io::Result<()> {
+    impl Hooks for SlowSyncs {
+        fn before_sync(&self) {
             if self.slow.load(Ordering::Relaxed) {
                 std::thread::sleep(SLOW_SYNC);
             }
-            self.inner.sync()
         }
-        fn set_len(&self, len: u64) -> std::io::Result<()> {
-            self.inner.set_len(len)
-        }
-        fn len(&self) -> std::io::Result<u64> {
-            self.inner.len()
+
+        fn before_write(&self) -> std::io::Result<()> {
+            if self.failing.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("injected"));
+            }
+            Ok(())
         }
     }
 
     #[test]
     fn a_log_that_failed_during_a_closing_is_dropped_only_once_the_closing_is_done() {
-        let storage = Arc::new(SlowSyncs::default());
-        let (slow, failing) = (storage.slow.clone(), storage.failing.clone());
+        let storage = Arc::new(Hooked::new(SlowSyncs::default()));
+        let hooks = storage.hooks.clone();
+        let (slow, failing) = (&hooks.slow, &hooks.failing);
         let shared: Arc<dyn Storage> = storage.clone();
         let config = LogConfig { flush_every_ms: None, ..LogConfig::tiny() };
         let log = Log::open(shared, config).unwrap();
