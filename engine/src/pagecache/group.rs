@@ -214,20 +214,33 @@ impl PageCache {
     /// [`Error::Config`] if two updates name the same page; the log's errors (then
     /// nothing was applied); [`Error::ReadOnly`] if the cache was opened read-only.
     pub fn apply_group(&self, updates: &[GroupUpdate<'_>]) -> Result<GroupOutcome> {
-        self.inner.writable()?;
         let mut order: Vec<&GroupUpdate<'_>> = updates.iter().collect();
-        order.sort_by_key(|u| u.id);
-        if let Some(pair) = order.windows(2).find(|w| w[0].id == w[1].id) {
-            return Err(Error::Config(format!("a group update names {} twice", pair[0].id)));
+        order.sort_unstable_by_key(|u| u.id);
+        self.apply_group_in_order(&order)
+    }
+
+    /// [`PageCache::apply_group`] of updates already in page order, for a caller that
+    /// sorted them anyway (the tree's plan does, to find a page named twice): sorting the
+    /// updates again was 2% of a bulk load's instructions.
+    ///
+    /// # Errors
+    /// As [`PageCache::apply_group`]; [`Error::Config`] too if `order` is not in
+    /// increasing page order (claims are taken in that order, which is what keeps two
+    /// groups from waiting for each other).
+    pub(crate) fn apply_group_in_order(&self, order: &[&GroupUpdate<'_>]) -> Result<GroupOutcome> {
+        self.inner.writable()?;
+        if let Some(pair) = order.windows(2).find(|w| w[0].id >= w[1].id) {
+            let why = if pair[0].id == pair[1].id { "twice" } else { "out of order" };
+            return Err(Error::Config(format!("a group update names {} {why}", pair[0].id)));
         }
         let inner = &*self.inner;
         let ticket = inner.in_flight.register(inner.log(Stream::Delta).written_lsn());
-        let result = inner.run_group(&order);
+        let result = inner.run_group(order);
         inner.in_flight.unregister(ticket);
         let Some((commit, long)) = result? else {
             return Ok(GroupOutcome::Stale);
         };
-        for update in &order {
+        for update in order {
             match update.change {
                 Change::Free => sync::lock(&inner.free_ids).push(update.id),
                 Change::Link(_) => {}
@@ -489,6 +502,37 @@ mod tests {
         fn merge(&self, base: &[u8], _: &[&[u8]]) -> Vec<u8> {
             base.to_vec()
         }
+    }
+
+    /// A group naming a page twice is refused, and so is one handed over out of page order
+    /// (claims are taken in that order: two groups claiming in other orders could wait for
+    /// each other for ever); neither changes anything. `apply_group` itself takes any order.
+    #[test]
+    fn a_group_naming_a_page_twice_or_out_of_order_changes_nothing()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let cache =
+            PageCache::open(Arc::new(MemStorage::new()), PageCacheConfig::tiny(), Arc::new(Base))?;
+        let (low, low_version) = cache.allocate(b"low")?;
+        let (high, high_version) = cache.allocate(b"high")?;
+        assert!(low < high);
+        let link = |id, version| GroupUpdate {
+            id,
+            version: Some(version),
+            change: Change::Link(b"+1"),
+            weigh: Weigh::Keep,
+        };
+        let (to_low, to_high) = (link(low, low_version), link(high, high_version));
+        let twice = cache.apply_group(&[link(low, low_version), link(low, low_version)]);
+        assert!(matches!(twice, Err(Error::Config(_))), "{twice:?}");
+        let backwards = cache.apply_group_in_order(&[&to_high, &to_low]);
+        assert!(matches!(backwards, Err(Error::Config(_))), "{backwards:?}");
+        for (id, version) in [(low, low_version), (high, high_version)] {
+            let page = cache.get(id)?.ok_or("page gone")?;
+            assert_eq!((page.version(), page.fragments().len()), (version, 0), "{id} changed");
+        }
+        assert_eq!(cache.apply_group(&[to_high, to_low])?, GroupOutcome::Installed);
+        assert_eq!(cache.get(low)?.ok_or("page gone")?.version(), low_version + 1);
+        Ok(())
     }
 
     /// While a group holds a page, its slot is marked and its state names the group: a

@@ -240,16 +240,18 @@ impl Drop for Applying<'_> {
 /// at their ends).
 fn descend(writes: &[Write], alone: bool) -> impl Iterator<Item = Found> + '_ {
     let beside = writes.len() >= DESCEND_BESIDE_FROM && alone && sync::cores() >= 2;
-    let (ahead, later): (Vec<Found>, &[Write]) = if beside {
+    // The halves are read one after the other rather than joined into one vector: a
+    // descent's result is a few hundred bytes, and moving the second half's into the
+    // first's (a reallocation and a copy) was 1% of a bulk load's instructions.
+    let (first, second, later): (Vec<Found>, Vec<Found>, &[Write]) = if beside {
         let (first, second) = writes.split_at(writes.len() / 2);
         let all = |writes| descents(writes).collect::<Vec<_>>();
-        let (second, mut found) = sync::join("grove-descend", || all(second), || all(first));
-        found.extend(second);
-        (found, &[])
+        let (second, first) = sync::join("grove-descend", || all(second), || all(first));
+        (first, second, &[])
     } else {
-        (Vec::new(), writes)
+        (Vec::new(), Vec::new(), writes)
     };
-    ahead.into_iter().chain(descents(later))
+    first.into_iter().chain(second).chain(descents(later))
 }
 
 /// What a write's descent found: its leaf and the key's current value.

@@ -262,13 +262,14 @@ impl Plan {
             .chain(frees)
             .collect();
         // Descents made at different moments can name one page in two roles (a value page
-        // freed and reused as a leaf meanwhile, say): the plan is out of date.
-        let mut ids: Vec<PageId> = updates.iter().map(|u| u.id).collect();
-        ids.sort_unstable();
-        let outcome = if ids.windows(2).any(|w| w[0] == w[1]) {
+        // freed and reused as a leaf meanwhile, say): the plan is out of date. Sorted by
+        // page, which is the order the group needs too.
+        let mut order: Vec<&GroupUpdate<'_>> = updates.iter().collect();
+        order.sort_unstable_by_key(|u| u.id);
+        let outcome = if order.windows(2).any(|w| w[0].id == w[1].id) {
             Ok(GroupOutcome::Stale)
         } else {
-            cache.apply_group(&updates)
+            cache.apply_group_in_order(&order)
         };
         if !matches!(outcome, Ok(GroupOutcome::Installed)) {
             release();
