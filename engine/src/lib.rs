@@ -35,6 +35,7 @@
 //! # Ok::<(), grove_engine::Error>(())
 //! ```
 
+pub(crate) mod buffer;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -19,7 +19,10 @@
 
 use std::{fmt, mem::ManuallyDrop, ops::Deref, sync::Arc};
 
-use crate::sync::{Ordering, PlainAtomicUsize, PlainMutex};
+use crate::{
+    buffer,
+    sync::{Ordering, PlainAtomicUsize, PlainMutex},
+};
 
 /// Bytes of a record's payload in memory: cheap to clone (the bytes are shared), immutable,
 /// and recycled into the pool when the last clone drops.
@@ -40,7 +43,7 @@ impl Payload {
         let buffer = class_of(len)
             .and_then(|class| {
                 let pooled = POOL.take(class).and_then(|buffer| filled(buffer, bytes));
-                pooled.or_else(|| filled(zeroed(class_len(class)), bytes))
+                pooled.or_else(|| Some(fresh(class_len(class), bytes)))
             })
             .unwrap_or_else(|| Arc::from(bytes));
         Payload { buffer: ManuallyDrop::new(buffer), len }
@@ -165,9 +168,9 @@ fn filled(mut buffer: Arc<[u8]>, bytes: &[u8]) -> Option<Arc<[u8]>> {
     Some(buffer)
 }
 
-/// A new buffer of `len` zeros, in one allocation.
-fn zeroed(len: usize) -> Arc<[u8]> {
-    std::iter::repeat_n(0, len).collect()
+/// A new buffer of `len` bytes (at least `bytes.len()`): `bytes`, then zeros.
+fn fresh(len: usize, bytes: &[u8]) -> Arc<[u8]> {
+    buffer::concat(&[bytes], len)
 }
 
 /// Locks one class's free list. A panic while it is held cannot leave the list half
@@ -284,7 +287,7 @@ mod tests {
         // A pool of the test's own: the process's pool is shared with every other test.
         let pool = Pool::new();
         let large = SMALL_CLASSES + 40;
-        let buffer = zeroed(class_len(large));
+        let buffer = fresh(class_len(large), &[]);
         let address = buffer.as_ptr() as usize;
         pool.put(buffer);
         let within = reach(large);
@@ -292,12 +295,12 @@ mod tests {
             std::thread::scope(|scope| scope.spawn(|| pool.take(large - within)).join().unwrap());
         assert_eq!(taken.map(|b| b.as_ptr() as usize), Some(address), "within reach");
         assert_eq!(pool.bytes.load(Ordering::Relaxed), 0);
-        pool.put(zeroed(class_len(large)));
+        pool.put(fresh(class_len(large), &[]));
         assert!(pool.take(large - within - 1).is_none(), "out of reach");
         assert!(pool.take(large + 1).is_none(), "a smaller buffer never serves");
         assert!(pool.take(large).is_some());
         // Small payloads reach less far.
-        pool.put(zeroed(class_len(10)));
+        pool.put(fresh(class_len(10), &[]));
         assert!(pool.take(10 - reach(10) - 1).is_none());
         assert!(pool.take(10 - reach(10)).is_some());
         assert!(reach(10) * SMALL_STEP < reach(large) * LARGE_STEP);
@@ -308,17 +311,17 @@ mod tests {
         let pool = Pool::new();
         let len = class_len(CLASSES - 1);
         for _ in 0..2 * CLASS_BYTES / len {
-            pool.put(zeroed(len));
+            pool.put(fresh(len, &[]));
         }
         assert_eq!(pool.bytes.load(Ordering::Relaxed), CLASS_BYTES / len * len);
         // Buffers not of a class's length (exact copies of large payloads) are not kept.
-        pool.put(zeroed(100));
-        pool.put(zeroed(LARGEST + 1));
+        pool.put(fresh(100, &[]));
+        pool.put(fresh(LARGEST + 1, &[]));
         assert_eq!(pool.bytes.load(Ordering::Relaxed), CLASS_BYTES / len * len);
         // Filling class after class stops at the pool's bound.
         for class in (0..CLASSES).rev().take(2 * POOL_BYTES / CLASS_BYTES) {
             for _ in 0..CLASS_BYTES / class_len(class) {
-                pool.put(zeroed(class_len(class)));
+                pool.put(fresh(class_len(class), &[]));
             }
         }
         let held = pool.bytes.load(Ordering::Relaxed);
