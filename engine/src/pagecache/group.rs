@@ -255,6 +255,12 @@ impl PageCache {
     }
 }
 
+/// How many members ahead of the one it claims or installs a group asks for a page's
+/// state (see [`Inner::prefetch_ahead_of`]). A batch's pages lie all over the page table
+/// and the heap, and meeting each state cold made the claiming and installing loops wait
+/// on memory for most of their time.
+const GROUP_AHEAD: usize = 8;
+
 impl Inner {
     /// Claims, logs, commits and installs; returns the commit record's location and the
     /// pages its links left long enough to consolidate, or `None` if the group was stale.
@@ -276,6 +282,7 @@ impl Inner {
         // change can come in while it is), its length when it is installed.
         let mut versions = Vec::with_capacity(order.len());
         for (count, update) in order.iter().enumerate() {
+            self.prefetch_ahead_of(order, count);
             let claimed = order.get(..count).unwrap_or_default();
             match self.claim(update, claim) {
                 Ok(Some(version)) => versions.push(version),
@@ -298,13 +305,38 @@ impl Inner {
         };
         claim.committed.store(true, Ordering::Release);
         let mut long = Vec::new();
-        for (update, loc) in order.iter().zip(locs) {
+        for (count, (update, loc)) in order.iter().zip(locs).enumerate() {
+            self.prefetch_lists_ahead_of(order, count);
             let frags = self.install_member(update, claim, loc);
             if frags >= self.config.consolidate_after {
                 long.push(update.id);
             }
         }
         Ok(Some((commit, long)))
+    }
+
+    /// Asks for the state of the page [`GROUP_AHEAD`] members after member `count`, for a
+    /// loop over the members that is about to work on that one. Pinned for the load only:
+    /// the loops wait for other groups' claims and for log buffers, which a guard held
+    /// across them would make every thread's garbage wait for too.
+    fn prefetch_ahead_of(&self, order: &[&GroupUpdate<'_>], count: usize) {
+        if let Some(ahead) = order.get(count.saturating_add(GROUP_AHEAD)) {
+            self.table.prefetch_state(ahead.id, &epoch::pin());
+        }
+    }
+
+    /// For the loop that installs the members, about to install member `count`: asks for
+    /// the fragment list of the page [`GROUP_AHEAD`] members on (its state is in cache: the
+    /// group claimed it) and for the fragments of the page half as far on (whose list has
+    /// arrived by then). A link copies the page's list, raising each fragment's count.
+    fn prefetch_lists_ahead_of(&self, order: &[&GroupUpdate<'_>], count: usize) {
+        let guard = epoch::pin();
+        if let Some(ahead) = order.get(count.saturating_add(GROUP_AHEAD)) {
+            self.table.prefetch_list(ahead.id, &guard);
+        }
+        if let Some(ahead) = order.get(count.saturating_add(GROUP_AHEAD / 2)) {
+            self.table.prefetch_fragments(ahead.id, &guard);
+        }
     }
 
     /// Claims one page for the group: its version, or `None` if it is not at the expected

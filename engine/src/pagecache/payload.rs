@@ -49,6 +49,12 @@ impl Payload {
         Payload { buffer: ManuallyDrop::new(buffer), len }
     }
 
+    /// Where the buffer's reference counts lie, for a prefetch hint: just before its bytes
+    /// (an `Arc<[u8]>`'s two counters).
+    pub(crate) fn counts_address(&self) -> usize {
+        self.buffer.as_ptr().addr().saturating_sub(2 * size_of::<usize>())
+    }
+
     /// The bytes the allocator holds for this payload, shared or not: its buffer's length.
     pub(crate) fn capacity(&self) -> usize {
         self.buffer.len()

@@ -17,7 +17,7 @@ use super::{
     group::Claim,
     pages::{PageImage, Pages},
     slots::Slots,
-    state::{Frags, PageState, Part},
+    state::{Frags, Live, PageState, Part},
 };
 use std::sync::Arc;
 
@@ -63,6 +63,10 @@ const PASS_AHEAD: u64 = 8;
 /// Cache lines a pass over the table asks for of each page state (a state is about 100
 /// bytes, wherever the allocator put it).
 const STATE_LINES: usize = 2;
+
+/// Bytes before an image's first byte that its buffer's reference counts take (an
+/// `Arc<[u8]>`'s two counters).
+const IMAGE_HEADER: usize = 16;
 
 /// At most this many cache lines of a page's fragment list are asked for ahead of a pass
 /// (a list of `consolidate_after` parts at 40 bytes each, with room to spare).
@@ -359,6 +363,47 @@ impl PageTable {
             let lines = std::mem::size_of_val(parts).div_ceil(64).min(MAX_LIST_LINES);
             prefetch::at_address(parts.as_ptr().addr(), lines);
         }
+    }
+
+    /// Asks the memory system for page `id`'s state, and for the start of its base image
+    /// (where the image's reference count lies, which a new state's copy of the base
+    /// raises): for a loop over pages in a known order (a group's), a few pages ahead of
+    /// the one it works on. Only a hint, like [`PageTable::prefetch_ahead`].
+    pub(crate) fn prefetch_state(&self, id: PageId, guard: &Guard) {
+        if let Some(slot) = self.slots.get_existing(id.get()) {
+            // Only its address is used: a relaxed load will do.
+            let state = slot.state.load(Ordering::Relaxed, guard);
+            prefetch::at_address(state.as_raw().addr(), STATE_LINES);
+            prefetch::at_address(slot.image_hint().saturating_sub(IMAGE_HEADER), 1);
+        }
+    }
+
+    /// Asks for page `id`'s fragment list, for the group loop that installs it in a few
+    /// steps (its state is in cache already: the group claimed it). See
+    /// [`PageTable::prefetch_fragments`].
+    pub(crate) fn prefetch_list(&self, id: PageId, guard: &Guard) {
+        if let Some(live) = self.live_in(id, guard) {
+            let parts: &[Part] = &live.frags;
+            let lines = std::mem::size_of_val(parts).div_ceil(64).min(MAX_LIST_LINES);
+            prefetch::at_address(parts.as_ptr().addr(), lines);
+        }
+    }
+
+    /// Asks for the reference counts of page `id`'s fragments, whose list was asked for a
+    /// few steps before ([`PageTable::prefetch_list`]): linking a fragment copies the list,
+    /// which raises the count of every fragment in it, each in a buffer of its own.
+    pub(crate) fn prefetch_fragments(&self, id: PageId, guard: &Guard) {
+        if let Some(live) = self.live_in(id, guard) {
+            for bytes in live.frags.iter().filter_map(|part| part.bytes.as_ref()) {
+                prefetch::at_address(bytes.counts_address(), 1);
+            }
+        }
+    }
+
+    /// Page `id`'s contents, if its slot exists and it is live (no cold entry is decoded).
+    fn live_in<'g>(&self, id: PageId, guard: &'g Guard) -> Option<&'g Live> {
+        let state = self.slots.get_existing(id.get())?.load(guard).state()?;
+        state.live.as_ref()
     }
 
     /// The slot of `id` if its part of the table exists (no cold entry is made a state).
