@@ -247,7 +247,12 @@ impl PageCache {
                 Change::Replace(_) => inner.table.touch(update.id),
             }
         }
-        for id in long {
+        // Each long page's fragments lie in buffers of their own, all over the heap: the
+        // next page's are asked for while this one is merged.
+        for (at, &id) in long.iter().enumerate() {
+            if let Some(&next) = long.get(at + 1) {
+                inner.table.prefetch_fragments(next, true, &epoch::pin());
+            }
             inner.consolidate_or_count(id);
         }
         inner.after_write(commit);
@@ -335,7 +340,7 @@ impl Inner {
             self.table.prefetch_list(ahead.id, &guard);
         }
         if let Some(ahead) = order.get(count.saturating_add(GROUP_AHEAD / 2)) {
-            self.table.prefetch_fragments(ahead.id, &guard);
+            self.table.prefetch_fragments(ahead.id, false, &guard);
         }
     }
 

@@ -64,6 +64,10 @@ const PASS_AHEAD: u64 = 8;
 /// bytes, wherever the allocator put it).
 const STATE_LINES: usize = 2;
 
+/// At most this many lines of one fragment are asked for ahead of a consolidation: under
+/// random writes a fragment is an entry or two, a few lines.
+const MAX_FRAGMENT_LINES: usize = 8;
+
 /// Bytes before an image's first byte that its buffer's reference counts take (an
 /// `Arc<[u8]>`'s two counters).
 const IMAGE_HEADER: usize = 16;
@@ -389,13 +393,21 @@ impl PageTable {
         }
     }
 
-    /// Asks for the reference counts of page `id`'s fragments, whose list was asked for a
-    /// few steps before ([`PageTable::prefetch_list`]): linking a fragment copies the list,
-    /// which raises the count of every fragment in it, each in a buffer of its own.
-    pub(crate) fn prefetch_fragments(&self, id: PageId, guard: &Guard) {
+    /// Asks for page `id`'s fragments, whose list was asked for a few steps before
+    /// ([`PageTable::prefetch_list`]) or is in cache: with `whole`, each fragment's bytes
+    /// (up to [`MAX_FRAGMENT_LINES`] lines), for a consolidation to merge; otherwise only
+    /// their reference counts, which a link raises when it copies the list (each fragment
+    /// is a buffer of its own).
+    pub(crate) fn prefetch_fragments(&self, id: PageId, whole: bool, guard: &Guard) {
         if let Some(live) = self.live_in(id, guard) {
             for bytes in live.frags.iter().filter_map(|part| part.bytes.as_ref()) {
-                prefetch::at_address(bytes.counts_address(), 1);
+                let start = bytes.counts_address();
+                let lines = if whole {
+                    (bytes.as_ptr().addr() + bytes.len() - start).div_ceil(64)
+                } else {
+                    1
+                };
+                prefetch::at_address(start, lines.min(MAX_FRAGMENT_LINES));
             }
         }
     }
