@@ -22,11 +22,10 @@
 //! most 10 bytes; 7 bits a byte, low bits first, high bit set on every byte but the last).
 //! `stream` and the slot tag are single bytes.
 
-use std::collections::HashMap;
-
 use super::{
     loc::{Loc, Stream},
     record::{unzigzag, zigzag},
+    weights::ByOwner,
 };
 use crate::{ids::Lsn, varint};
 
@@ -134,7 +133,7 @@ pub(crate) struct Summary {
     /// Per stream, the end (LSN plus length) of the furthest record an entry names.
     pub(crate) ends: [u64; 2],
     /// Each owner's total weight.
-    pub(crate) weights: HashMap<u64, i64>,
+    pub(crate) weights: ByOwner<i64>,
 }
 
 impl Pages {
