@@ -24,6 +24,11 @@ use crate::{
     sync::{Ordering, PlainAtomicUsize, PlainMutex},
 };
 
+/// How far before a payload's first byte its buffer's reference counts lie (an
+/// `Arc<[u8]>`'s two counters): what a prefetch hint asks for, since copying a state that
+/// holds the payload raises them.
+pub(crate) const COUNTS_BEFORE: usize = 2 * size_of::<usize>();
+
 /// Bytes of a record's payload in memory: cheap to clone (the bytes are shared), immutable,
 /// and recycled into the pool when the last clone drops.
 pub(crate) struct Payload {
@@ -49,10 +54,9 @@ impl Payload {
         Payload { buffer: ManuallyDrop::new(buffer), len }
     }
 
-    /// Where the buffer's reference counts lie, for a prefetch hint: just before its bytes
-    /// (an `Arc<[u8]>`'s two counters).
+    /// Where the buffer's reference counts lie, for a prefetch hint (see [`COUNTS_BEFORE`]).
     pub(crate) fn counts_address(&self) -> usize {
-        self.buffer.as_ptr().addr().saturating_sub(2 * size_of::<usize>())
+        self.buffer.as_ptr().addr().saturating_sub(COUNTS_BEFORE)
     }
 
     /// The bytes the allocator holds for this payload, shared or not: its buffer's length.

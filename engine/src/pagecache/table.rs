@@ -16,6 +16,7 @@
 use super::{
     group::Claim,
     pages::{PageImage, Pages},
+    payload,
     slots::Slots,
     state::{Frags, Live, PageState, Part},
 };
@@ -67,10 +68,6 @@ const STATE_LINES: usize = 2;
 /// At most this many lines of one fragment are asked for ahead of a consolidation: under
 /// random writes a fragment is an entry or two, a few lines.
 const MAX_FRAGMENT_LINES: usize = 8;
-
-/// Bytes before an image's first byte that its buffer's reference counts take (an
-/// `Arc<[u8]>`'s two counters).
-const IMAGE_HEADER: usize = 16;
 
 /// At most this many cache lines of a page's fragment list are asked for ahead of a pass
 /// (a list of `consolidate_after` parts at 40 bytes each, with room to spare).
@@ -378,7 +375,7 @@ impl PageTable {
             // Only its address is used: a relaxed load will do.
             let state = slot.state.load(Ordering::Relaxed, guard);
             prefetch::at_address(state.as_raw().addr(), STATE_LINES);
-            prefetch::at_address(slot.image_hint().saturating_sub(IMAGE_HEADER), 1);
+            prefetch::at_address(slot.image_hint().saturating_sub(payload::COUNTS_BEFORE), 1);
         }
     }
 
