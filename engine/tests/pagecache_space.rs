@@ -1,8 +1,8 @@
 //! Maintenance does what it must and no more: the pass that finds segments emptied (by
 //! overwrites, or by its own cleaning) deletes them in the same pass, steady overwriting
 //! keeps the disk within a bound of the live data, the cleaner empties segments that are
-//! cheap to empty, and closing after a session that wrote nothing does not rewrite the
-//! checkpoint.
+//! cheap to empty, closing after a session that wrote nothing does not rewrite the
+//! checkpoint, and the bytes written are counted by what they are.
 
 #![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
@@ -10,7 +10,10 @@ mod support;
 
 use std::sync::Arc;
 
-use grove_engine::{LogConfig, Outcome, PageCache, PageCacheConfig, PageId, SimStorage, Storage};
+use grove_engine::{
+    Change, GroupOutcome, GroupUpdate, LogConfig, Outcome, PageCache, PageCacheConfig, PageId,
+    SimStorage, Storage, Weigh,
+};
 use support::Concat;
 
 /// 64 pages of 256 bytes in 4 KiB segments, a checkpoint every 32 KiB of log.
@@ -155,11 +158,66 @@ fn delta_segments_half_full_of_whole_images_are_emptied() {
     cache.clean().unwrap();
     let after = cache.stats();
     assert!(after.cleaned_segments > 0 && after.relocations > 0, "{after:#?}");
+    // Each page moved has only its base, an image.
+    let moved = after.relocations - before.relocations;
+    assert_eq!(after.relocated_bytes - before.relocated_bytes, moved * IMAGE as u64);
     for (i, &(id, _)) in pages.iter().enumerate() {
         let want = if i % 2 == 0 { [9; IMAGE] } else { [0; IMAGE] };
         assert_eq!(cache.get(id).unwrap().unwrap().base(), &want[..], "page {i}");
     }
     cache.check().unwrap();
+}
+
+/// The version an update installed, or an error if it found the page changed.
+fn installed(outcome: Outcome) -> Result<u64, Failed> {
+    match outcome {
+        Outcome::Installed { version } => Ok(version),
+        Outcome::Stale => Err("a page changed under a single writer".into()),
+    }
+}
+
+#[test]
+fn the_bytes_written_are_counted_by_kind() -> Result<(), Failed> {
+    // What an operator's tool shows of where the log's bytes go: each write's payload,
+    // counted once it is installed. Allocations and replacements are images, links (a
+    // group's too) fragments, and a consolidation counts the image it writes.
+    let (cache, pages) = with_pages(11);
+    let start = cache.stats();
+    assert_eq!((start.image_bytes, start.fragment_bytes), ((PAGES * IMAGE) as u64, 0));
+    let (id, mut version) = pages[0];
+    for _ in 0..3 {
+        version = installed(cache.link(id, version, &[7; 10])?)?;
+    }
+    let linked = cache.stats();
+    assert_eq!((linked.fragment_bytes, linked.consolidated_bytes), (30, 0), "{linked:#?}");
+    // The fourth fragment makes the chain long enough (`consolidate_after` is 4).
+    installed(cache.link(id, version, &[7; 10])?)?;
+    let merged = cache.stats();
+    assert_eq!((merged.fragment_bytes, merged.consolidations), (40, 1), "{merged:#?}");
+    assert_eq!(merged.consolidated_bytes, (IMAGE + 40) as u64);
+    let image = [9; IMAGE];
+    let group = [
+        GroupUpdate {
+            id: pages[1].0,
+            version: Some(pages[1].1),
+            change: Change::Link(&[1; 5]),
+            weigh: Weigh::Keep,
+        },
+        GroupUpdate {
+            id: pages[2].0,
+            version: Some(pages[2].1),
+            change: Change::Replace(&image),
+            weigh: Weigh::Keep,
+        },
+    ];
+    assert_eq!(cache.apply_group(&group)?, GroupOutcome::Installed);
+    let grouped = cache.stats();
+    assert_eq!(grouped.fragment_bytes, 45);
+    assert_eq!(grouped.image_bytes, ((PAGES + 1) * IMAGE) as u64);
+    // Stale updates write nothing that counts.
+    assert_eq!(cache.link(id, version, &[7; 10])?, Outcome::Stale);
+    assert_eq!(cache.stats().fragment_bytes, 45);
+    Ok(())
 }
 
 #[test]

@@ -12,7 +12,7 @@ use super::{
     payload::Payload,
     record,
     state::{Live, PageState, Part},
-    stats::{Counters, PageCacheStats},
+    stats::{Counters, PageCacheStats, Written},
     table::{Current, PageTable, Slot},
     weights::Weights,
 };
@@ -486,6 +486,8 @@ impl Inner {
         }
         if kind != record::FREE {
             self.table.touch(id);
+            let what = if kind == record::LINK { Written::Fragment } else { Written::Image };
+            self.counters.note_written(what, payload.len());
         }
         drop(guard);
         self.after_write(loc);
@@ -785,6 +787,7 @@ impl Inner {
             Ok(_) => {
                 reservation.complete();
                 self.counters.consolidations.fetch_add(1, Ordering::Relaxed);
+                self.counters.note_written(Written::Consolidated, image.len());
                 drop(guard);
                 self.after_write(loc);
                 Ok(true)

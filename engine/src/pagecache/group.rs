@@ -44,6 +44,7 @@ use super::{
     payload::Payload,
     record,
     state::{PageState, Part},
+    stats::Written,
 };
 use crate::{
     error::{Error, Result},
@@ -309,6 +310,16 @@ impl Inner {
             }
         };
         claim.committed.store(true, Ordering::Release);
+        let (mut fragments, mut images) = (0, 0);
+        for update in order {
+            match update.change {
+                Change::Link(fragment) => fragments += fragment.len(),
+                Change::Replace(image) => images += image.len(),
+                Change::Free => {}
+            }
+        }
+        self.counters.note_written(Written::Fragment, fragments);
+        self.counters.note_written(Written::Image, images);
         let mut long = Vec::new();
         for (count, (update, loc)) in order.iter().zip(locs).enumerate() {
             self.prefetch_lists_ahead_of(order, count);

@@ -34,6 +34,7 @@ use super::{
     pages::{PageImage, Pages},
     record,
     state::{Frags, PageState, Part},
+    stats::Written,
     table::Peek,
 };
 use crate::{
@@ -407,6 +408,7 @@ impl Inner {
             return Ok(Relocation::Busy);
         }
         let mut last = None;
+        let mut copied = 0;
         let mut moved = Vec::with_capacity(1 + live.frags.len());
         for part in parts {
             if !in_victim(part.loc) {
@@ -433,6 +435,7 @@ impl Inner {
             let loc = Loc { stream: Stream::Base, lsn: reservation.lsn(), len: reservation.len() };
             reservation.complete();
             last = Some(loc);
+            copied += bytes.len();
             moved.push(Part::resident(loc, bytes));
         }
         let mut moved = moved.into_iter();
@@ -450,6 +453,7 @@ impl Inner {
             return Ok(Relocation::Busy);
         }
         self.counters.relocations.fetch_add(1, Ordering::Relaxed);
+        self.counters.note_written(Written::Relocated, copied);
         drop(guard);
         if let Some(loc) = last {
             self.after_write(loc);

@@ -26,6 +26,18 @@ pub struct PageCacheStats {
     pub disk_bytes: u64,
     /// `disk_bytes / live_bytes` (1.0 when there is no live data).
     pub space_amplification: f64,
+    /// Bytes of fragments linked: the updates' own data, in the delta stream. With the
+    /// three below, where the bytes the log writes go (record headers aside).
+    pub fragment_bytes: u64,
+    /// Bytes of whole images written as updates (new pages and replaced ones: for the
+    /// tree, split nodes and the parents that take their new children), in the delta
+    /// stream.
+    pub image_bytes: u64,
+    /// Bytes of images written by consolidations, in the base stream.
+    pub consolidated_bytes: u64,
+    /// Bytes of records the cleaner copied out of segments it empties, into the base
+    /// stream.
+    pub relocated_bytes: u64,
     /// Chains folded into a new base.
     pub consolidations: u64,
     /// Consolidations that failed (the chain stays; the next attempt retries).
@@ -86,6 +98,8 @@ pub struct SegmentUse {
 pub(crate) struct Counters {
     pub(crate) live_pages: AtomicU64,
     pub(crate) resident_pages: AtomicU64,
+    /// Owner: whoever installs the change (see [`Written`]). Relaxed: figures.
+    pub(crate) written: [AtomicU64; 4],
     pub(crate) consolidations: AtomicU64,
     pub(crate) failed_consolidations: AtomicU64,
     pub(crate) relocations: AtomicU64,
@@ -103,7 +117,23 @@ pub(crate) struct Counters {
     pub(crate) checkpoint_fallback: Mutex<Option<String>>,
 }
 
+/// What bytes a write put in the log, for [`Counters::note_written`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Written {
+    Fragment,
+    Image,
+    Consolidated,
+    Relocated,
+}
+
 impl Counters {
+    /// Counts `bytes` of payload written as `what`, once the change that wrote them is
+    /// installed.
+    pub(crate) fn note_written(&self, what: Written, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        self.written[what as usize].fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// Keeps the page counts in step with one install.
     pub(crate) fn note_install(&self, old: Option<&PageState>, new: Option<&PageState>) {
         let is_live = |s: Option<&PageState>| s.is_some_and(|s| s.live.is_some());
@@ -173,6 +203,10 @@ impl Inner {
             live_bytes,
             disk_bytes,
             space_amplification,
+            fragment_bytes: c.written[Written::Fragment as usize].load(Ordering::Relaxed),
+            image_bytes: c.written[Written::Image as usize].load(Ordering::Relaxed),
+            consolidated_bytes: c.written[Written::Consolidated as usize].load(Ordering::Relaxed),
+            relocated_bytes: c.written[Written::Relocated as usize].load(Ordering::Relaxed),
             consolidations: c.consolidations.load(Ordering::Relaxed),
             failed_consolidations: c.failed_consolidations.load(Ordering::Relaxed),
             evictions: c.evictions.load(Ordering::Relaxed),
