@@ -13,10 +13,11 @@ use crate::sync::{self, AtomicI64, Ordering, RwLock};
 /// # Thread safety
 /// Every install that changes a page's owner or weight adds the difference here, after its
 /// compare-and-swap; a reader sees every completed install's share. Owners below
-/// [`SMALL_OWNERS`] (the tree layer's owners are tree ids, given out from 0 up) have a
-/// counter of their own, reached without a lock; the others are in a map whose lock is
-/// taken for reading on every such install and for writing only the first time an owner
-/// appears.
+/// [`SMALL_OWNERS`] have a counter of their own, reached without a lock (the tree layer's
+/// owners are tree ids, from the database's id generator, which also gives ids out to
+/// applications: the trees opened first have small ones, the others still count, in the
+/// map); the others are in a map whose lock is taken for reading on every such install
+/// and for writing only the first time an owner appears.
 #[derive(Debug)]
 pub(crate) struct Weights {
     /// Owner: installs add (the owner's index). Relaxed, as `by_owner`.
