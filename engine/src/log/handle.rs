@@ -1008,13 +1008,14 @@ mod tests {
     }
 
     #[test]
-    fn a_log_that_failed_during_a_closing_is_dropped_only_once_the_closing_is_done() {
+    fn a_log_that_failed_during_a_closing_is_dropped_only_once_the_closing_is_done()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
         let storage = Arc::new(Hooked::new(SlowSyncs::default()));
         let hooks = storage.hooks.clone();
         let (slow, failing) = (&hooks.slow, &hooks.failing);
         let shared: Arc<dyn Storage> = storage.clone();
         let config = LogConfig { flush_every_ms: None, ..LogConfig::tiny() };
-        let log = Log::open(shared, config).unwrap();
+        let log = Log::open(shared, config)?;
         slow.store(true, Ordering::Relaxed);
         // Append until the first segment closes: its closing then syncs for a while, and
         // the next segment waits under its temporary name. Bounded.
@@ -1022,7 +1023,7 @@ mod tests {
             if log.segments().len() > 1 {
                 break;
             }
-            log.append(kind(16), &i.to_le_bytes().repeat(25)).unwrap();
+            log.append(kind(16), &i.to_le_bytes().repeat(25))?;
         }
         assert!(log.segments().len() > 1, "no segment closed");
         failing.store(true, Ordering::Relaxed);
@@ -1030,10 +1031,11 @@ mod tests {
         assert!(log.flush().is_err(), "the injected write failure was not reported");
         drop(log);
         // The closing finished before the drop returned: the next segment has its name.
-        let names = storage.inner.list().unwrap();
+        let names = storage.inner.list()?;
         let temps: Vec<&String> =
             names.iter().filter(|n| format::parse_temp_name("", n).is_some()).collect();
         assert!(temps.is_empty(), "still temporary after the drop: {temps:?}");
+        Ok(())
     }
 
     #[test]

@@ -310,8 +310,14 @@ impl Inner {
             }
         };
         claim.committed.store(true, Ordering::Release);
+        let mut long = Vec::new();
         let (mut fragments, mut images) = (0, 0);
-        for update in order {
+        for (count, (update, loc)) in order.iter().zip(locs).enumerate() {
+            self.prefetch_lists_ahead_of(order, count);
+            let frags = self.install_member(update, claim, loc);
+            if frags >= self.config.consolidate_after {
+                long.push(update.id);
+            }
             match update.change {
                 Change::Link(fragment) => fragments += fragment.len(),
                 Change::Replace(image) => images += image.len(),
@@ -320,14 +326,6 @@ impl Inner {
         }
         self.counters.note_written(Written::Fragment, fragments);
         self.counters.note_written(Written::Image, images);
-        let mut long = Vec::new();
-        for (count, (update, loc)) in order.iter().zip(locs).enumerate() {
-            self.prefetch_lists_ahead_of(order, count);
-            let frags = self.install_member(update, claim, loc);
-            if frags >= self.config.consolidate_after {
-                long.push(update.id);
-            }
-        }
         Ok(Some((commit, long)))
     }
 
@@ -552,14 +550,18 @@ mod tests {
         }
     }
 
+    /// A tiny cache in memory.
+    fn open() -> Result<PageCache> {
+        PageCache::open(Arc::new(MemStorage::new()), PageCacheConfig::tiny(), Arc::new(Base))
+    }
+
     /// A group naming a page twice is refused, and so is one handed over out of page order
     /// (claims are taken in that order: two groups claiming in other orders could wait for
     /// each other for ever); neither changes anything. `apply_group` itself takes any order.
     #[test]
     fn a_group_naming_a_page_twice_or_out_of_order_changes_nothing()
     -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let cache =
-            PageCache::open(Arc::new(MemStorage::new()), PageCacheConfig::tiny(), Arc::new(Base))?;
+        let cache = open()?;
         let (low, low_version) = cache.allocate(b"low")?;
         let (high, high_version) = cache.allocate(b"high")?;
         assert!(low < high);
@@ -589,8 +591,7 @@ mod tests {
     #[test]
     fn a_claimed_page_takes_only_changes_that_keep_its_version()
     -> std::result::Result<(), Box<dyn std::error::Error>> {
-        let cache =
-            PageCache::open(Arc::new(MemStorage::new()), PageCacheConfig::tiny(), Arc::new(Base))?;
+        let cache = open()?;
         let (id, version) = cache.allocate(b"base")?;
         let inner = &*cache.inner;
         let update = GroupUpdate {

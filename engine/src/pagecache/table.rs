@@ -126,6 +126,14 @@ impl<'g> Current<'g> {
 }
 
 impl Slot {
+    /// Asks the memory system for the state this slot holds ([`STATE_LINES`] lines): a
+    /// hint for a loop that will load it a few steps on.
+    fn prefetch_state(&self, guard: &Guard) {
+        // Only its address is used: a relaxed load will do.
+        let state = self.state.load(Ordering::Relaxed, guard);
+        prefetch::at_address(state.as_raw().addr(), STATE_LINES);
+    }
+
     /// Where the current state's base image was in memory when it was installed (0: not
     /// in memory): an address to prefetch, never to read through.
     pub(crate) fn image_hint(&self) -> usize {
@@ -350,20 +358,11 @@ impl PageTable {
     /// that meets each one cold waits for each. Only hints: a page without a state (a
     /// free id, or one still in the checkpoint's compact form) is passed over, not decoded.
     pub(crate) fn prefetch_ahead(&self, id: PageId, guard: &Guard) {
-        let slot = |ahead: u64| self.slots.get_existing(id.get().saturating_add(ahead));
-        if let Some(slot) = slot(PASS_AHEAD) {
-            // Only its address is used: a relaxed load will do.
-            let state = slot.state.load(Ordering::Relaxed, guard);
-            prefetch::at_address(state.as_raw().addr(), STATE_LINES);
+        let ahead = |by: u64| PageId(id.get().saturating_add(by));
+        if let Some(slot) = self.slots.get_existing(ahead(PASS_AHEAD).get()) {
+            slot.prefetch_state(guard);
         }
-        let live = slot(PASS_AHEAD / 2)
-            .and_then(|slot| slot.load(guard).state())
-            .and_then(|state| state.live.as_ref());
-        if let Some(live) = live {
-            let parts: &[Part] = &live.frags;
-            let lines = std::mem::size_of_val(parts).div_ceil(64).min(MAX_LIST_LINES);
-            prefetch::at_address(parts.as_ptr().addr(), lines);
-        }
+        self.prefetch_list(ahead(PASS_AHEAD / 2), guard);
     }
 
     /// Asks the memory system for page `id`'s state, and for the start of its base image
@@ -372,15 +371,14 @@ impl PageTable {
     /// the one it works on. Only a hint, like [`PageTable::prefetch_ahead`].
     pub(crate) fn prefetch_state(&self, id: PageId, guard: &Guard) {
         if let Some(slot) = self.slots.get_existing(id.get()) {
-            // Only its address is used: a relaxed load will do.
-            let state = slot.state.load(Ordering::Relaxed, guard);
-            prefetch::at_address(state.as_raw().addr(), STATE_LINES);
+            slot.prefetch_state(guard);
             prefetch::at_address(slot.image_hint().saturating_sub(payload::COUNTS_BEFORE), 1);
         }
     }
 
-    /// Asks for page `id`'s fragment list, for the group loop that installs it in a few
-    /// steps (its state is in cache already: the group claimed it). See
+    /// Asks for page `id`'s fragment list, whose state is in cache already or was asked
+    /// for a few steps before: for a pass ([`PageTable::prefetch_ahead`]), or for the group
+    /// loop that installs it in a few steps (the group claimed it). See
     /// [`PageTable::prefetch_fragments`].
     pub(crate) fn prefetch_list(&self, id: PageId, guard: &Guard) {
         if let Some(live) = self.live_in(id, guard) {
