@@ -3,8 +3,7 @@
 //! The safe ways to fill a new `Arc<[u8]>` in one allocation zero it first and then copy
 //! over the zeros, which writes every byte twice. On the comparison's bulk load that
 //! zeroing was 1.4% of the instructions (half a million new payload buffers, most of them
-//! page images), hence the `unsafe` here. A batch's small key-and-value buffers
-//! (`Bytes::copy_pair`) gained nothing from it.
+//! page images), hence the `unsafe` here.
 
 use std::{mem::MaybeUninit, sync::Arc};
 

@@ -298,12 +298,9 @@ impl<'db> Transaction<'db> {
         let (reads, ranges) = (reads.into_inner(), ranges.into_inner());
         let seq = snapshot.seq();
         let shared = &db.inner.shared;
-        let batch = Batch {
-            writes: writes
-                .into_iter()
-                .map(|((_, key), (tree, value))| (tree, key, value))
-                .collect(),
-        };
+        let batch = Batch::of_shared(
+            writes.into_iter().map(|((_, key), (tree, value))| (tree, key, value)),
+        );
         let committed = crate::tree::apply_batch_if(shared, batch, |store| {
             shared.versions.check_live(seq).is_ok()
                 && !reads.iter().any(|(tree, key)| store.changed_key(*tree, key, seq))

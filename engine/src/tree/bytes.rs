@@ -32,23 +32,6 @@ impl Bytes {
         Bytes::whole(Arc::from(bytes))
     }
 
-    /// Copies of `first` and `second` sharing one allocation: a batch's key and value.
-    pub(crate) fn copy_pair(first: &[u8], second: &[u8]) -> (Bytes, Bytes) {
-        let (split, end) = (first.len(), first.len() + second.len());
-        // Zeroed through an iterator of exact length, so one allocation, then filled in
-        // place (no other reference exists yet).
-        let mut buffer: Arc<[u8]> = std::iter::repeat_n(0, end).collect();
-        if let Some(bytes) = Arc::get_mut(&mut buffer) {
-            let (head, tail) = bytes.split_at_mut(split);
-            head.copy_from_slice(first);
-            tail.copy_from_slice(second);
-        }
-        (
-            Bytes { buffer: Arc::clone(&buffer), start: 0, end: split },
-            Bytes { buffer, start: split, end },
-        )
-    }
-
     fn whole(buffer: Arc<[u8]>) -> Bytes {
         let end = buffer.len();
         Bytes { buffer, start: 0, end }
@@ -188,15 +171,6 @@ mod tests {
     };
 
     use super::Bytes;
-
-    #[test]
-    fn a_copied_pair_holds_each_half_whole() {
-        for (first, second) in [(&b"key"[..], &b"value"[..]), (b"", b"v"), (b"k", b""), (b"", b"")]
-        {
-            let (a, b) = Bytes::copy_pair(first, second);
-            assert_eq!((&*a, &*b), (first, second));
-        }
-    }
 
     #[test]
     fn a_slice_of_a_shared_buffer_behaves_like_its_own_copy() {
