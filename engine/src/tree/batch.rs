@@ -124,26 +124,8 @@ pub(crate) fn apply_batch_if(
     validate: impl FnOnce(&VersionStore) -> bool,
 ) -> Result<bool> {
     shared.cache.writable()?;
-    // In key order (descents then meet their leaves in order, and a leaf's writes come
-    // together); the last write to a key wins. The sort moves small (tree, head, key,
-    // position) tuples, not the writes, and the position breaks ties so each key keeps its
-    // last. The head, the key's first eight bytes zero-padded and read big-endian, orders
-    // keys as they order wherever it differs, so most comparisons never call `memcmp`.
     let batch = batch.into_writes();
-    let mut order: Vec<(TreeId, u64, &[u8], usize)> = batch
-        .iter()
-        .enumerate()
-        .map(|(at, (tree, key, _))| (tree.inner.id, head(key), &**key, at))
-        .collect();
-    order.sort_unstable();
-    order.dedup_by(|later, kept| {
-        let same = later.0 == kept.0 && later.2 == kept.2;
-        if same {
-            *kept = *later;
-        }
-        same
-    });
-    let picks: Vec<usize> = order.into_iter().map(|(.., at)| at).collect();
+    let picks = write_order(&batch);
     let mut taken: Vec<Option<(Tree, Bytes, Option<Bytes>)>> =
         batch.into_iter().map(Some).collect();
     let writes: Vec<Write> = picks
@@ -321,6 +303,69 @@ fn descents(writes: &[Write]) -> impl Iterator<Item = Found> + '_ {
     })
 }
 
+/// The positions of the writes to apply, in key order within each tree, trees in the order
+/// of their ids (descents then meet their leaves in order, and a leaf's writes come
+/// together), and of each key only its last write: the last write to a key wins.
+fn write_order(writes: &[(Tree, Bytes, Option<Bytes>)]) -> Vec<usize> {
+    // The sort moves one number per write: the tree's rank among the batch's trees, the
+    // key's head and the write's position, packed so that comparing the numbers compares
+    // all three (a sort of (tree, head, key, position) tuples was 3% of a bulk load's
+    // instructions). The head orders keys as they order wherever it differs; writes that
+    // tie on it are ordered by the rest of their keys afterwards, which random keys
+    // almost never need.
+    let Ok(count) = u32::try_from(writes.len()) else {
+        return write_order_by_tuples(writes);
+    };
+    let mut trees: Vec<TreeId> = writes.iter().map(|(tree, ..)| tree.inner.id).collect();
+    trees.sort_unstable();
+    trees.dedup();
+    let rank = |id: TreeId| {
+        u128::from(u32::try_from(trees.partition_point(|&t| t < id)).unwrap_or(u32::MAX))
+    };
+    let mut order: Vec<u128> = (0..count)
+        .zip(writes)
+        .map(|(at, (tree, key, _))| {
+            rank(tree.inner.id) << 96 | u128::from(head(key)) << 32 | u128::from(at)
+        })
+        .collect();
+    order.sort_unstable();
+    let at = |packed: u128| usize::try_from(packed as u32).unwrap_or(usize::MAX);
+    let key = |packed: u128| writes.get(at(packed)).map_or(&[][..], |(_, key, _)| &**key);
+    // Tree and head alike: ordered by the whole key, then the position.
+    let tie = |a: &u128, b: &u128| a >> 32 == b >> 32;
+    for run in order.chunk_by_mut(tie).filter(|run| run.len() > 1) {
+        run.sort_unstable_by(|a, b| key(*a).cmp(key(*b)).then(a.cmp(b)));
+    }
+    // Of each key's writes, now together and in the order made, the last.
+    let mut picks = Vec::with_capacity(order.len());
+    for (i, packed) in order.iter().enumerate() {
+        let next = order.get(i + 1);
+        if !next.is_some_and(|next| tie(packed, next) && key(*packed) == key(*next)) {
+            picks.push(at(*packed));
+        }
+    }
+    picks
+}
+
+/// [`write_order`] for a batch too large to number its writes in 32 bits: a sort of
+/// (tree, head, key, position) tuples.
+fn write_order_by_tuples(writes: &[(Tree, Bytes, Option<Bytes>)]) -> Vec<usize> {
+    let mut order: Vec<(TreeId, u64, &[u8], usize)> = writes
+        .iter()
+        .enumerate()
+        .map(|(at, (tree, key, _))| (tree.inner.id, head(key), &**key, at))
+        .collect();
+    order.sort_unstable();
+    order.dedup_by(|later, kept| {
+        let same = later.0 == kept.0 && later.2 == kept.2;
+        if same {
+            *kept = *later;
+        }
+        same
+    });
+    order.into_iter().map(|(.., at)| at).collect()
+}
+
 /// `key`'s first eight bytes, zero-padded, as a big-endian number: it never decreases as
 /// keys increase.
 fn head(key: &[u8]) -> u64 {
@@ -356,7 +401,7 @@ fn publish_batch(writes: &[Write]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Batch, head};
+    use super::{Batch, head, write_order, write_order_by_tuples};
     use crate::{
         error::Result,
         tree::{Bytes, tiny_tree},
@@ -462,6 +507,35 @@ mod tests {
         let expected: Vec<(String, String)> =
             (0..600).map(|i| (key(i), format!("last-{i}"))).collect();
         assert_eq!(entries, expected);
+        Ok(())
+    }
+
+    #[test]
+    fn the_packed_write_order_is_the_order_of_whole_keys() -> Result<()> {
+        // Three trees, keys that tie on their first eight bytes or not at all, and writes
+        // made twice: the packed sort must pick and order exactly as sorting whole
+        // (tree, key, position) tuples does.
+        let (db, first) = tiny_tree(Vec::<String>::new(), b"")?;
+        let trees = [first, db.open_tree("second")?, db.open_tree("third")?];
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..50 {
+            let mut batch = Batch::default();
+            for _ in 0..rng.usize(1..200) {
+                let tree = &trees[rng.usize(0..trees.len())];
+                let key = match rng.u8(0..3) {
+                    0 => format!("prefix--{}", rng.u16(0..40)),
+                    1 => format!("{}", rng.u16(0..40)),
+                    _ => String::from_utf8_lossy(&[b'p'; 8][..rng.usize(0..9)]).into_owned(),
+                };
+                if rng.bool() {
+                    batch.insert(tree, key, b"v");
+                } else {
+                    batch.remove(tree, key);
+                }
+            }
+            let writes = batch.into_writes();
+            assert_eq!(write_order(&writes), write_order_by_tuples(&writes));
+        }
         Ok(())
     }
 
