@@ -329,7 +329,7 @@ fn write_order(writes: &[(Tree, Bytes, Option<Bytes>)]) -> Vec<usize> {
         })
         .collect();
     order.sort_unstable();
-    let at = |packed: u128| usize::try_from(packed as u32).unwrap_or(usize::MAX);
+    let at = |packed: u128| usize::try_from(packed & u128::from(u32::MAX)).unwrap_or(usize::MAX);
     let key = |packed: u128| writes.get(at(packed)).map_or(&[][..], |(_, key, _)| &**key);
     // Tree and head alike: ordered by the whole key, then the position.
     let tie = |a: &u128, b: &u128| a >> 32 == b >> 32;
