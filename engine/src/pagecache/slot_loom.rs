@@ -4,7 +4,8 @@
 //!
 //! - The slot is an `Atomic<State>`. A writer pins, loads the current state, builds the next
 //!   one from it (version + 1), and compare-and-swaps it in; on success it hands the old state
-//!   to `Guard::defer_destroy`, on failure it retries from the state that beat it. After its
+//!   to a deferred function that drops it, as `Slot::install` does (`Guard::defer_unchecked`;
+//!   the real one also takes the state's bytes off a count), on failure it retries from the state that beat it. After its
 //!   updates a writer flushes its garbage (`Guard::flush`), so the global epoch advances and
 //!   retired states are really freed while the reader may still be pinned.
 //! - The reader (the model's main thread) pins, loads the slot and reads the state it sees.
@@ -22,7 +23,7 @@
 //! [`freeing_without_waiting_for_readers_is_caught`] retires states by dropping them at once
 //! (in place, without freeing their memory, so the test itself stays free of real undefined
 //! behaviour) and expects the model to fail; it does within its first executions. Replacing
-//! `defer_destroy` with `drop(old.into_owned())` (a real free) made
+//! the deferred drop with `drop(old.into_owned())` at once (a real free) made
 //! [`two_writers_install_one_reader_reads`] fail the same way, at once: "Causality violation:
 //! Concurrent read and write accesses to `UnsafeCell`".
 //!
@@ -143,7 +144,8 @@ impl Drop for State {
 /// How a writer retires the state it replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Retire {
-    /// `Guard::defer_destroy`: dropped once no pinned thread can still hold it.
+    /// A deferred function that owns and drops it, as the page table's does (which also
+    /// takes it off a count): run once no pinned thread can still hold it.
     Deferred,
     /// Dropped at once, in place; the memory is leaked so that the broken protocol reads
     /// dropped-but-allocated memory, which loom checks, rather than freed memory.
@@ -163,8 +165,8 @@ fn deref<'g>(current: Shared<'g, State>) -> &'g State {
 fn retire(old: Shared<'_, State>, guard: &Guard, how: Retire) {
     match how {
         // SAFETY: `old` is unreachable from the slot, and only the thread whose CAS removed
-        // it retires it, once.
-        Retire::Deferred => unsafe { guard.defer_destroy(old) },
+        // it retires it, once; the function owns it from then on.
+        Retire::Deferred => unsafe { guard.defer_unchecked(move || drop(old.into_owned())) },
         // SAFETY: not safe while readers may hold `old`: this is the broken protocol the
         // negative test expects loom to catch. The memory stays allocated.
         Retire::Immediately => unsafe { std::ptr::drop_in_place(old.as_raw().cast_mut()) },

@@ -84,7 +84,7 @@ impl<'g> Current<'g> {
     pub(crate) fn state(&self) -> Option<&'g PageState> {
         #[expect(unsafe_code, reason = "dereferencing an epoch-protected pointer")]
         // SAFETY: `shared` was loaded under the guard `'g` borrows, and states are retired
-        // only through `Guard::defer_destroy` after being unlinked, so the state cannot be
+        // only through a deferred function after being unlinked, so the state cannot be
         // freed while that guard is alive.
         unsafe {
             self.shared.as_ref()
@@ -147,7 +147,8 @@ impl Slot {
     }
 
     /// Replaces `current` by `new` if the slot still holds `current`. On success the old
-    /// state is retired and the new one is returned; on failure `new` comes back with the
+    /// state is retired (freed once no pinned thread can hold it, its heap bytes then taken
+    /// off `counted`) and the new one is returned; on failure `new` comes back with the
     /// state the slot holds now. With `claimed`, the new state stays claimed by the group
     /// that claimed `current` (which must be claimed): a change that keeps the version
     /// keeps the claim.
@@ -157,6 +158,7 @@ impl Slot {
         new: PageState,
         claimed: bool,
         guard: &'g Guard,
+        counted: &Arc<AtomicU64>,
     ) -> Result<Current<'g>, (PageState, Current<'g>)> {
         let image = new.live.as_ref().and_then(|live| live.base.bytes.as_ref());
         let image = image.map_or(0, |bytes| to_u64(bytes.as_ptr().addr()));
@@ -176,14 +178,23 @@ impl Slot {
         ) {
             Ok(installed) => {
                 self.image.store(image, Ordering::Relaxed);
-                if !current.shared.is_null() {
+                if let Some(old) = current.state() {
+                    let (old_bytes, counted) = (old.heap_bytes(), Arc::clone(counted));
+                    let retired = current.shared.with_tag(0);
+                    // One deferred function frees the state and takes its bytes off the
+                    // count, rather than one for each: a bulk load retires a state per
+                    // write, and every 64 deferred functions cost a 2 KiB bag.
                     #[expect(unsafe_code, reason = "retiring an unlinked state to the epoch")]
-                    // SAFETY: our compare-and-swap unlinked `current` from the only slot
+                    // SAFETY: our compare-and-swap unlinked `retired` from the only slot
                     // that pointed to it, so no thread can load it any more; threads that
-                    // loaded it earlier are pinned, and the collector frees it only after
-                    // they unpin. Only the winner of this CAS retires it, so exactly once.
+                    // loaded it earlier are pinned, and the collector runs this only after
+                    // they unpin. Only the winner of this CAS retires it, so exactly once;
+                    // nothing else owns it, so taking ownership back to drop it is sound.
                     unsafe {
-                        guard.defer_destroy(current.shared.with_tag(0));
+                        guard.defer_unchecked(move || {
+                            drop(retired.into_owned());
+                            counted.fetch_sub(old_bytes, Ordering::Relaxed);
+                        });
                     }
                 }
                 Ok(Current { shared: installed })
@@ -431,17 +442,8 @@ impl PageTable {
         // add and the figure never dips below zero.
         let new_bytes = new.heap_bytes();
         self.state_bytes.fetch_add(new_bytes, Ordering::Relaxed);
-        match slot.install(current, new, claimed, guard) {
-            Ok(installed) => {
-                let old_bytes = current.state().map_or(0, PageState::heap_bytes);
-                if old_bytes > 0 {
-                    let counter = Arc::clone(&self.state_bytes);
-                    // Runs when the collector frees this epoch's garbage, the old state
-                    // with it (`Slot::install` retired it just before).
-                    guard.defer(move || counter.fetch_sub(old_bytes, Ordering::Relaxed));
-                }
-                Ok(installed)
-            }
+        match slot.install(current, new, claimed, guard, &self.state_bytes) {
+            Ok(installed) => Ok(installed),
             Err(lost) => {
                 self.state_bytes.fetch_sub(new_bytes, Ordering::Relaxed);
                 Err(lost)
