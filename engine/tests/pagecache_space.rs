@@ -2,7 +2,7 @@
 //! overwrites, or by its own cleaning) deletes them in the same pass, steady overwriting
 //! keeps the disk within a bound of the live data, the cleaner empties segments that are
 //! cheap to empty, closing after a session that wrote nothing does not rewrite the
-//! checkpoint, and the bytes written are counted by what they are.
+//! checkpoint, and the bytes written and the time maintenance took are counted.
 
 #![expect(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
@@ -72,6 +72,28 @@ fn the_first_maintenance_pass_deletes_what_it_finds_dead() {
         stats.deleted_segments > 0,
         "the pass that took the first checkpoint left every dead segment on disk: {stats:#?}"
     );
+}
+
+#[test]
+fn maintenance_passes_are_counted_with_the_time_they_took() -> Result<(), Failed> {
+    // What a tool shows of what maintenance cost the writes: the passes, their time, and
+    // the part of it spent moving records.
+    let (cache, mut pages) = with_pages(9);
+    assert_eq!(cache.stats().maintenance_passes, 0);
+    for round in 1..=20 {
+        overwrite_all(&cache, &mut pages, round)?;
+    }
+    let stats = cache.stats();
+    assert!(stats.maintenance_passes > 0 && stats.cleaned_segments > 0, "{stats:#?}");
+    assert!(!stats.maintenance_time.is_zero() && !stats.cleaning_time.is_zero(), "{stats:#?}");
+    // An explicit checkpoint or cleaning is not a periodic pass.
+    cache.checkpoint()?;
+    cache.clean()?;
+    let after = cache.stats();
+    assert_eq!(after.maintenance_passes, stats.maintenance_passes);
+    assert_eq!(after.maintenance_time, stats.maintenance_time);
+    assert_eq!(after.checkpoints, stats.checkpoints + 1);
+    Ok(())
 }
 
 #[test]

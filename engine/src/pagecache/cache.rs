@@ -1,6 +1,6 @@
 //! [`PageCache`]: the public handle, and the update, read, consolidation and eviction paths.
 
-use std::{fmt, sync::Arc};
+use std::{fmt, sync::Arc, time::Instant};
 
 use super::{
     group::InFlight,
@@ -888,7 +888,10 @@ impl Inner {
 
     /// A periodic pass: its error goes to the stats, where no caller waits for it.
     fn maintenance_pass(&self, maintenance: &mut Maintenance) {
-        if let Err(error) = self.maintain(maintenance) {
+        let start = Instant::now();
+        let result = self.maintain(maintenance);
+        self.counters.note_pass(start.elapsed());
+        if let Err(error) = result {
             self.counters.note_maintenance_error(&error);
         }
     }

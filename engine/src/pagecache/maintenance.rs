@@ -24,6 +24,7 @@ use std::{
     cell::Cell,
     collections::HashSet,
     ops::{Deref, DerefMut},
+    time::Instant,
 };
 
 use super::{
@@ -317,6 +318,7 @@ impl Inner {
 
         let mut waiting = victims.len();
         if !victims.is_empty() {
+            let start = Instant::now();
             let chosen = u64::try_from(victims.len()).unwrap_or(u64::MAX);
             self.counters.cleaned_segments.fetch_add(chosen, Ordering::Relaxed);
             let count = self.next_id.load(Ordering::Relaxed);
@@ -341,6 +343,7 @@ impl Inner {
                     }
                 }
             }
+            self.counters.note_cleaning(start.elapsed());
         }
 
         // Deleting needs two kept checkpoints: if the newer one is damaged, recovery falls

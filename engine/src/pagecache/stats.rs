@@ -1,5 +1,7 @@
 //! [`PageCacheStats`]: what an operator's tool shows about the page cache.
 
+use std::time::Duration;
+
 use super::{cache::Inner, loc::Stream, state::PageState};
 use crate::{
     error::Error,
@@ -61,6 +63,15 @@ pub struct PageCacheStats {
     /// Bytes of delta log written since the newest checkpoint: about what the next open
     /// would replay.
     pub checkpoint_age_bytes: u64,
+    /// Periodic maintenance passes run (a checkpoint with the cleaning around it), by the
+    /// write that found one due or by the maintenance thread.
+    pub maintenance_passes: u64,
+    /// Time those passes took, in all: with no maintenance thread, writes waited that
+    /// long.
+    pub maintenance_time: Duration,
+    /// Time the cleaner spent moving live records out of the segments it empties, in
+    /// passes or in [`PageCache::clean`](crate::PageCache::clean): usually most of a pass.
+    pub cleaning_time: Duration,
     /// Periodic maintenance (checkpoint or cleaning) runs that failed, and the last error.
     pub maintenance_errors: u64,
     /// The last maintenance error's message.
@@ -112,6 +123,11 @@ pub(crate) struct Counters {
     pub(crate) checkpoint_bytes: AtomicU64,
     pub(crate) kept_checkpoint_bytes: AtomicU64,
     pub(crate) checkpoint_lsn: AtomicU64,
+    pub(crate) maintenance_passes: AtomicU64,
+    /// Owner: the maintenance pass, which adds its time. Relaxed: a figure.
+    pub(crate) maintenance_nanos: AtomicU64,
+    /// Owner: the cleaner, which adds the time it spends relocating. Relaxed: a figure.
+    pub(crate) cleaning_nanos: AtomicU64,
     pub(crate) maintenance_errors: AtomicU64,
     pub(crate) last_maintenance_error: Mutex<Option<String>>,
     pub(crate) checkpoint_fallback: Mutex<Option<String>>,
@@ -150,10 +166,26 @@ impl Counters {
         self.checkpoint_lsn.store(delta_from.get(), Ordering::Relaxed);
     }
 
+    /// A maintenance pass that took `took`.
+    pub(crate) fn note_pass(&self, took: Duration) {
+        self.maintenance_passes.fetch_add(1, Ordering::Relaxed);
+        self.maintenance_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+    }
+
+    /// Relocating that took `took`.
+    pub(crate) fn note_cleaning(&self, took: Duration) {
+        self.cleaning_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+    }
+
     pub(crate) fn note_maintenance_error(&self, error: &Error) {
         self.maintenance_errors.fetch_add(1, Ordering::Relaxed);
         *sync::lock(&self.last_maintenance_error) = Some(error.to_string());
     }
+}
+
+/// `took` in nanoseconds, as a counter holds it (584 years at most).
+fn nanos(took: Duration) -> u64 {
+    u64::try_from(took.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn step(counter: &AtomicU64, before: bool, after: bool) {
@@ -221,6 +253,9 @@ impl Inner {
                 .reserved_lsn
                 .get()
                 .saturating_sub(c.checkpoint_lsn.load(Ordering::Relaxed)),
+            maintenance_passes: c.maintenance_passes.load(Ordering::Relaxed),
+            maintenance_time: Duration::from_nanos(c.maintenance_nanos.load(Ordering::Relaxed)),
+            cleaning_time: Duration::from_nanos(c.cleaning_nanos.load(Ordering::Relaxed)),
             maintenance_errors: c.maintenance_errors.load(Ordering::Relaxed),
             last_maintenance_error: sync::lock(&c.last_maintenance_error).clone(),
             checkpoint_fallback: sync::lock(&c.checkpoint_fallback).clone(),
