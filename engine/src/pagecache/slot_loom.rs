@@ -5,9 +5,10 @@
 //! - The slot is an `Atomic<State>`. A writer pins, loads the current state, builds the next
 //!   one from it (version + 1), and compare-and-swaps it in; on success it hands the old state
 //!   to a deferred function that drops it, as `Slot::install` does (`Guard::defer_unchecked`;
-//!   the real one also takes the state's bytes off a count), on failure it retries from the state that beat it. After its
-//!   updates a writer flushes its garbage (`Guard::flush`), so the global epoch advances and
-//!   retired states are really freed while the reader may still be pinned.
+//!   the real one also takes the state's bytes off a count), and on failure it retries from
+//!   the state that beat it. After its updates a writer flushes its garbage (`Guard::flush`),
+//!   so the global epoch advances and retired states are really freed while the reader may
+//!   still be pinned.
 //! - The reader (the model's main thread) pins, loads the slot and reads the state it sees.
 //!   It checks the state's payload against its version (a retired state's payload is
 //!   overwritten with [`DEAD`]) and that the versions it sees never go back.

@@ -442,13 +442,10 @@ impl PageTable {
         // add and the figure never dips below zero.
         let new_bytes = new.heap_bytes();
         self.state_bytes.fetch_add(new_bytes, Ordering::Relaxed);
-        match slot.install(current, new, claimed, guard, &self.state_bytes) {
-            Ok(installed) => Ok(installed),
-            Err(lost) => {
-                self.state_bytes.fetch_sub(new_bytes, Ordering::Relaxed);
-                Err(lost)
-            }
-        }
+        // The replaced state's bytes come off when the collector frees it (`Slot::install`).
+        slot.install(current, new, claimed, guard, &self.state_bytes).inspect_err(|_| {
+            self.state_bytes.fetch_sub(new_bytes, Ordering::Relaxed);
+        })
     }
 
     /// Memory the table holds: its arrays, the cold entries and every installed state.

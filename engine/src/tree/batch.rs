@@ -41,7 +41,7 @@ use crate::{
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     /// Each write: its tree, its key and its value (`None` to remove), in the order made.
-    pub(crate) writes: Vec<(Tree, Held, Option<Held>)>,
+    writes: Vec<(Tree, Held, Option<Held>)>,
     /// The keys and values `insert` and `remove` copied, one after another. One buffer
     /// for the batch instead of an allocation for each write: that allocation and its
     /// free were 4% of a bulk load's instructions.
@@ -50,7 +50,7 @@ pub struct Batch {
 
 /// A key or value of a [`Batch`].
 #[derive(Debug, Clone)]
-pub(crate) enum Held {
+enum Held {
     /// Copied into the batch's buffer, at this range.
     Copied(Range<usize>),
     /// Shared already (a transaction's writes).
