@@ -56,9 +56,9 @@ pub(crate) use std::sync::OnceLock;
 /// A thread [`pin`](epoch::pin)s itself to get a [`Guard`](epoch::Guard); any
 /// [`Shared`](epoch::Shared) it loads from an [`Atomic`](epoch::Atomic) under that guard stays
 /// allocated until the guard is dropped, even if another thread swaps it out and retires it
-/// with `Guard::defer_destroy` meanwhile. This is `crossbeam_epoch` under both builds; under
-/// loom (with `--cfg crossbeam_loom`) it runs on loom's atomics, so models explore its
-/// protocol too.
+/// through a deferred function (`Guard::defer_destroy`, `Guard::defer_unchecked`)
+/// meanwhile. This is `crossbeam_epoch` under both builds; under loom (with
+/// `--cfg crossbeam_loom`) it runs on loom's atomics, so models explore its protocol too.
 pub(crate) mod epoch {
     pub(crate) use crossbeam_epoch::{Atomic, Guard, Owned, Shared, pin, unprotected};
 
