@@ -34,10 +34,11 @@ use crate::{
 /// # Ok::<(), grove_engine::Error>(())
 /// ```
 ///
-/// A batch copies its keys and values into one buffer of its own as they are added, and
-/// shares that buffer when it is applied: the keys and values a subscriber's
-/// [`Event::Batch`] holds are slices of it, so holding one keeps the batch's bytes alive
-/// (copy it with `Bytes::copy_from` to keep only its own).
+/// A batch copies its keys and values into one buffer of its own as they are added (those
+/// over 1 KiB each into an allocation of their own), and shares that buffer when it is
+/// applied: the keys and values a subscriber's [`Event::Batch`] holds are slices of it, so
+/// holding one keeps the batch's small keys and values alive (copy it with
+/// `Bytes::copy_from` to keep only its own).
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     /// Each write: its tree, its key and its value (`None` to remove), in the order made.
@@ -48,12 +49,16 @@ pub struct Batch {
     bytes: Vec<u8>,
 }
 
+/// Keys and values longer than this are not copied into a batch's buffer (see
+/// `Batch::copy`): for them an allocation is cheap beside the copy.
+const OWN_ALLOCATION_FROM: usize = 1024;
+
 /// A key or value of a [`Batch`].
 #[derive(Debug, Clone)]
 enum Held {
     /// Copied into the batch's buffer, at this range.
     Copied(Range<usize>),
-    /// Shared already (a transaction's writes).
+    /// In an allocation of its own: shared already (a transaction's writes), or long.
     Shared(Bytes),
 }
 
@@ -89,8 +94,13 @@ impl Batch {
         Batch { writes, bytes: Vec::new() }
     }
 
-    /// `bytes`, copied to the end of the buffer.
+    /// `bytes`, copied to the end of the buffer, or into an allocation of their own if
+    /// they are long: the buffer is copied once more when the batch is applied, and grows
+    /// by doubling, which for a few large values would hold three times their bytes.
     fn copy(&mut self, bytes: &[u8]) -> Held {
+        if bytes.len() > OWN_ALLOCATION_FROM {
+            return Held::Shared(Bytes::copy_from(bytes));
+        }
         let start = self.bytes.len();
         self.bytes.extend_from_slice(bytes);
         Held::Copied(start..self.bytes.len())
@@ -415,15 +425,17 @@ mod tests {
         batch.remove(&tree, b"");
         batch.insert(&tree, b"", b"");
         batch.insert(&tree, b"k1", [9; 300]);
+        batch.insert(&tree, b"long", [8; 5000]);
         let writes = batch.into_writes();
         let seen: Vec<(&[u8], Option<&[u8]>)> =
             writes.iter().map(|(_, key, value)| (&**key, value.as_deref())).collect();
-        let long = [9; 300];
+        let (long, longer) = ([9; 300], [8; 5000]);
         let expected: Vec<(&[u8], Option<&[u8]>)> = vec![
             (b"k1", Some(b"first value")),
             (b"", None),
             (b"", Some(b"")),
             (b"k1", Some(&long)),
+            (b"long", Some(&longer)),
         ];
         assert_eq!(seen, expected);
         // Shared writes (a transaction's) are handed back as they are.
