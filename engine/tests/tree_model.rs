@@ -327,12 +327,20 @@ fn run_case(seed: u64, seen: &mut Seen) {
                         model[t].insert(k, v);
                     }
                 }
+                let durable = rng.u8(..4) == 0;
+                if durable {
+                    batch.flush_on_apply();
+                }
                 if rng.bool() {
                     db.apply_batch(batch).unwrap();
                 } else {
                     trees[rng.usize(..TREES.len())].apply_batch(batch).unwrap();
                 }
                 seen.batches += 1;
+                if durable {
+                    // Durable on return: a crash from here on keeps all of it.
+                    history.clear();
+                }
             }
             82..88 => {
                 db.flush().unwrap();

@@ -47,8 +47,12 @@ impl Store for Grove {
         for (key, value) in entries {
             batch.insert(&self.tree, key, value);
         }
-        self.db.apply_batch(batch)?;
-        self.done(durable)
+        // Durable on return, as RocksDB's synced write batch is: the log syncs the batch's
+        // records while it updates its pages.
+        if durable {
+            batch.flush_on_apply();
+        }
+        Ok(self.db.apply_batch(batch)?)
     }
 
     fn remove(&self, keys: &[Vec<u8>], durable: bool) -> Result<()> {
@@ -56,8 +60,10 @@ impl Store for Grove {
         for key in keys {
             batch.remove(&self.tree, key);
         }
-        self.db.apply_batch(batch)?;
-        self.done(durable)
+        if durable {
+            batch.flush_on_apply();
+        }
+        Ok(self.db.apply_batch(batch)?)
     }
 
     fn get(&self, keys: &[Vec<u8>]) -> Result<usize> {

@@ -217,7 +217,7 @@ impl PageCache {
     pub fn apply_group(&self, updates: &[GroupUpdate<'_>]) -> Result<GroupOutcome> {
         let mut order: Vec<&GroupUpdate<'_>> = updates.iter().collect();
         order.sort_unstable_by_key(|u| u.id);
-        self.apply_group_in_order(&order)
+        self.apply_group_in_order(&order, false)
     }
 
     /// [`PageCache::apply_group`] of updates already in page order, for a caller that
@@ -228,7 +228,16 @@ impl PageCache {
     /// As [`PageCache::apply_group`]; [`Error::Config`] too if `order` is not in
     /// increasing page order (claims are taken in that order, which is what keeps two
     /// groups from waiting for each other).
-    pub(crate) fn apply_group_in_order(&self, order: &[&GroupUpdate<'_>]) -> Result<GroupOutcome> {
+    ///
+    /// With `sync_early`, the delta stream's flusher is asked to write and sync the group's
+    /// records as soon as they are logged, while this thread installs the pages and
+    /// consolidates the long ones: a caller that flushes next (a durable batch) then finds
+    /// the sync done or under way, rather than starting it after the installs.
+    pub(crate) fn apply_group_in_order(
+        &self,
+        order: &[&GroupUpdate<'_>],
+        sync_early: bool,
+    ) -> Result<GroupOutcome> {
         self.inner.writable()?;
         if let Some(pair) = order.windows(2).find(|w| w[0].id >= w[1].id) {
             let why = if pair[0].id == pair[1].id { "twice" } else { "out of order" };
@@ -236,7 +245,7 @@ impl PageCache {
         }
         let inner = &*self.inner;
         let ticket = inner.in_flight.register(inner.log(Stream::Delta).written_lsn());
-        let result = inner.run_group(order);
+        let result = inner.run_group(order, sync_early);
         inner.in_flight.unregister(ticket);
         let Some((commit, long)) = result? else {
             return Ok(GroupOutcome::Stale);
@@ -270,9 +279,13 @@ const GROUP_AHEAD: usize = 8;
 impl Inner {
     /// Claims, logs, commits and installs; returns the commit record's location and the
     /// pages its links left long enough to consolidate, or `None` if the group was stale.
-    fn run_group(&self, order: &[&GroupUpdate<'_>]) -> Result<Option<(Loc, Vec<PageId>)>> {
+    fn run_group(
+        &self,
+        order: &[&GroupUpdate<'_>],
+        sync_early: bool,
+    ) -> Result<Option<(Loc, Vec<PageId>)>> {
         let claim = Box::new(Claim::new(order));
-        let result = self.claim_and_apply(order, &claim);
+        let result = self.claim_and_apply(order, &claim, sync_early);
         // Readers may still hold the claim, loaded from a state that names it: it goes
         // through the epoch, now that no slot is marked for it.
         epoch::pin().defer(move || drop(claim));
@@ -283,6 +296,7 @@ impl Inner {
         &self,
         order: &[&GroupUpdate<'_>],
         claim: &Claim,
+        sync_early: bool,
     ) -> Result<Option<(Loc, Vec<PageId>)>> {
         // Each page is read once on the way: its version when it is claimed (no other
         // change can come in while it is), its length when it is installed.
@@ -309,6 +323,11 @@ impl Inner {
                 return Err(error);
             }
         };
+        if sync_early {
+            // Not waited for here: the caller's flush waits, and reports a failure, which
+            // is why one here is dropped.
+            drop(self.log(Stream::Delta).start_flush());
+        }
         claim.committed.store(true, Ordering::Release);
         let mut long = Vec::new();
         let (mut fragments, mut images) = (0, 0);
@@ -574,7 +593,7 @@ mod tests {
         let (to_low, to_high) = (link(low, low_version), link(high, high_version));
         let twice = cache.apply_group(&[link(low, low_version), link(low, low_version)]);
         assert!(matches!(twice, Err(Error::Config(_))), "{twice:?}");
-        let backwards = cache.apply_group_in_order(&[&to_high, &to_low]);
+        let backwards = cache.apply_group_in_order(&[&to_high, &to_low], false);
         assert!(matches!(backwards, Err(Error::Config(_))), "{backwards:?}");
         for (id, version) in [(low, low_version), (high, high_version)] {
             let page = cache.get(id)?.ok_or("page gone")?;

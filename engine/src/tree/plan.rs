@@ -88,6 +88,9 @@ pub(crate) struct Plan {
     created: Vec<(PageId, Vec<u8>, Weigh)>,
     /// Pages to free, at the versions read.
     freed: Vec<(PageId, u64)>,
+    /// Whether the caller flushes once the plan is installed: a group update then has its
+    /// records synced while it installs (see `PageCache::apply_group_in_order`).
+    sync_early: bool,
 }
 
 impl Plan {
@@ -107,7 +110,13 @@ impl Plan {
             fragments: Vec::with_capacity(fragment_bytes),
             created: Vec::new(),
             freed: Vec::new(),
+            sync_early: false,
         }
+    }
+
+    /// Says that the caller will flush once the plan is installed.
+    pub(crate) fn sync_early(&mut self) {
+        self.sync_early = true;
     }
 
     /// Adds a new page holding `image`; `id` comes from `PageCache::reserve_id`, and the
@@ -157,7 +166,7 @@ impl Plan {
     /// # Errors
     /// The page cache's errors; [`crate::Error::Corruption`] for a damaged page.
     pub(crate) fn install(self, cache: &PageCache) -> Result<bool> {
-        let Plan { node_bytes, leaves, mut fragments, created, freed } = self;
+        let Plan { node_bytes, leaves, mut fragments, created, freed, sync_early } = self;
         // A leaf met twice, apart: the descents saw different trees (see `leaves`).
         if leaves.len() > 1 {
             let mut ids: Vec<PageId> = leaves.iter().map(|(leaf, ..)| leaf.id).collect();
@@ -269,7 +278,7 @@ impl Plan {
         let outcome = if order.windows(2).any(|w| w[0].id == w[1].id) {
             Ok(GroupOutcome::Stale)
         } else {
-            cache.apply_group_in_order(&order)
+            cache.apply_group_in_order(&order, sync_early)
         };
         if !matches!(outcome, Ok(GroupOutcome::Installed)) {
             release();
