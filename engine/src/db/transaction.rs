@@ -289,18 +289,25 @@ impl<'db> Transaction<'db> {
     /// Validates what was read and installs the writes: `false` on a conflict (nothing was
     /// written).
     fn commit(self) -> Result<bool> {
-        let Transaction { db, snapshot, writes, reads, ranges, .. } = self;
+        let Transaction { db, snapshot, writes, reads, ranges, durable, .. } = self;
         let writes = writes.into_inner();
         if writes.is_empty() {
             // Read-only: its reads all came from one snapshot, which is a serial point.
+            if durable.get() {
+                db.flush()?;
+            }
             return Ok(true);
         }
         let (reads, ranges) = (reads.into_inner(), ranges.into_inner());
         let seq = snapshot.seq();
         let shared = &db.inner.shared;
-        let batch = Batch::of_shared(
+        let mut batch = Batch::of_shared(
             writes.into_iter().map(|((_, key), (tree, value))| (tree, key, value)),
         );
+        // Synced while it installs, as a durable batch is (a conflict writes nothing).
+        if durable.get() {
+            batch.flush_on_apply();
+        }
         let committed = crate::tree::apply_batch_if(shared, batch, |store| {
             shared.versions.check_live(seq).is_ok()
                 && !reads.iter().any(|(tree, key)| store.changed_key(*tree, key, seq))
@@ -555,12 +562,9 @@ impl Db {
             let transaction = Transaction::new(self);
             let conflicted = match f(&transaction) {
                 Ok(value) => {
-                    let durable = transaction.durable.get();
+                    // A durable commit is durable once `commit` returns.
                     if transaction.commit()? {
                         versions.count_commit();
-                        if durable {
-                            self.flush()?;
-                        }
                         return Ok(value);
                     }
                     true
