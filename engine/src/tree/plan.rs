@@ -167,6 +167,21 @@ impl Plan {
     /// The page cache's errors; [`crate::Error::Corruption`] for a damaged page.
     pub(crate) fn install(self, cache: &PageCache) -> Result<bool> {
         let Plan { node_bytes, leaves, mut fragments, created, freed, sync_early } = self;
+        // One leaf that takes its fragment, and nothing else (most single writes): a plain
+        // link, without the bookkeeping below for splits and groups.
+        if let [(leaf, builder, delta)] = leaves.as_slice()
+            && created.is_empty()
+            && freed.is_empty()
+        {
+            let end = fragments.len();
+            let range = builder.finish(&mut fragments, end);
+            let fragment = fragments.get(range).unwrap_or_default();
+            if leaf.len + fragment.len() <= node_bytes {
+                let outcome =
+                    cache.link_with(leaf.id, leaf.version, fragment, Weigh::Add(*delta))?;
+                return Ok(outcome != Outcome::Stale);
+            }
+        }
         // A leaf met twice, apart: the descents saw different trees (see `leaves`).
         if leaves.len() > 1 {
             let mut ids: Vec<PageId> = leaves.iter().map(|(leaf, ..)| leaf.id).collect();
