@@ -224,15 +224,15 @@ impl PageCache {
     /// sorted them anyway (the tree's plan does, to find a page named twice): sorting the
     /// updates again was 2% of a bulk load's instructions.
     ///
-    /// # Errors
-    /// As [`PageCache::apply_group`]; [`Error::Config`] too if `order` is not in
-    /// increasing page order (claims are taken in that order, which is what keeps two
-    /// groups from waiting for each other).
-    ///
     /// With `sync_early`, the delta stream's flusher is asked to write and sync the group's
     /// records as soon as they are logged, while this thread installs the pages and
     /// consolidates the long ones: a caller that flushes next (a durable batch) then finds
     /// the sync done or under way, rather than starting it after the installs.
+    ///
+    /// # Errors
+    /// As [`PageCache::apply_group`]; [`Error::Config`] too if `order` is not in
+    /// increasing page order (claims are taken in that order, which is what keeps two
+    /// groups from waiting for each other).
     pub(crate) fn apply_group_in_order(
         &self,
         order: &[&GroupUpdate<'_>],

@@ -123,8 +123,9 @@ pub(crate) struct Counters {
     pub(crate) checkpoint_bytes: AtomicU64,
     pub(crate) kept_checkpoint_bytes: AtomicU64,
     pub(crate) checkpoint_lsn: AtomicU64,
+    /// Owner, with `maintenance_nanos`: the maintenance pass, which adds one and its time
+    /// (`Counters::note_pass`). Relaxed: figures.
     pub(crate) maintenance_passes: AtomicU64,
-    /// Owner: the maintenance pass, which adds its time. Relaxed: a figure.
     pub(crate) maintenance_nanos: AtomicU64,
     /// Owner: the cleaner, which adds the time it spends relocating. Relaxed: a figure.
     pub(crate) cleaning_nanos: AtomicU64,

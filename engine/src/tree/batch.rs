@@ -53,7 +53,7 @@ pub struct Batch {
 
 /// Keys and values longer than this are not copied into a batch's buffer (see
 /// `Batch::copy`): for them an allocation is cheap beside the copy.
-const OWN_ALLOCATION_FROM: usize = 1024;
+const LONGEST_IN_BUFFER: usize = 1024;
 
 /// A key or value of a [`Batch`].
 #[derive(Debug, Clone)]
@@ -120,7 +120,7 @@ impl Batch {
     /// they are long: the buffer is copied once more when the batch is applied, and grows
     /// by doubling, which for a few large values would hold three times their bytes.
     fn copy(&mut self, bytes: &[u8]) -> Held {
-        if bytes.len() > OWN_ALLOCATION_FROM {
+        if bytes.len() > LONGEST_IN_BUFFER {
             return Held::Shared(Bytes::copy_from(bytes));
         }
         let start = self.bytes.len();
@@ -157,7 +157,23 @@ pub(crate) fn apply_batch_if(
 ) -> Result<bool> {
     shared.cache.writable()?;
     let durable = batch.durable;
-    let batch = batch.into_writes();
+    let applied = apply_writes_if(shared, batch.into_writes(), durable, validate)?;
+    // A durable batch's group asked for its records' sync as soon as it logged them, when
+    // it could (see `apply_writes_if`): this waits for it, or makes it.
+    if applied && durable {
+        shared.cache.flush()?;
+    }
+    Ok(applied)
+}
+
+/// [`apply_batch_if`] of a batch's writes (in the order made), with `durable` if the caller
+/// flushes once they are applied.
+fn apply_writes_if(
+    shared: &Shared,
+    batch: Vec<(Tree, Bytes, Option<Bytes>)>,
+    durable: bool,
+    validate: impl FnOnce(&VersionStore) -> bool,
+) -> Result<bool> {
     let picks = write_order(&batch);
     let mut taken: Vec<Option<(Tree, Bytes, Option<Bytes>)>> =
         batch.into_iter().map(Some).collect();
@@ -167,9 +183,6 @@ pub(crate) fn apply_batch_if(
         .map(|(tree, key, value)| (tree.inner.id, key, tree, value))
         .collect();
     if writes.is_empty() {
-        if durable {
-            shared.cache.flush()?;
-        }
         return Ok(true);
     }
     // A durable batch's group has its records synced while it installs them, unless it
@@ -250,9 +263,6 @@ pub(crate) fn apply_batch_if(
         if shrunk.removed && shrunk.at_least.saturating_sub(shrunk.taken) <= quarter {
             shrunk.handle.merge_leaf_if_underfull(shrunk.leaf, shrunk.key)?;
         }
-    }
-    if durable {
-        shared.cache.flush()?;
     }
     Ok(true)
 }

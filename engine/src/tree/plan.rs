@@ -33,14 +33,29 @@ pub(crate) fn count_change(before: bool, after: bool) -> i64 {
     i64::from(after) - i64::from(before)
 }
 
-/// What will happen to one existing page.
+/// A leaf with room for its fragment: it links it, at `version`.
 #[derive(Debug)]
-enum Planned {
-    /// Link this fragment (where it lies in the plan's fragments: a leaf with room for it);
-    /// `delta` is the change in the leaf's entry count.
-    Link { version: u64, fragment: Range<usize>, delta: i64 },
-    /// Rewrite the page with this image: a node rebuilt, or the left piece of a split.
-    Image { version: u64, image: Vec<u8>, weigh: Weigh },
+struct Link {
+    version: u64,
+    /// Where the fragment lies in the plan's fragments.
+    fragment: Range<usize>,
+    /// The change in the leaf's entry count.
+    delta: i64,
+}
+
+/// An existing page rewritten with `image`, at `version`: a node rebuilt, or the left
+/// piece of a split.
+#[derive(Debug)]
+struct Rewritten {
+    version: u64,
+    image: Vec<u8>,
+    weigh: Weigh,
+}
+
+/// Whether `leaf` has room for `fragment` in a node of `node_bytes`: then it links it, and
+/// splits nothing.
+fn fits(leaf: &LeafAt, fragment: &[u8], node_bytes: usize) -> bool {
+    leaf.len + fragment.len() <= node_bytes
 }
 
 /// A child that split, and its new right siblings (low fence and page), in order.
@@ -176,7 +191,7 @@ impl Plan {
             let end = fragments.len();
             let range = builder.finish(&mut fragments, end);
             let fragment = fragments.get(range).unwrap_or_default();
-            if leaf.len + fragment.len() <= node_bytes {
+            if fits(leaf, fragment, node_bytes) {
                 let outcome =
                     cache.link_with(leaf.id, leaf.version, fragment, Weigh::Add(*delta))?;
                 return Ok(outcome != Outcome::Stale);
@@ -209,7 +224,7 @@ impl Plan {
             new_pages: Vec::new(),
         };
         let result = rewrite.plan(finished);
-        let Rewrite { links, planned, new_pages, .. } = rewrite;
+        let Rewrite { links, mut planned, new_pages, .. } = rewrite;
         let release = || {
             new_pages.iter().for_each(|(id, ..)| cache.release_id(*id));
             created.iter().for_each(|(id, ..)| cache.release_id(*id));
@@ -219,45 +234,32 @@ impl Plan {
             return result;
         }
 
-        // Links first, then the rewrites (a page in both is caught below: see
-        // `Rewrite::links`).
-        let count = links.len() + planned.len();
-        let mut planned = links.into_iter().chain(planned);
-        // One page and nothing new: a plain link or replace.
-        if new_pages.is_empty() && created.is_empty() && freed.is_empty() && count == 1 {
-            let Some((id, change)) = planned.next() else {
-                return Ok(true);
-            };
-            let outcome = match change {
-                Planned::Link { version, fragment, delta } => {
-                    let fragment = fragments.get(fragment).unwrap_or_default();
-                    cache.link_with(id, version, fragment, Weigh::Add(delta))?
-                }
-                Planned::Image { version, image, weigh } => {
-                    cache.replace_with(id, version, &image, weigh)?
-                }
-            };
+        // One page rewritten and nothing new: a plain replace. (One link and nothing new
+        // went by at the top.)
+        if links.is_empty()
+            && new_pages.is_empty()
+            && created.is_empty()
+            && freed.is_empty()
+            && planned.len() == 1
+            && let Some((id, Rewritten { version, image, weigh })) = planned.pop_first()
+        {
+            let outcome = cache.replace_with(id, version, &image, weigh)?;
             return Ok(outcome != Outcome::Stale);
         }
 
-        let images: Vec<Image> = planned
-            .map(|(id, change)| match change {
-                Planned::Link { version, fragment, delta } => Image {
-                    id,
-                    version: Some(version),
-                    link: true,
-                    bytes: Cow::Borrowed(fragments.get(fragment).unwrap_or_default()),
-                    weigh: Weigh::Add(delta),
-                },
-                Planned::Image { version, image, weigh } => Image {
-                    id,
-                    version: Some(version),
-                    link: false,
-                    bytes: Cow::Owned(image),
-                    weigh,
-                },
-            })
-            .collect();
+        // Links first, then the rewrites (a page in both is caught below: see
+        // `Rewrite::links`).
+        let linked = links.into_iter().map(|(id, Link { version, fragment, delta })| Image {
+            id,
+            version: Some(version),
+            link: true,
+            bytes: Cow::Borrowed(fragments.get(fragment).unwrap_or_default()),
+            weigh: Weigh::Add(delta),
+        });
+        let rewritten = planned.into_iter().map(|(id, Rewritten { version, image, weigh })| {
+            Image { id, version: Some(version), link: false, bytes: Cow::Owned(image), weigh }
+        });
+        let images: Vec<Image> = linked.chain(rewritten).collect();
         let news = new_pages.iter().chain(&created).map(|(id, image, weigh)| GroupUpdate {
             id: *id,
             version: None,
@@ -313,9 +315,9 @@ struct Rewrite<'c> {
     /// links splits nothing, so a page here is in `planned` too only if the descents
     /// disagree (a leaf also named as a parent): `Plan::install` finds it named twice and
     /// makes the plan again.
-    links: Vec<(PageId, Planned)>,
-    /// What happens to each other existing page.
-    planned: BTreeMap<PageId, Planned>,
+    links: Vec<(PageId, Link)>,
+    /// The other existing pages, rewritten.
+    planned: BTreeMap<PageId, Rewritten>,
     /// Each page's parent and the parent's version, from the descents.
     parents: BTreeMap<PageId, (PageId, u64)>,
     /// New pages (ids from `reserve_id`, given back if the plan fails) and their images.
@@ -332,9 +334,8 @@ impl Rewrite<'_> {
         for (leaf, range, delta) in leaves {
             let id = leaf.id;
             let fragment = self.fragments.get(range.clone()).unwrap_or_default();
-            if leaf.len + fragment.len() <= self.node_bytes {
-                let change = Planned::Link { version: leaf.version, fragment: range, delta };
-                self.links.push((id, change));
+            if fits(&leaf, fragment, self.node_bytes) {
+                self.links.push((id, Link { version: leaf.version, fragment: range, delta }));
                 continue;
             }
             // A leaf that splits, and the index nodes above it, need their parents; only
@@ -381,7 +382,7 @@ impl Rewrite<'_> {
                     return Ok(false);
                 };
                 if let Some((image, weigh)) = self.spliced_parent(&page, level, children)? {
-                    self.planned.insert(parent, Planned::Image { version: *version, image, weigh });
+                    self.planned.insert(parent, Rewritten { version: *version, image, weigh });
                     continue;
                 }
                 let mut draft = page.draft(None)?;
@@ -544,7 +545,7 @@ impl Rewrite<'_> {
         let mut lows = Vec::with_capacity(ids.len());
         for (Placed { low, image, weigh }, &piece_id) in placed.into_iter().zip(ids) {
             if piece_id == id {
-                self.planned.insert(id, Planned::Image { version, image, weigh });
+                self.planned.insert(id, Rewritten { version, image, weigh });
             } else {
                 self.new_pages.push((piece_id, image, weigh));
             }
