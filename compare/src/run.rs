@@ -54,6 +54,7 @@ pub fn run(engine: &str, dir: &Path, sizes: &Sizes) -> Result<()> {
     took += timed(|| store.sync())?;
     out("load", per_second(sizes.keys, took));
     out("disk_load", mib(disk_bytes(dir)?));
+    store.after("load");
 
     // New keys, one write each, from key number `next` on; the time they took.
     let puts = |next: &mut u64, count: u64, durable: bool| -> Result<Duration> {
@@ -70,6 +71,7 @@ pub fn run(engine: &str, dir: &Path, sizes: &Sizes) -> Result<()> {
     let mut next = sizes.keys;
     let took = puts(&mut next, sizes.durable_writes, true)?;
     out("durable_writes", per_second(sizes.durable_writes, took));
+    store.after("durable writes");
 
     progress("durable batches");
     let mut took = Duration::ZERO;
@@ -80,6 +82,7 @@ pub fn run(engine: &str, dir: &Path, sizes: &Sizes) -> Result<()> {
         next += sizes.batch_size;
     }
     out("durable_batches", per_second(sizes.batches * sizes.batch_size, took));
+    store.after("durable batches");
 
     progress("writes");
     let took = puts(&mut next, sizes.writes, false)?;
@@ -92,6 +95,7 @@ pub fn run(engine: &str, dir: &Path, sizes: &Sizes) -> Result<()> {
     expect("len after the writes", len, next)?;
     store.sync()?;
     out("disk_writes", mib(disk_bytes(dir)?));
+    store.after("writes");
 
     progress("gets");
     let gets = |threads: u64| -> Result<f64> {
@@ -154,6 +158,7 @@ pub fn run(engine: &str, dir: &Path, sizes: &Sizes) -> Result<()> {
     took += timed(|| store.sync())?;
     out("removes", per_second(removed.len() as u64, took));
     out("disk_removes", mib(disk_bytes(dir)?));
+    store.after("removes");
 
     progress("close and reopen");
     let start = Instant::now();

@@ -36,6 +36,31 @@ impl Drop for Grove {
     }
 }
 
+/// With `GROVE_COMPARE_STATS` set, what the disk holds after a phase (live bytes against
+/// the segments' bytes, per stream) and the maintenance passes so far.
+fn print_disk(phase: &str, db: &Db) {
+    let Ok(stats) = db.stats() else { return };
+    let cache = stats.page_cache;
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    let sum = |segments: &[grove_engine::SegmentUse]| {
+        let file: u64 = segments.iter().map(|s| s.file_len).sum();
+        let live: u64 = segments.iter().map(|s| s.live_bytes).sum();
+        format!("{} segments, {:.1} MiB holding {:.1} live", segments.len(), mib(file), mib(live))
+    };
+    eprintln!(
+        "after {phase}: {} passes in {:?}, cleaning {:?}; disk {:.1} MiB, live {:.1} MiB, \
+         checkpoint {:.1} MiB; delta: {}; base: {}",
+        cache.maintenance_passes,
+        cache.maintenance_time,
+        cache.cleaning_time,
+        mib(cache.disk_bytes),
+        mib(cache.live_bytes),
+        mib(cache.checkpoint_bytes),
+        sum(&cache.delta_segments),
+        sum(&cache.base_segments),
+    );
+}
+
 impl Store for Grove {
     fn put(&self, key: &[u8], value: &[u8], durable: bool) -> Result<()> {
         self.tree.insert(key, value)?;
@@ -98,5 +123,11 @@ impl Store for Grove {
 
     fn sync(&self) -> Result<()> {
         self.done(true)
+    }
+
+    fn after(&self, phase: &str) {
+        if std::env::var_os("GROVE_COMPARE_STATS").is_some() {
+            print_disk(phase, &self.db);
+        }
     }
 }
