@@ -2,7 +2,7 @@
 
 use super::{
     Bytes, Event, Plan, Shared, Tree, VersionStore,
-    handle::Current,
+    handle::Replaced,
     node,
     plan::count_change,
     walk::{Finger, LeafAt},
@@ -207,12 +207,13 @@ fn apply_writes_if(
         // it may have become small. A leaf's writes come together (see `Plan`), so a leaf
         // is only ever the last one listed or a new one.
         let mut shrunk: Vec<Shrunk<'_>> = Vec::new();
-        for ((_, key, tree, value), found) in writes.iter().zip(descend(&writes, applying.alone)) {
-            let (leaf, current) = found?;
-            let old = current.as_ref().and_then(|(old, _)| old.as_ref());
+        let found = descend(&writes, applying.alone, recorder.records());
+        for ((_, key, tree, value), found) in writes.iter().zip(found) {
+            let (leaf, replaced) = found?;
+            let old_len = replaced.as_ref().and_then(|replaced| replaced.len);
             // A write of a new key takes nothing out (the whole of a bulk load).
-            if value.is_none() || old.is_some() {
-                let took = old.map_or(0, |old| node::entry_len_at_most(key.len(), old.len()));
+            if value.is_none() || old_len.is_some() {
+                let took = old_len.map_or(0, |len| node::entry_len_at_most(key.len(), len));
                 match shrunk.last_mut() {
                     Some(last) if (last.handle.inner.id, last.leaf) == (tree.inner.id, leaf.id) => {
                         last.taken += took;
@@ -231,7 +232,7 @@ fn apply_writes_if(
                 }
             }
             // A value stored out of line is freed with the write that replaces it.
-            let Some((current, blob)) = current else {
+            let Some(Replaced { len, value: old, blob }) = replaced else {
                 plan.abandon(&shared.cache);
                 return Ok(None);
             };
@@ -242,8 +243,8 @@ fn apply_writes_if(
                 Some(value) => Some(tree.store(key, value, &mut plan)?),
                 None => None,
             };
-            recorder.stage(tree.inner.id, key, current.as_ref());
-            plan.add(leaf, key, stored, count_change(current.is_some(), value.is_some()));
+            recorder.stage(tree.inner.id, key, old.as_ref());
+            plan.add(leaf, key, stored, count_change(len.is_some(), value.is_some()));
         }
         recorder.publish();
         if plan.install(&shared.cache)? {
@@ -309,7 +310,7 @@ impl Drop for Applying<'_> {
     }
 }
 
-/// Each write's leaf and current value, in order. The descents only read, and a batch's
+/// Each write's leaf and the value it replaces, in order. The descents only read, and a batch's
 /// changes are planned on what they found (and installed only if it is still so), so on a
 /// large batch, with more than one core, they can all go first: the second half on a
 /// thread of its own (`grove-descend`) while this one takes the first, if this is the
@@ -326,36 +327,37 @@ impl Drop for Applying<'_> {
 /// 432,000 with it, medians of 5 runs on 2 cores), so a batch that is not alone descends
 /// on its own thread (then 554,000 against 571,500, medians of 4: batches still overlap
 /// at their ends).
-fn descend(writes: &[Write], alone: bool) -> impl Iterator<Item = Found> + '_ {
+fn descend(writes: &[Write], alone: bool, copy: bool) -> impl Iterator<Item = Found> + '_ {
     let beside = writes.len() >= DESCEND_BESIDE_FROM && alone && sync::cores() >= 2;
     // The halves are read one after the other rather than joined into one vector: a
     // descent's result is a few hundred bytes, and moving the second half's into the
     // first's (a reallocation and a copy) was 1% of a bulk load's instructions.
     let (first, second, later): (Vec<Found>, Vec<Found>, &[Write]) = if beside {
         let (first, second) = writes.split_at(writes.len() / 2);
-        let all = |writes| descents(writes).collect::<Vec<_>>();
+        let all = |writes| descents(writes, copy).collect::<Vec<_>>();
         let (second, first) = sync::join("grove-descend", || all(second), || all(first));
         (first, second, &[])
     } else {
         (Vec::new(), Vec::new(), writes)
     };
-    first.into_iter().chain(second).chain(descents(later))
+    first.into_iter().chain(second).chain(descents(later, copy))
 }
 
-/// What a write's descent found: its leaf and the key's current value.
-type Found = Result<(LeafAt, Option<Current>)>;
+/// What a write's descent found: its leaf and the value it replaces (`None`: it moved,
+/// plan again).
+type Found = Result<(LeafAt, Option<Replaced>)>;
 
-/// The descents for `writes`, one at a time as the iterator is driven. The writes are in
-/// key order within each tree, so each descent starts where the last one in its tree
-/// found its leaf's parent.
-fn descents(writes: &[Write]) -> impl Iterator<Item = Found> + '_ {
+/// The descents for `writes`, one at a time as the iterator is driven, copying the values
+/// they replace with `copy`. The writes are in key order within each tree, so each descent
+/// starts where the last one in its tree found its leaf's parent.
+fn descents(writes: &[Write], copy: bool) -> impl Iterator<Item = Found> + '_ {
     let mut finger = (None, Finger::default());
     writes.iter().map(move |(id, key, tree, value)| {
         if finger.0 != Some(*id) {
             finger = (Some(*id), Finger::default());
         }
         // A remove asks for its leaf's length while the descent has the leaf in hand.
-        tree.current_after(key, Some(&mut finger.1), value.is_none())
+        tree.replaced_after(key, &mut finger.1, value.is_none(), copy)
     })
 }
 
