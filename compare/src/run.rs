@@ -118,6 +118,7 @@ pub fn run(engine: &str, dir: &Path, sizes: &Sizes) -> Result<()> {
     };
     out("gets_1", gets(1)?);
     out("gets_n", gets(sizes.threads)?);
+    store.after("gets");
 
     progress("ranges");
     let mut rng = fastrand::Rng::with_seed(sizes.seed);
@@ -128,6 +129,7 @@ pub fn run(engine: &str, dir: &Path, sizes: &Sizes) -> Result<()> {
         took += timed(|| store.range(&starts, sizes.range_len).map(drop))?;
     }
     out("ranges", per_second(sizes.ranges, took));
+    store.after("ranges");
 
     progress("mix");
     let mix = parallel(sizes.threads, |thread| {
@@ -147,6 +149,7 @@ pub fn run(engine: &str, dir: &Path, sizes: &Sizes) -> Result<()> {
         Ok(per_second(ops / 100 * 100, took))
     })?;
     out("mix", mix);
+    store.after("mix");
 
     progress("removes");
     let mut took = Duration::ZERO;

@@ -36,8 +36,8 @@ impl Drop for Grove {
     }
 }
 
-/// With `GROVE_COMPARE_STATS` set, what the disk holds after a phase (live bytes against
-/// the segments' bytes, per stream) and the maintenance passes so far.
+/// With `GROVE_COMPARE_STATS` set, the cache's memory after a phase, what the disk holds
+/// (live bytes against the segments' bytes, per stream) and the maintenance passes so far.
 fn print_disk(phase: &str, db: &Db) {
     let Ok(stats) = db.stats() else { return };
     let cache = stats.page_cache;
@@ -48,8 +48,12 @@ fn print_disk(phase: &str, db: &Db) {
         format!("{} segments, {:.1} MiB holding {:.1} live", segments.len(), mib(file), mib(live))
     };
     eprintln!(
-        "after {phase}: {} passes in {:?}, cleaning {:?}; disk {:.1} MiB, live {:.1} MiB, \
-         checkpoint {:.1} MiB; delta: {}; base: {}",
+        "after {phase}: cache {:.1} MiB ({} evictions, {} cold reads); {} passes in {:?}, \
+         cleaning {:?}; disk {:.1} MiB, live {:.1} MiB, checkpoint {:.1} MiB; delta: {}; \
+         base: {}",
+        mib(cache.memory_bytes),
+        cache.evictions,
+        cache.cold_reads,
         cache.maintenance_passes,
         cache.maintenance_time,
         cache.cleaning_time,

@@ -36,8 +36,8 @@ pub trait Store: Send + Sync {
     fn len(&self) -> Result<u64>;
     /// Makes every write so far durable.
     fn sync(&self) -> Result<()>;
-    /// Called after each write phase: an engine may print its own figures (to stderr)
-    /// for the phase just ended.
+    /// Called after each phase: an engine may print its own figures (to stderr) for the
+    /// phase just ended.
     fn after(&self, _phase: &str) {}
 }
 
