@@ -38,7 +38,7 @@ impl Drop for Grove {
 
 /// With `GROVE_COMPARE_STATS` set, the cache's memory after a phase, what the disk holds
 /// (live bytes against the segments' bytes, per stream) and the maintenance passes so far.
-fn print_disk(phase: &str, db: &Db) {
+fn print_phase(phase: &str, db: &Db) {
     let Ok(stats) = db.stats() else { return };
     let cache = stats.page_cache;
     let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
@@ -131,7 +131,7 @@ impl Store for Grove {
 
     fn after(&self, phase: &str) {
         if std::env::var_os("GROVE_COMPARE_STATS").is_some() {
-            print_disk(phase, &self.db);
+            print_phase(phase, &self.db);
         }
     }
 }

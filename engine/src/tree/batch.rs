@@ -166,17 +166,16 @@ pub(crate) fn apply_batch_if(
     Ok(applied)
 }
 
-/// [`apply_batch_if`] of a batch's writes (in the order made), with `durable` if the caller
-/// flushes once they are applied.
+/// [`apply_batch_if`] of a batch's writes, `made` in the order made, with `durable` if the
+/// caller flushes once they are applied.
 fn apply_writes_if(
     shared: &Shared,
-    batch: Vec<(Tree, Bytes, Option<Bytes>)>,
+    made: Vec<(Tree, Bytes, Option<Bytes>)>,
     durable: bool,
     validate: impl FnOnce(&VersionStore) -> bool,
 ) -> Result<bool> {
-    let picks = write_order(&batch);
-    let mut taken: Vec<Option<(Tree, Bytes, Option<Bytes>)>> =
-        batch.into_iter().map(Some).collect();
+    let picks = write_order(&made);
+    let mut taken: Vec<Option<(Tree, Bytes, Option<Bytes>)>> = made.into_iter().map(Some).collect();
     let writes: Vec<Write> = picks
         .into_iter()
         .filter_map(|at| taken.get_mut(at)?.take())
@@ -310,10 +309,10 @@ impl Drop for Applying<'_> {
     }
 }
 
-/// Each write's leaf and the value it replaces, in order. The descents only read, and a batch's
-/// changes are planned on what they found (and installed only if it is still so), so on a
-/// large batch, with more than one core, they can all go first: the second half on a
-/// thread of its own (`grove-descend`) while this one takes the first, if this is the
+/// Each write's leaf and the value it replaces, in order. The descents only read, and a
+/// batch's changes are planned on what they found (and installed only if it is still so),
+/// so on a large batch, with more than one core, they can all go first: the second half on
+/// a thread of its own (`grove-descend`) while this one takes the first, if this is the
 /// only batch being applied (`alone`). Otherwise each descent is made as the plan reaches
 /// its write.
 ///
@@ -357,7 +356,7 @@ fn descents(writes: &[Write], copy: bool) -> impl Iterator<Item = Found> + '_ {
             finger = (Some(*id), Finger::default());
         }
         // A remove asks for its leaf's length while the descent has the leaf in hand.
-        tree.replaced_after(key, &mut finger.1, value.is_none(), copy)
+        tree.replaced_after(key, Some(&mut finger.1), value.is_none(), copy)
     })
 }
 

@@ -27,7 +27,7 @@ pub(crate) type ValuePage = (PageId, u64);
 /// of line.
 pub(crate) type Current = (Option<Bytes>, Option<ValuePage>);
 
-/// The value a batch's write replaces, as its descent found it.
+/// The value a write replaces, as its descent found it.
 pub(crate) struct Replaced {
     /// The value's length; `None`: the key is absent.
     pub(crate) len: Option<usize>,
@@ -691,28 +691,25 @@ impl Tree {
     /// page of a value stored out of line. The value is `None` if it moved meanwhile (a
     /// concurrent overwrite freed its page): descend again.
     pub(crate) fn current(&self, key: &[u8]) -> Result<(LeafAt, Option<Current>)> {
-        let guard = epoch::pin();
-        let (leaf, found) = self.leaf_for_write(key, &guard, None, false)?;
-        let current = match found {
-            None => Some((None, None)),
-            Some(value) => self.read_value(key, value)?.map(|(bytes, blob)| (Some(bytes), blob)),
-        };
-        Ok((leaf, current))
+        let (leaf, replaced) = self.replaced_after(key, None, false, true)?;
+        // Copied, the value is there whenever the key is.
+        Ok((leaf, replaced.map(|Replaced { value, blob, .. }| (value, blob))))
     }
 
-    /// As [`Tree::current`], for one of a batch's writes, which are in key order: the
-    /// descent starts where `finger` says the last one found its leaf's parent, and leaves
-    /// it there. With `bound`, as for a remove, the leaf's [`LeafAt::at_least`] is filled
-    /// in. The replaced value is copied only with `copy` (a snapshot will want it).
+    /// As [`Tree::current`], for a write that may come in a run of writes in key order (a
+    /// batch's): the descent starts where `finger` says the last one found its leaf's
+    /// parent, and leaves it there. With `bound`, as for a remove, the leaf's
+    /// [`LeafAt::at_least`] is filled in. The replaced value is copied only with `copy`
+    /// (for a snapshot that will want it, or a caller that reads it).
     pub(crate) fn replaced_after(
         &self,
         key: &[u8],
-        finger: &mut Finger,
+        finger: Option<&mut Finger>,
         bound: bool,
         copy: bool,
     ) -> Result<(LeafAt, Option<Replaced>)> {
         let guard = epoch::pin();
-        let (leaf, found) = self.leaf_for_write(key, &guard, Some(finger), bound)?;
+        let (leaf, found) = self.leaf_for_write(key, &guard, finger, bound)?;
         let replaced = match found {
             None => Some(Replaced { len: None, value: None, blob: None }),
             // Most writes replace an inline value or none: only its length is needed
