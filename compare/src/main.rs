@@ -45,6 +45,29 @@ grove-compare [flags]
   --cache-mb N         cache budget given to each engine (default 256)
   --seed N             (default 1)";
 
+/// Every flag `USAGE` lists, and `child`, which the driver passes to the processes it starts.
+const FLAGS: &[&str] = &[
+    "engines",
+    "runs",
+    "dir",
+    "out",
+    "keys",
+    "key-bytes",
+    "value-bytes",
+    "load-batch",
+    "durable-writes",
+    "batches",
+    "batch-size",
+    "writes",
+    "gets",
+    "ranges",
+    "range-len",
+    "threads",
+    "cache-mb",
+    "seed",
+    "child",
+];
+
 fn main() {
     if let Err(error) = main_result() {
         eprintln!("grove-compare: {error}");
@@ -63,6 +86,10 @@ fn main_result() -> Result<()> {
         if name == "help" {
             println!("{USAGE}");
             return Ok(());
+        }
+        // A misspelt flag would otherwise run the whole default benchmark without a word.
+        if !FLAGS.contains(&name) {
+            return Err(format!("unknown flag {flag:?}\n{USAGE}").into());
         }
         let value = iter.next().ok_or_else(|| format!("--{name} needs a value\n{USAGE}"))?;
         flags.insert(name.to_string(), value.clone());
@@ -160,4 +187,22 @@ fn write(path: &Path, text: &str) -> Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     Ok(std::fs::write(path, text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_the_usage_lists_is_accepted() {
+        let listed: Vec<&str> = USAGE
+            .lines()
+            .filter_map(|line| line.trim_start().strip_prefix("--"))
+            .filter_map(|rest| rest.split_whitespace().next())
+            .collect();
+        assert_eq!(listed.len(), FLAGS.len() - 1, "USAGE lists {listed:?}");
+        for name in listed {
+            assert!(FLAGS.contains(&name), "--{name} is listed but refused");
+        }
+    }
 }
