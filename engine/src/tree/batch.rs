@@ -44,14 +44,11 @@ pub struct Batch {
     /// Each write: its tree, its key and its value (`None` to remove), in the order made.
     writes: Vec<(Tree, Held, Option<Held>)>,
     /// The keys and values `insert` and `remove` copied, one after another, in chunks
-    /// that are shared as they are when the batch is applied. A few chunks for the batch
+    /// that never grow past the capacity they were made with. A few chunks for the batch
     /// instead of an allocation for each write: that allocation and its free were 4% of a
-    /// bulk load's instructions. Chunks rather than one growing buffer: growing it copied
-    /// what it held at every doubling, and sharing it copied it once more (together 3% of
-    /// a bulk load's instructions).
-    chunks: Vec<Arc<[u8]>>,
-    /// How many bytes of the last chunk hold keys and values.
-    used: usize,
+    /// bulk load's instructions. Chunks rather than one buffer grown by doubling, which
+    /// copied what it held at every doubling (1.5% of a bulk load's instructions).
+    chunks: Vec<Vec<u8>>,
     /// Whether applying it makes it durable (see [`Batch::flush_on_apply`]).
     durable: bool,
 }
@@ -61,15 +58,12 @@ pub struct Batch {
 const LONGEST_IN_BUFFER: usize = 1024;
 
 /// A batch's first chunk holds this many bytes, and each of the next [`CHUNK_DOUBLINGS`]
-/// twice the one before (64 KiB), the rest as many as the last: a batch of one write stays
-/// small, and one of a thousand takes a dozen allocations.
+/// twice the one before (up to 64 KiB), the rest as many as the last: a batch of one write
+/// stays small, and one of a thousand takes a dozen allocations.
 const FIRST_CHUNK: usize = 256;
 
 /// See [`FIRST_CHUNK`].
 const CHUNK_DOUBLINGS: usize = 8;
-
-/// What a new chunk is made from: as long as the largest (see [`FIRST_CHUNK`]).
-static ZEROS: [u8; FIRST_CHUNK << CHUNK_DOUBLINGS] = [0; FIRST_CHUNK << CHUNK_DOUBLINGS];
 
 /// A key or value of a [`Batch`].
 #[derive(Debug, Clone)]
@@ -129,47 +123,35 @@ impl Batch {
         let writes = writes
             .map(|(tree, key, value)| (tree, Held::Shared(key), value.map(Held::Shared)))
             .collect();
-        Batch { writes, chunks: Vec::new(), used: 0, durable: false }
+        Batch { writes, chunks: Vec::new(), durable: false }
     }
 
-    /// `bytes`, copied after the keys and values before them, or into an allocation of
-    /// their own if they are long (a chunk's room is their size at least, and a few large
+    /// `bytes`, copied after the keys and values before them (in a new chunk if the last
+    /// one has no room), or into an allocation of their own if they are long (a few large
     /// values would leave most of their chunks empty).
     fn copy(&mut self, bytes: &[u8]) -> Held {
         if bytes.len() > LONGEST_IN_BUFFER {
             return Held::Shared(Bytes::copy_from(bytes));
         }
-        let start = self.used;
-        let end = start + bytes.len();
-        // The last chunk is written only while this batch is its sole owner: a clone of
-        // the batch shares it, and then each goes on in a chunk of its own.
-        if let Some(room) = self.chunks.last_mut().and_then(Arc::get_mut)
-            && let Some(room) = room.get_mut(start..end)
-        {
-            room.copy_from_slice(bytes);
-            self.used = end;
-            return Held::Copied(self.chunks.len() - 1, start..end);
+        let fits = |chunk: &Vec<u8>| chunk.capacity() - chunk.len() >= bytes.len();
+        if !self.chunks.last().is_some_and(fits) {
+            let len = (FIRST_CHUNK << self.chunks.len().min(CHUNK_DOUBLINGS)).max(bytes.len());
+            self.chunks.push(Vec::with_capacity(len));
         }
-        let len = (FIRST_CHUNK << self.chunks.len().min(CHUNK_DOUBLINGS)).max(bytes.len());
-        // Made as a copy of zeros, then written like any other: an `Arc` from a `Vec` would
-        // copy the `Vec`, and one collected from an iterator is filled a byte at a time
-        // (3% of a bulk load's instructions).
-        let mut chunk: Arc<[u8]> = Arc::from(ZEROS.get(..len).unwrap_or(bytes));
-        // A new chunk has no other owner and room for `bytes`: the copy of their own is
-        // never made.
-        let Some(room) = Arc::get_mut(&mut chunk).and_then(|room| room.get_mut(..bytes.len()))
-        else {
+        let index = self.chunks.len() - 1;
+        let Some(chunk) = self.chunks.last_mut() else {
             return Held::Shared(Bytes::copy_from(bytes));
         };
-        room.copy_from_slice(bytes);
-        self.chunks.push(chunk);
-        self.used = bytes.len();
-        Held::Copied(self.chunks.len() - 1, 0..bytes.len())
+        let start = chunk.len();
+        chunk.extend_from_slice(bytes);
+        Held::Copied(index, start..chunk.len())
     }
 
-    /// The writes, their keys and values slices of the batch's chunks.
+    /// The writes, their keys and values slices of the batch's chunks, each copied once
+    /// into a buffer that can be shared.
     fn into_writes(self) -> Vec<(Tree, Bytes, Option<Bytes>)> {
         let Batch { writes, chunks, .. } = self;
+        let chunks: Vec<Arc<[u8]>> = chunks.into_iter().map(Arc::from).collect();
         // The chunks and ranges were made by `copy`, each range within its chunk.
         let share = |held| match held {
             Held::Copied(chunk, range) => chunks
@@ -549,7 +531,7 @@ mod tests {
         for i in 0..2000 {
             batch.insert(&tree, i.to_string(), value(i));
         }
-        // A clone shares the chunks written so far; each batch then writes its own.
+        // A clone copies the chunks written so far; each batch then writes its own.
         let mut clone = batch.clone();
         batch.insert(&tree, b"after", b"original");
         clone.insert(&tree, b"after", b"clone");
