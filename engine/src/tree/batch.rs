@@ -36,9 +36,10 @@ use crate::{
 ///
 /// A batch copies its keys and values into buffers of its own as they are added, one after
 /// another in chunks of up to 64 KiB (those over 1 KiB each into an allocation of their
-/// own), and shares those chunks when it is applied: the keys and values a subscriber's
-/// [`Event::Batch`] holds are slices of them, so holding one keeps the small keys and values
-/// of its chunk alive (copy it with `Bytes::copy_from` to keep only its own).
+/// own). Applying it copies each chunk once into a buffer it then shares: the keys and
+/// values a subscriber's [`Event::Batch`] holds are slices of those, so holding one keeps
+/// the small keys and values of its chunk alive (copy it with `Bytes::copy_from` to keep
+/// only its own).
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     /// Each write: its tree, its key and its value (`None` to remove), in the order made.
@@ -47,7 +48,7 @@ pub struct Batch {
     /// that never grow past the capacity they were made with. A few chunks for the batch
     /// instead of an allocation for each write: that allocation and its free were 4% of a
     /// bulk load's instructions. Chunks rather than one buffer grown by doubling, which
-    /// copied what it held at every doubling (1.5% of a bulk load's instructions).
+    /// copied what it held at every doubling (1.3% of a bulk load's instructions).
     chunks: Vec<Vec<u8>>,
     /// Whether applying it makes it durable (see [`Batch::flush_on_apply`]).
     durable: bool,
