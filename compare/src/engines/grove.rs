@@ -22,6 +22,15 @@ impl Grove {
         }
         Ok(())
     }
+
+    /// Applies `batch`, durable on return with `durable` as RocksDB's synced write batch
+    /// is: the log syncs the batch's records while it updates its pages.
+    fn apply(&self, mut batch: Batch, durable: bool) -> Result<()> {
+        if durable {
+            batch.flush_on_apply();
+        }
+        Ok(self.db.apply_batch(batch)?)
+    }
 }
 
 /// With `GROVE_COMPARE_STATS` set, the page cache's figures go to stderr at close: to see
@@ -76,12 +85,7 @@ impl Store for Grove {
         for (key, value) in entries {
             batch.insert(&self.tree, key, value);
         }
-        // Durable on return, as RocksDB's synced write batch is: the log syncs the batch's
-        // records while it updates its pages.
-        if durable {
-            batch.flush_on_apply();
-        }
-        Ok(self.db.apply_batch(batch)?)
+        self.apply(batch, durable)
     }
 
     fn remove(&self, keys: &[Vec<u8>], durable: bool) -> Result<()> {
@@ -89,10 +93,7 @@ impl Store for Grove {
         for key in keys {
             batch.remove(&self.tree, key);
         }
-        if durable {
-            batch.flush_on_apply();
-        }
-        Ok(self.db.apply_batch(batch)?)
+        self.apply(batch, durable)
     }
 
     fn get(&self, keys: &[Vec<u8>]) -> Result<usize> {

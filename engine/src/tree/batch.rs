@@ -551,6 +551,28 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_frees_the_pages_of_the_values_it_replaces_or_removes() -> Result<()> {
+        // Out-of-line values replaced or removed by a batch with no snapshot open: the
+        // batch needs only their length and page, not a copy, and must still free them.
+        let (db, tree) = tiny_tree(Vec::<String>::new(), b"")?;
+        let pages = || db.stats().map(|stats| stats.page_cache.pages);
+        let before = pages()?;
+        let mut batch = Batch::default();
+        batch.insert(&tree, b"a", [1; 150]);
+        batch.insert(&tree, b"b", [2; 150]);
+        db.apply_batch(batch)?;
+        assert!(pages()? >= before + 2, "{before} pages, then {}", pages()?);
+        let mut batch = Batch::default();
+        batch.insert(&tree, b"a", b"small");
+        batch.remove(&tree, b"b");
+        db.apply_batch(batch)?;
+        assert_eq!(pages()?, before);
+        assert_eq!(tree.get(b"a")?.as_deref(), Some(&b"small"[..]));
+        assert_eq!(tree.get(b"b")?, None);
+        Ok(())
+    }
+
+    #[test]
     fn a_batch_that_empties_leaves_gives_their_pages_back() -> Result<()> {
         let key = |i: u32| format!("key{i:05}");
         let (db, tree) = tiny_tree((0..3000).map(key), b"value")?;
